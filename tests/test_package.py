@@ -1,0 +1,6 @@
+import importlib
+
+
+def test_packages_import():
+    for name in ["trainer", "core", "api", "worker", "dashboard"]:
+        assert importlib.import_module(name).__name__ == name
