@@ -1,0 +1,87 @@
+"""Service settings: one `Settings` object read from `BASIS_*` environment variables.
+
+Choices:
+- Everything has an embedded default derived from `BASIS_DATA_DIR` (default `./data`, made absolute
+  at load time so a later `chdir` cannot move it): SQLite database, SQLite-backed Celery broker,
+  storage and model roots all live under it, so `basis up` needs no configuration at all.
+- `BASIS_MODEL_ROOTS` is a comma list (not JSON) because that is what people type in a shell.
+- Limits on uploads are settings, not constants, so a lab can raise them without a code change.
+- `get_settings()` caches one instance per process; tests build their own `Settings(...)` and pass
+  it to `api.main.create_app(settings=...)` instead of mutating the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All service configuration; every field maps to `BASIS_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="BASIS_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Root of every embedded default.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    broker_url: str | None = Field(None, description="Celery broker; default SQLite in data_dir.")
+    storage_dir: Path | None = Field(None, description="Datasets and job run dirs; default data_dir/storage.")
+    model_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Comma list of dirs holding HF model dirs; default data_dir/models."
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    dashboard_port: int = Field(8501, ge=1, le=65535)
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI client and dashboard find the API.")
+    api_key: str | None = Field(None, description="Key used by the CLI client and dashboard.")
+    worker_queue: str = Field("gpu", description="Celery queue new jobs are sent to.")
+
+    # Limits on hostile or accidental input (issue 8).
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest dataset upload.")
+    max_request_bytes: int = Field(1024 * 1024, gt=0, description="Largest non-upload request body.")
+    max_dataset_rows: int = Field(1_000_000, gt=0)
+    max_line_bytes: int = Field(1024 * 1024, gt=0, description="Longest JSONL line.")
+    max_json_depth: int = Field(32, gt=0, description="Deepest JSON nesting in a dataset row.")
+    max_metric_points: int = Field(5000, gt=0, description="Upper bound accepted for ?max_points=.")
+
+    @field_validator("model_roots", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'basis.sqlite'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        self.storage_dir = (self.storage_dir or self.data_dir / "storage").expanduser().resolve()
+        roots = self.model_roots or [self.data_dir / "models"]
+        self.model_roots = [root.expanduser().resolve() for root in roots]
+        return self
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Where uploaded datasets are stored, one file per dataset id."""
+        return self.storage_dir / "datasets"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Parent of every job's run directory (the trainer's `output_dir`)."""
+        return self.storage_dir / "jobs"
+
+    def job_run_dir(self, job_id: str) -> Path:
+        """The run directory of one job; checkpoints live in `<run dir>/checkpoints/`."""
+        return self.jobs_dir / job_id
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
