@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what CI needs beyond .venv: Debian's docker-compose (v1.29, a Python program), so
+# tests/deploy checks the compose file with the real parser (`docker-compose config -q`).
+# Needs no Docker engine. Without it the deploy tests still run the PyYAML schema checks.
+set -euo pipefail
+if command -v docker-compose >/dev/null 2>&1; then
+  docker-compose version | head -1
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose
+docker-compose version | head -1
