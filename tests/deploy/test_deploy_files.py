@@ -143,3 +143,9 @@ def test_dashboard_import_scan_follows_project_modules(tmp_path):
     assert check_deploy.check_dashboard_imports(tmp_path) == [
         "dashboard imports torch, which docker/Dockerfile.dashboard leaves out"
     ]
+
+
+def test_env_example_check_catches_an_undocumented_setting(tmp_path):
+    text = (ROOT / ".env.example").read_text().replace("BASIS_WORKER_POOL=solo\n", "")
+    (tmp_path / ".env.example").write_text(text)
+    assert check_deploy.check_env_example(tmp_path, "") == [".env.example: missing setting BASIS_WORKER_POOL"]
