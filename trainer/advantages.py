@@ -117,7 +117,7 @@ class AdvantageBatch:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"rewards must lie in [0, 1] (NaN = unscorable); reward[{i}] = {r[i]!r}"
+                f"rewards must lie in [0, 1] (NaN = unscorable); reward[{i}] = {float(r[i])!r}"
                 f" ({int(bad.sum())} out of range). Rescale the reward function's output."
             )
         object.__setattr__(self, "rewards", r)
@@ -252,7 +252,7 @@ class _GroupEstimator(Estimator):
         inv, size, cnt, tot = _groups(batch.prompt_ids, r, ok)
         if size.min() < 2:
             g = int(np.argmin(size))
-            pid = batch.prompt_ids[np.flatnonzero(inv == g)[0]]
+            pid = str(batch.prompt_ids[np.flatnonzero(inv == g)[0]])
             raise ValueError(
                 f"estimator {self.name!r} needs k >= 2 rollouts per prompt, but prompt {pid!r} "
                 f"has {int(size[g])} ({int((size < 2).sum())} prompts with k < 2). Set "
@@ -435,7 +435,9 @@ class Basis(Estimator):
         order = np.argsort(ids, kind="stable")
         ids, p = ids[order], p[order]
         if ids.size > 1 and np.any(ids[1:] == ids[:-1]):
-            raise ValueError(f"duplicate prompt id in priors: {ids[1:][ids[1:] == ids[:-1]][0]!r}")
+            raise ValueError(
+                f"duplicate prompt id in priors: {str(ids[1:][ids[1:] == ids[:-1]][0])!r}"
+            )
         self._ids = ids
         self._mean, self._prec = self._belief(p, n0)
         self._last = np.zeros(ids.size, dtype=np.int64)

@@ -1,0 +1,111 @@
+"""Value-MSE benchmark: JSON shape, scenario files, determinism, dispatcher (CPU only, fast)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from trainer.bench.__main__ import available
+from trainer.bench.__main__ import main as bench_main
+from trainer.bench.scenarios import Scenario, load_scenario, make_scenario, save_scenario
+from trainer.bench.value_mse import DEFAULT_VARIANTS, main, run_scenario
+
+
+def small_scenario(seed=0, levels=1):
+    rng = np.random.default_rng(seed)
+    ref = rng.uniform(0.05, 0.95, 60)
+    c = np.linspace(0, 1, 12)[:, None]
+    v = 1 / (1 + (1 - ref) / ref * np.exp(-c))  # sigmoid(logit ref + c)
+    return Scenario("small", v, ref, batch_size=20, n0=8, seed=seed, reward_levels=levels)
+
+
+def run_json(capsys, *args):
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_shape_for_a_scenario_file(tmp_path, capsys):
+    path = tmp_path / "s.npz"
+    save_scenario(path, small_scenario())
+    out = run_json(capsys, "--scenario", str(path))
+    assert set(out) == {"scenario", "mse", "ratio_to_reinforce_pp"}
+    assert out["scenario"] == "small"
+    names = {"reinforce_pp", "basis", "group_mean_4", "group_mean_8"}
+    assert set(out["mse"]) == names == set(out["ratio_to_reinforce_pp"])
+    assert out["ratio_to_reinforce_pp"]["reinforce_pp"] == 1.0
+    assert all(0 <= v < 1 for v in out["mse"].values())
+
+
+def test_minimal_design_format_file(tmp_path, capsys):
+    """Only the DESIGN.md keys: ref_value defaults to true_value[0], Bernoulli rewards."""
+    sc = small_scenario()
+    path = tmp_path / "min.npz"
+    np.savez(path, true_value=sc.true_value, batch_size=20, n0=8, seed=3)
+    loaded = load_scenario(path)
+    assert np.array_equal(loaded.ref_value, sc.true_value[0]) and loaded.reward_levels == 1
+    assert run_json(capsys, "--scenario", str(path))["scenario"] == "min"
+
+
+def test_write_scenario_then_scenario_round_trip(tmp_path, capsys):
+    path = tmp_path / "sb.npz"
+    assert main(["--write-scenario", "small_batch", str(path)]) == 0
+    capsys.readouterr()
+    sc = load_scenario(path)
+    direct = make_scenario("small_batch")
+    assert np.array_equal(sc.true_value, direct.true_value)
+    assert (sc.batch_size, sc.n0, sc.seed) == (direct.batch_size, direct.n0, direct.seed)
+    from_file = run_json(capsys, "--scenario", str(path))
+    from_builtin = run_json(capsys, "--builtin", "small_batch")
+    assert from_file["mse"] == from_builtin["mse"]
+
+
+def test_deterministic_under_seed():
+    a = run_scenario(small_scenario(seed=1))
+    b = run_scenario(small_scenario(seed=1))
+    c = run_scenario(small_scenario(seed=2))
+    assert a == b and a != c
+    assert np.array_equal(
+        make_scenario("hard_fast", seed=5).true_value, make_scenario("hard_fast", seed=5).true_value
+    )
+    assert not np.array_equal(
+        make_scenario("hard_fast", seed=5).true_value, make_scenario("hard_fast", seed=6).true_value
+    )
+
+
+def test_partial_credit_scenario_measures_against_expected_reward():
+    """Group mean of k partial-credit rewards: MSE ~ V(1-V) / (levels * k)."""
+    sc = small_scenario(levels=4)
+    mse = run_scenario(sc, DEFAULT_VARIANTS)
+    predicted = np.mean(sc.true_value * (1 - sc.true_value)) / (4 * 8)
+    assert mse["group_mean_8"] == pytest.approx(predicted, rel=0.35)
+
+
+def test_basis_beats_reinforce_pp_on_calibrated_drift():
+    sc = small_scenario()
+    mse = run_scenario(sc)
+    assert mse["basis"] < 0.5 * mse["reinforce_pp"]
+
+
+def test_bad_scenario_files(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, true_value=np.full((3, 4), 0.5), n0=8, seed=0)
+    with pytest.raises(ValueError, match="lacks batch_size"):
+        load_scenario(path)
+    np.savez(path, true_value=np.full((3, 4), 1.5), batch_size=2, n0=8, seed=0)
+    with pytest.raises(ValueError, match="true_value"):
+        load_scenario(path)
+    np.savez(path, true_value=np.full((3, 4), 0.5), batch_size=5, n0=8, seed=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        load_scenario(path)
+    with pytest.raises(ValueError, match="unknown scenario"):
+        make_scenario("nope")
+
+
+def test_table_output_and_dispatcher(tmp_path, capsys):
+    path = tmp_path / "s.npz"
+    save_scenario(path, small_scenario())
+    assert bench_main(["value-mse", "--scenario", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "group_mean_8" in out and "/ reinforce_pp" in out
+    assert "value-mse" in available() and "scenarios" not in available()
+    assert bench_main(["nope"]) == 2
