@@ -1,0 +1,55 @@
+"""Dependencies as `Annotated` aliases that routes take as plain parameters.
+
+`CurrentUser` is the only way a `/v1` route learns who is calling; a route that does not take it is
+public, and tests/api/test_auth.py fails for any such route except health.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from core.models import User
+from core.services import keys
+from core.services.errors import Unauthorized
+from core.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="An API key from `basis admin create-key`.")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_user(session: SessionDep,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+    if credentials is None:
+        raise Unauthorized("missing API key; send 'Authorization: Bearer <key>'")
+    user = keys.authenticate(session, credentials.credentials)
+    if user is None:
+        raise Unauthorized("invalid or revoked API key")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_enqueue(request: Request):
+    """The function that sends a committed job to the workers: `enqueue(job_id, queue)`."""
+    return request.app.state.enqueue
+
+
+EnqueueDep = Annotated[object, Depends(get_enqueue)]

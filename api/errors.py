@@ -1,0 +1,80 @@
+"""Every error leaves as `{"error": {"code", "message", "param"}}`: one mapping, in one place.
+
+Domain errors carry their own status; validation errors are 422 with the offending field as
+`param`; database races surface as 409 and an unreachable database as 503. A bug still answers 500
+in the same shape, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException
+
+from core.services.errors import DomainError
+
+log = logging.getLogger("api")
+
+HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large",
+              415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited"}
+
+
+def error_response(status: int, code: str, message: str, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "param": param}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _param(loc: tuple) -> str | None:
+    """`("body", "config", "lr")` -> `config.lr`; `("query", "limit")` -> `limit`."""
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else list(map(str, loc))
+    return ".".join(parts) or None
+
+
+async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, exc.message, exc.param, headers)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    param = _param(tuple(first.get("loc", ())))
+    message = "; ".join(f"{_param(tuple(e.get('loc', ()))) or 'body'}: {e.get('msg')}" for e in errors[:5])
+    return error_response(422, "invalid_request", message or "invalid request", param)
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    code = HTTP_CODES.get(exc.status_code, "error")
+    return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
+
+
+async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+    log.info("integrity error: %s", exc)
+    return error_response(409, "conflict", "the request conflicts with a concurrent change; retry")
+
+
+async def operational_error(request: Request, exc: OperationalError) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    return error_response(503, "unavailable", "the database is unavailable; retry shortly",
+                          headers={"Retry-After": "5"})
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; the server log has details")
+
+
+def install(app: FastAPI) -> None:
+    """Register every handler on `app`."""
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(OperationalError, operational_error)
+    app.add_exception_handler(Exception, unexpected_error)

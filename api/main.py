@@ -1,0 +1,56 @@
+"""The FastAPI application: `create_app()` for tests and embedding, `app` for uvicorn.
+
+`create_app(settings=None, enqueue=None)`: settings default to the process-wide `Settings`;
+`enqueue(job_id, queue)` defaults to `worker.tasks.enqueue_job`, imported on first use so the API
+starts (and its tests run) without Celery being importable. `app` is built on first access, so
+importing this module touches neither the disk nor the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, FastAPI
+
+import api
+from api import errors
+from api.middleware import BodyLimitMiddleware
+from api.routes import datasets, health, jobs, models, outputs
+from core.db import make_engine, session_factory
+from core.settings import Settings, get_settings
+
+Enqueue = Callable[[str, str], object]
+
+
+def _default_enqueue(job_id: str, queue: str) -> object:
+    from worker.tasks import enqueue_job
+
+    return enqueue_job(job_id, queue)
+
+
+def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None) -> FastAPI:
+    """A configured application with every /v1 router and the error handlers."""
+    settings = settings or get_settings()
+    app = FastAPI(title="BASIS platform", version=api.__version__,
+                  description="RLVR training jobs with BASIS advantage estimation. "
+                              "Authenticate with `Authorization: Bearer <key>`.")
+    engine = make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = session_factory(engine)
+    app.state.enqueue = enqueue or _default_enqueue
+    v1 = APIRouter(prefix="/v1")
+    for module in (health, datasets, models, jobs, outputs):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, upload_bytes=settings.max_upload_bytes,
+                       request_bytes=settings.max_request_bytes)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)

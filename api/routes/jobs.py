@@ -1,0 +1,76 @@
+"""Jobs: create, list, get, cancel, events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentUser, EnqueueDep, SessionDep, SettingsDep
+from api.schemas import ErrorBody, EventPublic, EventsPublic, JobCreate, JobPublic, JobsPublic
+from core.models import Job, JobStatus
+from core.services import jobs as service
+
+log = logging.getLogger("api")
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 422)}
+
+
+def to_public(session: Session, jobs: list[Job]) -> list[JobPublic]:
+    latest = service.latest_metrics(session, [job.id for job in jobs])
+    return [JobPublic.model_validate(job).model_copy(update={"latest_metrics": latest[job.id]})
+            for job in jobs]
+
+
+@router.post("", response_model=JobPublic, status_code=201, responses=ERRORS)
+def create_job(body: JobCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep,
+               enqueue: EnqueueDep) -> JobPublic:
+    """Create a training job; it is queued once its row is committed."""
+    job = service.create_job(session, settings, user, dataset_id=body.dataset_id, model=body.model,
+                             config=body.config, queue=body.queue)
+    try:
+        enqueue(job.id, job.queue)
+    except Exception as exc:  # the row is the source of truth; queued jobs are re-enqueued at startup
+        log.warning("enqueue of %s failed: %s", job.id, exc)
+        service.add_event(session, job.id, "enqueue_failed", f"Could not reach the queue: {exc}",
+                          level="warning")
+        session.commit()
+    return to_public(session, [job])[0]
+
+
+@router.get("", response_model=JobsPublic, responses=ERRORS)
+def list_jobs(user: CurrentUser, session: SessionDep,
+              status: Annotated[JobStatus | None, Query()] = None,
+              limit: Annotated[int, Query(ge=1, le=100)] = 20,
+              after: Annotated[str | None, Query(max_length=64)] = None) -> JobsPublic:
+    """Your jobs, newest first, optionally filtered by status."""
+    page = service.list_jobs(session, user, status=status, after=after, limit=limit)
+    return JobsPublic(data=to_public(session, page.data), has_more=page.has_more,
+                      next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
+def get_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobPublic:
+    """One job, with its latest metrics."""
+    return to_public(session, [service.get_job(session, user, job_id)])[0]
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS)
+def cancel_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobPublic:
+    """Cancel a job: at once if queued, at the next step if running."""
+    return to_public(session, [service.cancel_job(session, user, job_id)])[0]
+
+
+@router.get("/{job_id}/events", response_model=EventsPublic, responses=ERRORS)
+def list_events(job_id: str, user: CurrentUser, session: SessionDep,
+                after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> EventsPublic:
+    """Events of a job, oldest first, after event id `after`."""
+    job = service.get_job(session, user, job_id)
+    events, has_more = service.list_events(session, job, after=after, limit=limit)
+    data = [EventPublic(id=e.id, job_id=e.job_id, created_at=e.ts, ts=e.ts, kind=e.kind,
+                        level=e.level, message=e.message, data=e.data) for e in events]
+    return EventsPublic(data=data, has_more=has_more,
+                        next_cursor=str(events[-1].id) if has_more else None)

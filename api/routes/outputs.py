@@ -1,0 +1,71 @@
+"""What a job produced: metrics, advantage histograms, checkpoints (list and .tar download)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.schemas import (
+    CheckpointPublic,
+    CheckpointsPublic,
+    ErrorBody,
+    HistogramPublic,
+    HistogramsPublic,
+    MetricsPublic,
+)
+from core.services import metrics as service
+from core.services.errors import Invalid
+from core.services.jobs import get_job
+
+router = APIRouter(prefix="/jobs/{job_id}", tags=["job outputs"])
+ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}
+
+
+@router.get("/metrics", response_model=MetricsPublic, responses=ERRORS)
+def read_metrics(job_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep,
+                 names: Annotated[str | None, Query(max_length=4000, description="Comma list; default all.")] = None,
+                 since_step: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Inclusive.")] = None,
+                 max_points: Annotated[int | None, Query(ge=1, description="Downsample each series to at most this many points.")] = None):
+    """Metric series of a job, optionally from a step on and downsampled."""
+    if max_points is not None and max_points > settings.max_metric_points:
+        raise Invalid(f"max_points must be at most {settings.max_metric_points}", "max_points")
+    job = get_job(session, user, job_id)
+    name_list = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    series = service.read_metrics(session, job, names=name_list, since_step=since_step,
+                                  max_points=max_points)
+    # Built by hand: validating 100,000 floats through pydantic would double the latency.
+    return JSONResponse({"object": "list", "data": series, "has_more": False, "next_cursor": None})
+
+
+@router.get("/advantages", response_model=HistogramsPublic, responses=ERRORS)
+def read_advantages(job_id: str, user: CurrentUser, session: SessionDep,
+                    since_step: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Inclusive.")] = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> HistogramsPublic:
+    """Advantage histograms per step; `next_cursor` is the `since_step` of the next page."""
+    job = get_job(session, user, job_id)
+    rows, has_more, next_step = service.list_histograms(session, job, since_step=since_step, limit=limit)
+    return HistogramsPublic(data=[HistogramPublic.model_validate(r) for r in rows], has_more=has_more,
+                            next_cursor=str(next_step) if has_more else None)
+
+
+@router.get("/checkpoints", response_model=CheckpointsPublic, responses=ERRORS)
+def list_checkpoints(job_id: str, user: CurrentUser, session: SessionDep) -> CheckpointsPublic:
+    """Checkpoints of a job, by step."""
+    job = get_job(session, user, job_id)
+    return CheckpointsPublic(data=[CheckpointPublic.model_validate(c)
+                                   for c in service.list_checkpoints(session, job)])
+
+
+@router.get("/checkpoints/{checkpoint_id}/content", response_class=StreamingResponse,
+            responses={**ERRORS, 200: {"content": {"application/x-tar": {}}}})
+def download_checkpoint(job_id: str, checkpoint_id: str, user: CurrentUser, session: SessionDep,
+                        settings: SettingsDep) -> StreamingResponse:
+    """The checkpoint directory as a .tar stream."""
+    job = get_job(session, user, job_id)
+    checkpoint, path = service.get_checkpoint(session, settings, job, checkpoint_id)
+    name = f"{job.id}-step-{checkpoint.step:06d}"
+    return StreamingResponse(service.iter_tar(path, name), media_type="application/x-tar",
+                             headers={"Content-Disposition": f'attachment; filename="{name}.tar"'})

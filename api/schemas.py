@@ -1,0 +1,145 @@
+"""Request and response bodies: one family per resource (`XCreate`, `XPublic`, `XsPublic`).
+
+Lists follow one shape everywhere: `{"object": "list", "data": [...], "has_more", "next_cursor"}`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class ListPublic(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool = False
+    next_cursor: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    version: str
+
+
+class DatasetPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    object: Literal["dataset"] = "dataset"
+    name: str
+    filename: str
+    rows: int
+    bytes: int
+    sha256: str
+    created_at: datetime
+
+
+DatasetsPublic = ListPublic[DatasetPublic]
+DatasetRowsPublic = ListPublic[dict[str, Any]]
+
+
+class ModelPublic(BaseModel):
+    id: str = Field(description="The name to pass as `model` when creating a job.")
+    object: Literal["model"] = "model"
+    name: str
+
+
+ModelsPublic = ListPublic[ModelPublic]
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str = Field(max_length=64, description="A dataset id from POST /v1/datasets.")
+    model: str = Field(max_length=300, description="A model name from GET /v1/models.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TrainConfig fields except model, dataset and output_dir (set by the server).")
+    queue: str | None = Field(None, max_length=64,
+                              description="Worker queue (GPU pool); default BASIS_WORKER_QUEUE.")
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    object: Literal["job"] = "job"
+    status: str
+    model: str
+    dataset_id: str | None
+    estimator: str
+    config: dict[str, Any]
+    error: str | None
+    queue: str
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    current_step: int
+    max_steps: int | None
+    latest_metrics: dict[str, float | None] = Field(
+        default_factory=dict, description="Each metric's value at the job's last logged step.")
+
+
+JobsPublic = ListPublic[JobPublic]
+
+
+class EventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int = Field(description="Increasing; pass the last one seen as `after` to poll.")
+    object: Literal["event"] = "event"
+    job_id: str
+    created_at: datetime
+    ts: datetime
+    kind: str
+    level: str
+    message: str
+    data: dict[str, Any] | None
+
+
+EventsPublic = ListPublic[EventPublic]
+
+
+class MetricSeries(BaseModel):
+    name: str
+    steps: list[int]
+    values: list[float | None] = Field(description="null where the value was NaN or infinite.")
+
+
+MetricsPublic = ListPublic[MetricSeries]
+
+
+class HistogramPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    step: int
+    name: str
+    edges: list[float]
+    counts: list[int]
+
+
+HistogramsPublic = ListPublic[HistogramPublic]
+
+
+class CheckpointPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    object: Literal["checkpoint"] = "checkpoint"
+    job_id: str
+    step: int
+    bytes: int
+    created_at: datetime
+
+
+CheckpointsPublic = ListPublic[CheckpointPublic]

@@ -1,0 +1,183 @@
+"""Jobs: create (validated TrainConfig), list, get, cancel, events, and the status machine.
+
+Choices:
+- The API validates the full `TrainConfig` the worker will run, with the server-side fields
+  (`model`, `dataset`, `output_dir`) filled in, so a bad field fails at POST time with its name.
+  The stored `config` is the validated config with defaults, minus those three fields.
+- The job row and its first event are committed before the caller enqueues (enqueue after commit).
+- Cancel is one conditional UPDATE: a queued job becomes cancelled at once; if the worker won the race
+  and the job already started, `cancel_requested` is set and the worker stops it at the next step.
+- Status transitions after creation belong to the worker (worker/lifecycle.py), except cancelling
+  a job no worker has taken yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.models import (
+    TERMINAL_STATUSES,
+    Dataset,
+    Job,
+    JobEvent,
+    JobStatus,
+    Metric,
+    User,
+    new_id,
+    utcnow,
+)
+from core.services.catalog import resolve_model
+from core.services.datasets import dataset_path, get_dataset
+from core.services.errors import Conflict, Invalid, NotFound
+from core.services.pagination import Page, paginate
+from core.settings import Settings
+
+SERVER_FIELDS = ("model", "dataset", "output_dir")
+QUEUE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _format_validation_error(exc: ValidationError) -> tuple[str, str]:
+    """(message, param) naming every bad field, param pointing at the first."""
+    errors = exc.errors()
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in errors[:5]]
+    first = ".".join(map(str, errors[0]["loc"])) if errors else ""
+    return "invalid config: " + "; ".join(parts), f"config.{first}" if first else "config"
+
+
+def validate_train_config(config: dict[str, Any], *, model_path: str, dataset_file: str,
+                          output_dir: str) -> Any:
+    """The validated `TrainConfig` for `config` plus the server-side fields; Invalid names the field."""
+    from trainer.config import TrainConfig
+
+    for key in SERVER_FIELDS:
+        if key in config:
+            raise Invalid(f"config.{key} is set by the server; leave it out", f"config.{key}")
+    try:
+        return TrainConfig.model_validate(
+            {**config, "model": model_path, "dataset": dataset_file, "output_dir": output_dir})
+    except ValidationError as exc:
+        message, param = _format_validation_error(exc)
+        raise Invalid(message, param) from None
+    except (ValueError, TypeError) as exc:  # a validator outside pydantic's wrapping
+        raise Invalid(f"invalid config: {exc}", "config") from None
+
+
+def _estimator_name(train_config: Any) -> str:
+    estimator = getattr(train_config, "estimator", "unknown")
+    return str(getattr(estimator, "name", estimator))[:64]
+
+
+def create_job(session: Session, settings: Settings, owner: User, *, dataset_id: str, model: str,
+               config: dict[str, Any], queue: str | None = None) -> Job:
+    """Validate and insert a queued job with its first event; commits. The caller then enqueues it."""
+    dataset = get_dataset(session, owner, dataset_id)
+    model_path = resolve_model(settings, model)
+    queue = queue or settings.worker_queue
+    if not QUEUE_RE.fullmatch(queue):
+        raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
+    job = Job(id=new_id("job"), owner_id=owner.id, dataset_id=dataset.id, model=model, queue=queue, config={},
+              estimator="", status=JobStatus.queued)
+    train_config = validate_train_config(
+        config, model_path=str(model_path), dataset_file=str(dataset_path(settings, dataset)),
+        output_dir=str(settings.job_run_dir(job.id)))
+    job.config = train_config.model_dump(mode="json", exclude=set(SERVER_FIELDS))
+    job.estimator = _estimator_name(train_config)
+    max_steps = getattr(train_config, "max_steps", None)
+    job.max_steps = max_steps if isinstance(max_steps, int) else None
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, "status", "Job created; waiting for a worker",
+              data={"status": JobStatus.queued.value})
+    session.commit()
+    return job
+
+
+def train_config_for(session: Session, settings: Settings, job: Job) -> dict[str, Any]:
+    """The TrainConfig dict the worker runs for `job`, with this machine's model/dataset/run paths."""
+    dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    if dataset is None:
+        raise NotFound(f"the dataset of job {job.id} was deleted", "dataset_id")
+    model_path = resolve_model(settings, job.model)
+    return {**job.config, "model": str(model_path), "dataset": str(dataset_path(settings, dataset)),
+            "output_dir": str(settings.job_run_dir(job.id))}
+
+
+def get_job(session: Session, owner: User, job_id: str) -> Job:
+    """The owner's job `job_id`; 404 if missing or someone else's."""
+    job = session.get(Job, job_id)
+    if job is None or job.owner_id != owner.id:
+        raise NotFound(f"no job {job_id!r}", "job_id")
+    return job
+
+
+def list_jobs(session: Session, owner: User, *, status: str | None, after: str | None,
+              limit: int) -> Page[Job]:
+    """The owner's jobs, newest first, optionally only those in `status`."""
+    stmt = select(Job).where(Job.owner_id == owner.id)
+    if status:
+        if status not in JobStatus.__members__:
+            raise Invalid(f"status must be one of {', '.join(JobStatus)}", "status")
+        stmt = stmt.where(Job.status == status)
+    return paginate(session, stmt, Job.id, after=after, limit=limit)
+
+
+def add_event(session: Session, job_id: str, kind: str, message: str, *, level: str = "info",
+              data: dict[str, Any] | None = None) -> JobEvent:
+    """Append an event to a job (not committed)."""
+    event = JobEvent(job_id=job_id, kind=kind, message=message, level=level, data=data, ts=utcnow())
+    session.add(event)
+    session.flush()
+    return event
+
+
+def cancel_job(session: Session, owner: User, job_id: str) -> Job:
+    """Cancel a queued job now, or ask the worker to stop a running one; commits."""
+    job = get_job(session, owner, job_id)
+    if job.status == JobStatus.cancelled:
+        return job
+    if job.status in TERMINAL_STATUSES:
+        raise Conflict(f"job {job_id!r} already {job.status}; nothing to cancel", "job_id")
+    queued = session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.queued)
+                             .values(status=JobStatus.cancelled.value, cancel_requested=True,
+                                     finished_at=utcnow(), updated_at=utcnow()))
+    if queued.rowcount:
+        add_event(session, job_id, "status", "Job cancelled before it started",
+                  data={"status": JobStatus.cancelled.value})
+    else:
+        # Keep updated_at: the worker uses it as its lease heartbeat.
+        session.execute(update(Job).where(Job.id == job_id)
+                        .values(cancel_requested=True, updated_at=Job.updated_at))
+        add_event(session, job_id, "cancel_requested", "Cancel requested; the worker stops at the next step")
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def list_events(session: Session, job: Job, *, after: int | None, limit: int) -> tuple[list[JobEvent], bool]:
+    """Events of `job` with id > `after`, oldest first, and whether more follow."""
+    stmt = select(JobEvent).where(JobEvent.job_id == job.id)
+    if after is not None:
+        stmt = stmt.where(JobEvent.id > after)
+    events = list(session.scalars(stmt.order_by(JobEvent.id).limit(limit + 1)))
+    return events[:limit], len(events) > limit
+
+
+def latest_metrics(session: Session, job_ids: Iterable[str]) -> dict[str, dict[str, float | None]]:
+    """job id -> {name: value} at that job's last logged step (index lookups, not a scan)."""
+    job_ids = list(job_ids)
+    if not job_ids:
+        return {}
+    inner = Metric.__table__.alias("inner")
+    last = select(func.max(inner.c.step)).where(inner.c.job_id == Metric.job_id).scalar_subquery()
+    rows = session.execute(select(Metric.job_id, Metric.name, Metric.value)
+                           .where(Metric.job_id.in_(job_ids), Metric.step == last))
+    result: dict[str, dict[str, float | None]] = {job_id: {} for job_id in job_ids}
+    for job_id, name, value in rows:
+        result[job_id][name] = value
+    return result

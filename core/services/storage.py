@@ -1,0 +1,36 @@
+"""Files on disk: atomic writes, and paths that can never leave the storage directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.services.errors import NotFound
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so a reader sees the whole file or nothing: temp file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def inside(root: Path, path: str | Path) -> Path:
+    """`path` (relative to `root`, or absolute) resolved, refusing anything outside `root`."""
+    root = root.resolve()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise NotFound("file is outside the storage directory")
+    return resolved
