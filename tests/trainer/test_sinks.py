@@ -1,0 +1,72 @@
+"""Sinks: JSONL round trip, fan-out, histogram edges and folding, console output."""
+
+import io
+
+import numpy as np
+
+from trainer.sinks import (
+    ConsoleSink,
+    Histogram,
+    JsonlSink,
+    MetricsSink,
+    MultiSink,
+    NullSink,
+    advantage_histogram,
+    read_jsonl_metrics,
+)
+
+
+def test_advantage_histogram_folds_out_of_range_into_end_bins():
+    h = advantage_histogram(np.array([-5.0, -1.0, 0.0, 0.01, 0.99, 3.0, np.nan]))
+    assert len(h.edges) == 21 and len(h.counts) == 20
+    assert h.edges[0] == -1.0 and h.edges[-1] == 1.0
+    assert h.counts[0] == 2 and h.counts[-1] == 2 and sum(h.counts) == 6
+
+
+def test_jsonl_sink_round_trip(tmp_path):
+    path = tmp_path / "sub" / "metrics.jsonl"
+    sink = JsonlSink(path)
+    sink.log_step(0, {"eval/accuracy": 0.25}, {})
+    sink.log_step(1, {"reward/mean": 0.5, "bad": float("nan")},
+                  {"advantage": Histogram([-1.0, 0.0, 1.0], [1, 2])})
+    sink.log_event("status", "running", {"x": 1})
+    sink.close()
+    got = read_jsonl_metrics(path)
+    assert got == {0: {"eval/accuracy": 0.25}, 1: {"reward/mean": 0.5, "bad": None}}
+    assert '"kind": "status"' in path.read_text()
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def log_step(self, step, metrics, histograms):
+        self.calls.append(("step", step))
+
+    def log_event(self, kind, message, data=None):
+        self.calls.append(("event", kind))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def test_multi_sink_fans_out_and_protocol():
+    a, b = Recorder(), Recorder()
+    sink = MultiSink(a, b, NullSink())
+    assert isinstance(sink, MetricsSink) and isinstance(NullSink(), MetricsSink)
+    sink.log_step(3, {}, {})
+    sink.log_event("k", "m")
+    sink.close()
+    assert a.calls == b.calls == [("step", 3), ("event", "k"), ("close",)]
+
+
+def test_console_sink_writes_compact_line():
+    out = io.StringIO()
+    sink = ConsoleSink(max_steps=10, every=2, stream=out)
+    sink.log_step(1, {"reward/mean": 0.1}, {})
+    sink.log_step(2, {"reward/mean": 0.5, "reward/accuracy": 0.25}, {})
+    sink.log_event("status", "running")
+    sink.close()
+    text = out.getvalue()
+    assert "step 2 reward=0.5 acc=0.25" in text and "step 1 " not in text
+    assert "[status] running" in text

@@ -1,0 +1,253 @@
+"""`TrainConfig`: one validated object per training job, shared by the CLI, the API and the worker.
+
+Choices:
+- pydantic v2, `extra="forbid"` at every level, so a typo is an error naming the field, not a
+  silently ignored key. Every field carries a description (the API and the docs read them).
+- Cross-field rules live in one place, `TrainConfig._cross_check`; each error names the field and
+  says what to change. Names of estimators, rewards and rollout engines are checked against their
+  registries, and estimator/reward options are validated by building the object once, so a bad
+  option fails here and not after the model has loaded.
+- Paths are *not* checked for existence by the model itself: the API validates a config before the
+  worker has filled `model`, `dataset` and `output_dir`. `check_paths()` does that; `train()` calls
+  it first, before loading anything.
+- `dtype` is the compute dtype: fp32 master weights always, bf16 autocast on GPU by default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "LoraConfig",
+    "LossConfig",
+    "OptimizerConfig",
+    "SamplingConfig",
+    "TrainConfig",
+    "format_validation_error",
+]
+
+
+class ConfigError(ValueError):
+    """A config (file or object) that cannot be used; the message names the field at fault."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature (> 0)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1 = off")
+    top_k: int = Field(0, ge=0, description="keep the k most likely tokens; 0 = off")
+    max_new_tokens: int = Field(256, ge=1, le=65536, description="response length cap (tokens)")
+
+
+class LossConfig(_Strict):
+    clip_eps: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip epsilon")
+    kl_coef: float = Field(
+        0.0, ge=0, description="weight of the KL to the frozen reference; 0 = no reference model"
+    )
+    kl_estimator: Literal["k1", "k3"] = Field(
+        "k3", description="per-token KL estimator (Schulman): k1 = log ratio, k3 = unbiased, >= 0"
+    )
+    aggregation: Literal["token_mean", "seq_mean"] = Field(
+        "token_mean", description="average the loss over all tokens, or per sequence then over"
+    )
+    ppo_epochs: int = Field(
+        1, ge=1, le=16, description="update passes per batch; 1 = on-policy REINFORCE"
+    )
+
+
+class OptimizerConfig(_Strict):
+    lr: float = Field(1e-6, gt=0, le=1, description="AdamW peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (beta1, beta2)")
+    grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 = no clipping")
+    micro_batch_size: int = Field(
+        8, ge=1, description="sequences per forward/backward; gradients accumulate over the batch"
+    )
+    warmup_steps: int = Field(0, ge=0, description="linear LR warmup steps, constant afterwards")
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: float = Field(32.0, gt=0, description="LoRA scaling alpha")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names to adapt, or 'all-linear'"
+    )
+
+
+class TrainConfig(_Strict):
+    """Everything one training job needs. See docs/architecture.md for who fills which field."""
+
+    model: str = Field(..., description="local Hugging Face model directory")
+    dataset: str = Field(..., description="training JSONL ({'prompt', 'answer', ...} per line)")
+    eval_dataset: str | None = Field(
+        None, description="held-out JSONL; None = split eval_fraction off the training file"
+    )
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of the dataset held out when eval_dataset is None"
+    )
+    reward: str = Field("math", description="reward name (trainer.rewards registry)")
+    reward_options: dict[str, Any] = Field(default_factory=dict, description="reward options")
+    reward_timeout: float = Field(10.0, gt=0, description="seconds per reward item before unscorable")
+    estimator: str = Field("basis", description="advantage estimator (trainer.advantages registry)")
+    estimator_options: dict[str, Any] = Field(
+        default_factory=dict, description="estimator options, e.g. {'normalize': 'batch_std'}"
+    )
+    rollouts_per_prompt: int = Field(
+        1, ge=1, le=256, description="rollouts per prompt per step (k); group estimators need >= 2"
+    )
+    batch_size: int = Field(16, ge=1, description="prompts per step")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="sampling")
+    loss: LossConfig = Field(default_factory=LossConfig, description="policy loss")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="optimizer")
+    lora: LoraConfig | None = Field(None, description="LoRA adapter; None = full fine-tune")
+    engine: str = Field("hf", description="rollout engine: 'hf' (transformers) or 'vllm'")
+    n0: int = Field(
+        8, ge=0, le=1024, description="BASIS offline rollouts per training prompt; 0 = no priors"
+    )
+    checkpoint_every: int = Field(
+        50, ge=0, description="steps between checkpoints; 0 = only at the end (and on stop)"
+    )
+    eval_every: int = Field(25, ge=0, description="steps between held-out evals; 0 = start/end")
+    eval_size: int | None = Field(
+        None, ge=1, description="held-out prompts per eval (first N of the eval set); None = all"
+    )
+    probe_every: int = Field(0, ge=0, description="steps between value-MSE probes; 0 = off")
+    probe_prompts: int = Field(4, ge=1, description="prompts of the batch the probe measures")
+    probe_rollouts: int = Field(
+        16, ge=2, le=1024, description="M: Monte Carlo rollouts per probe prompt (>= 10 for gm8)"
+    )
+    seed: int = Field(0, ge=0, description="seed for data order, sampling and init")
+    max_steps: int = Field(100, ge=1, description="training steps")
+    output_dir: str = Field("runs/default", description="run directory (checkpoints, metrics)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="compute dtype: auto = bfloat16 autocast on GPU, float32 on CPU"
+    )
+    priors_cache_dir: str | None = Field(
+        None, description="BASIS priors cache; None = ~/.cache/basis/priors"
+    )
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="engine-specific options, e.g. {'max_batch_size': 64}"
+    )
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> TrainConfig:
+        from trainer.advantages import ESTIMATORS, get_estimator
+        from trainer.rollout import available_engines
+
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"estimator: unknown {self.estimator!r}; choose one of {sorted(ESTIMATORS)}"
+            )
+        need = ESTIMATORS[self.estimator].min_rollouts
+        if self.rollouts_per_prompt < need:
+            raise ValueError(
+                f"rollouts_per_prompt: estimator {self.estimator!r} needs >= {need} rollouts per "
+                f"prompt, got {self.rollouts_per_prompt}; set rollouts_per_prompt: 8 (say), or "
+                f"use a single-rollout estimator ('basis', 'reinforce_pp')"
+            )
+        try:
+            get_estimator(self.estimator, **self.estimator_options)
+        except ValueError as e:
+            raise ValueError(f"estimator_options: {e}") from None
+        _check_reward(self.reward, self.reward_options)
+        engines = available_engines()
+        if self.engine not in engines:
+            raise ValueError(f"engine: unknown {self.engine!r}; choose one of {engines}")
+        if self.eval_dataset is None and self.eval_fraction == 0 and self.eval_every > 0:
+            raise ValueError(
+                "eval_fraction: 0 leaves no held-out prompts; set eval_fraction > 0, give "
+                "eval_dataset, or set eval_every: 0"
+            )
+        if self.probe_every and self.probe_prompts > self.batch_size:
+            raise ValueError(
+                f"probe_prompts: {self.probe_prompts} exceeds batch_size {self.batch_size}; the "
+                f"probe measures prompts of the batch, so set probe_prompts <= batch_size"
+            )
+        if self.lora is not None and self.lora.target_modules == []:
+            raise ValueError("lora.target_modules: empty list; name modules or use 'all-linear'")
+        return self
+
+    # ------------------------------------------------------------------- helpers
+
+    @property
+    def sampling_dict(self) -> dict[str, Any]:
+        return self.sampling.model_dump()
+
+    def check_paths(self) -> None:
+        """Raise ConfigError if `model`, `dataset` or `eval_dataset` do not exist (no loading)."""
+        model = Path(self.model)
+        if not (model / "config.json").is_file():
+            raise ConfigError(
+                f"model: {self.model!r} is not a Hugging Face model directory (no config.json)"
+            )
+        for name in ("dataset", "eval_dataset"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ConfigError(f"{name}: file {value!r} does not exist")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> TrainConfig:
+        """Validate a mapping; a bad field raises ConfigError naming it."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, source)) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Load a YAML (.yaml/.yml) or JSON file. Relative paths inside stay as written."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {e}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+_FALLBACK_REWARDS = {"math": None, "exact": None, "numeric": None, "regex": None, "choice": None}
+
+
+def _check_reward(name: str, options: dict[str, Any]) -> None:
+    """Reward name must be registered; options are checked by the reward module if it can."""
+    try:
+        from trainer import rewards
+    except ImportError:  # stand-in until trainer/rewards.py lands (issue 3, other helper)
+        rewards = None
+    registry = getattr(rewards, "REWARDS", None) or _FALLBACK_REWARDS
+    if name not in registry:
+        raise ValueError(f"reward: unknown {name!r}; choose one of {sorted(registry)}")
+    check = getattr(rewards, "check_reward_options", None)
+    if check is not None:
+        try:
+            check(name, options)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"reward_options: {e}") from None
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    """One line per problem: `source: field.path: message`."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (remove it or check its spelling)"
+        lines.append(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Rollout engine interface (docs/architecture.md): one `generate` for every backend.
+
+Choices:
+- `generate(prompts, n, params)` returns len(prompts) * n rollouts in prompt-major order, so the
+  caller never re-sorts; `Rollout.prompt_index` says which prompt each came from.
+- `logprobs` are under the *sampling* distribution (after temperature / top-k / top-p), the quantity
+  an importance ratio against the sampler needs. The trainer recomputes its own logprobs for the
+  update, so these are a diagnostic for `hf` and a saved forward pass for engines that can't share
+  the module.
+- `temperature == 0` means greedy decoding (used for evaluation); logprobs are then those of the
+  raw logits.
+- `SamplingParams.seed` makes a call deterministic by itself: the engine derives all its randomness
+  from it and leaves the global RNG untouched, so a resumed run draws the same rollouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0  # 1 = off
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.max_new_tokens < 1:
+            raise ValueError("top_k must be >= 0 and max_new_tokens >= 1")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Rollout:
+    prompt_index: int  # index into the prompts passed to generate
+    prompt_ids: list[int]
+    response_ids: list[int]  # without padding; includes EOS if generated
+    logprobs: list[float]  # sampling logprob of each response token
+    text: str  # decoded response, special tokens removed
+    finish_reason: str  # "stop" | "length"
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    def generate(
+        self, prompts: list[list[int]], n: int, params: SamplingParams
+    ) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major order."""
+        ...
+
+    def sync_weights(self, model: torch.nn.Module) -> float:
+        """Push the trainer's weights into the engine; returns seconds spent."""
+        ...
+
+    def close(self) -> None: ...

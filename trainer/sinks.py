@@ -1,0 +1,187 @@
+"""Metrics sinks: where a run's per-step metrics, histograms and events go.
+
+The loop talks only to the `MetricsSink` protocol; a no-op `NullSink` has the real methods, so the
+loop never asks "is there a logger?". The database sink lives in worker/ (it needs core/).
+
+Choices:
+- `JsonlSink` writes one JSON object per line and flushes each one: a killed run loses at most
+  the line being written, and `tail -f` works. Steps: `{"type": "step", "step", "metrics",
+  "histograms"}`; events: `{"type": "event", "kind", "message", "data", "time"}`.
+- `ConsoleSink` shows a tqdm bar over `max_steps` plus a compact line every `every` steps
+  (reward, accuracy, eval, loss, seconds); output goes to stderr so `--json` keeps stdout clean.
+- The advantage histogram has fixed edges (-1..1, 20 bins) so the dashboard can stack steps;
+  values outside are folded into the end bins (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "ConsoleSink",
+    "Histogram",
+    "JsonlSink",
+    "MetricsSink",
+    "MultiSink",
+    "NullSink",
+    "advantage_histogram",
+    "read_jsonl_metrics",
+]
+
+ADV_EDGES = tuple(np.linspace(-1.0, 1.0, 21).round(6).tolist())
+
+
+@dataclass
+class Histogram:
+    edges: list[float]  # (bins + 1,)
+    counts: list[int]  # (bins,)
+
+
+def advantage_histogram(values: np.ndarray, edges: tuple[float, ...] = ADV_EDGES) -> Histogram:
+    """Histogram of (n,) advantages on fixed edges; out-of-range values land in the end bins."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    e = np.asarray(edges, dtype=np.float64)
+    counts, _ = np.histogram(np.clip(v, e[0], e[-1]), bins=e)
+    return Histogram(edges=list(map(float, e)), counts=[int(c) for c in counts])
+
+
+@runtime_checkable
+class MetricsSink(Protocol):
+    def log_step(
+        self, step: int, metrics: Mapping[str, float], histograms: Mapping[str, Histogram]
+    ) -> None: ...
+
+    def log_event(self, kind: str, message: str, data: Mapping[str, Any] | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullSink:
+    """Discards everything."""
+
+    def log_step(self, step, metrics, histograms) -> None:
+        pass
+
+    def log_event(self, kind, message, data=None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _clean(value: float) -> float | None:
+    """JSON has no NaN/inf: write them as null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class JsonlSink:
+    """Appends one JSON line per step / event to `path` (parents created)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        self._f.write(json.dumps(obj, sort_keys=True) + "\n")
+        self._f.flush()
+
+    def log_step(self, step, metrics, histograms) -> None:
+        self._write(
+            {
+                "type": "step",
+                "step": int(step),
+                "metrics": {k: _clean(v) for k, v in metrics.items()},
+                "histograms": {k: asdict(h) for k, h in histograms.items()},
+            }
+        )
+
+    def log_event(self, kind, message, data=None) -> None:
+        self._write(
+            {"type": "event", "kind": kind, "message": message, "data": dict(data or {}),
+             "time": time.time()}
+        )
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def read_jsonl_metrics(path: str | Path) -> dict[int, dict[str, float | None]]:
+    """step -> metrics from a JsonlSink file (later lines for the same step update earlier ones)."""
+    out: dict[int, dict[str, float | None]] = {}
+    for line in Path(path).read_text().splitlines():
+        obj = json.loads(line)
+        if obj.get("type") == "step":
+            out.setdefault(obj["step"], {}).update(obj["metrics"])
+    return out
+
+
+class ConsoleSink:
+    """tqdm progress bar over `max_steps` and a compact summary line every `every` steps."""
+
+    KEYS = (
+        ("reward/mean", "reward"),
+        ("reward/accuracy", "acc"),
+        ("eval/accuracy", "eval"),
+        ("loss/policy", "loss"),
+        ("value_mse/basis", "vmse_basis"),
+        ("time/step", "s/step"),
+    )
+
+    def __init__(self, max_steps: int, every: int = 1, stream: TextIO | None = None):
+        from tqdm import tqdm
+
+        self.stream = stream or sys.stderr
+        self.every = max(1, every)
+        self.bar = tqdm(total=max_steps, file=self.stream, dynamic_ncols=True, leave=True,
+                        desc="train")
+
+    def _line(self, step: int, metrics: Mapping[str, float]) -> str:
+        parts = [f"step {step}"]
+        for key, label in self.KEYS:
+            if key in metrics and metrics[key] is not None:
+                parts.append(f"{label}={float(metrics[key]):.4g}")
+        return " ".join(parts)
+
+    def log_step(self, step, metrics, histograms) -> None:
+        if step > self.bar.n:
+            self.bar.update(step - self.bar.n)
+        if step == 0 or step % self.every == 0 or "eval/accuracy" in metrics:
+            self.bar.write(self._line(step, metrics), file=self.stream)
+
+    def log_event(self, kind, message, data=None) -> None:
+        self.bar.write(f"[{kind}] {message}", file=self.stream)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class MultiSink:
+    """Fans every call out to each sink, in order."""
+
+    def __init__(self, *sinks: MetricsSink):
+        self.sinks = sinks
+
+    def log_step(self, step, metrics, histograms) -> None:
+        for s in self.sinks:
+            s.log_step(step, metrics, histograms)
+
+    def log_event(self, kind, message, data=None) -> None:
+        for s in self.sinks:
+            s.log_event(kind, message, data)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
