@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0, help="seed for generating built-ins")
     ap.add_argument("--ablation", action="store_true", help="compare BASIS variants")
+    ap.add_argument("--n0", type=int, help="override the scenarios' offline rollouts per prompt")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = ap.parse_args(argv)
 
@@ -178,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenarios = [load_scenario(args.scenario)]
     else:
         scenarios = [make_scenario(n, args.seed) for n in (args.builtin or BUILTIN)]
+    if args.n0 is not None:
+        for sc in scenarios:
+            sc.n0 = args.n0
     reps = [report(sc.name, run_scenario(sc, variants)) for sc in scenarios]
 
     if args.json:

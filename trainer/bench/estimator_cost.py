@@ -1,0 +1,151 @@
+"""Estimator cost: wall time of `compute` on a batch of 4096 samples, next to the tiny model.
+
+    python -m trainer.bench estimator-cost [--samples 4096] [--repeats 20] [--json]
+
+Each estimator is timed on a realistic batch (BASIS: priors for every prompt and a few steps of
+history first; group estimators: samples / 8 prompts x 8 rollouts), median of `--repeats` calls.
+The reference point is the tiny Qwen2-style model (hidden 128, 2 heads of dim 64, 4 layers) of
+`trainer.tiny.build_tiny_model`: one forward pass over a micro-batch of 16 sequences x 128 tokens,
+and that per-token cost scaled to the whole batch (samples x 128 tokens), the least forward work
+a policy update on the batch needs. torch runs with `--threads` threads (default 1, the machine is
+shared); numpy's estimator code is single-threaded anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from trainer.advantages import AdvantageBatch, estimate_priors, get_estimator
+
+SEQ_LEN = 128
+MICRO_BATCH = 16
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (imports, allocations)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def time_estimators(samples: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """Median seconds per `compute` call for each estimator on a batch of `samples`."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1, 1, samples)
+    ids = np.char.add("p", np.arange(samples).astype(str))
+    single = AdvantageBatch(rng.binomial(1, p).astype(float), ids)
+    k = 8
+    group = AdvantageBatch(
+        rng.binomial(1, np.repeat(p[: samples // k], k)).astype(float),
+        np.repeat(ids[: samples // k], k),
+    )
+    out = {}
+    for label, name, options in [
+        ("basis", "basis", {}),
+        ("basis[history=off]", "basis", {"history": False}),
+        ("reinforce_pp", "reinforce_pp", {}),
+    ]:
+        est = get_estimator(name, **options)
+        if name == "basis":
+            est.set_priors(ids, estimate_priors(rng.binomial(8, p), 8))
+            for _ in range(3):
+                est.compute(single)
+        out[label] = _median_seconds(lambda est=est: est.compute(single), repeats)
+    for name in ("grpo", "rloo", "group_mean"):
+        est = get_estimator(name)
+        out[f"{name} (k={k})"] = _median_seconds(lambda est=est: est.compute(group), repeats)
+    return out
+
+
+def _tiny_model():
+    """The tiny model from trainer.tiny (falls back to an equivalent Qwen2Config)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        from trainer.tiny import build_tiny_model
+
+        with tempfile.TemporaryDirectory() as d:
+            build_tiny_model(d, seed=0, hidden=128, layers=4, heads=2)
+            return AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    except ImportError:
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        torch.manual_seed(0)
+        cfg = Qwen2Config(
+            vocab_size=106,
+            hidden_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=512,
+            max_position_embeddings=512,
+        )
+        return Qwen2ForCausalLM(cfg).eval()
+
+
+def time_forward(repeats: int, threads: int) -> float:
+    """Median seconds of one forward pass over MICRO_BATCH x SEQ_LEN tokens."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model = _tiny_model()
+    ids = torch.randint(0, model.config.vocab_size, (MICRO_BATCH, SEQ_LEN))
+
+    def forward():
+        with torch.no_grad():
+            model(input_ids=ids)
+
+    return _median_seconds(forward, max(3, repeats // 4))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m trainer.bench estimator-cost",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--samples", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the model")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    est = time_estimators(args.samples, args.repeats)
+    fwd = time_forward(args.repeats, args.threads)
+    fwd_batch = fwd * args.samples / MICRO_BATCH
+    result = {
+        "samples": args.samples,
+        "estimator_seconds": est,
+        "tiny_forward_seconds": {
+            f"micro_batch_{MICRO_BATCH}x{SEQ_LEN}": fwd,
+            f"batch_{args.samples}x{SEQ_LEN}_extrapolated": fwd_batch,
+        },
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"batch of {args.samples} samples (median of {args.repeats} calls)")
+    print(f"  {'what':<38}{'ms':>10}{'/ forward of whole batch':>26}")
+    for name, s in est.items():
+        print(f"  {name:<38}{s * 1e3:10.2f}{s / fwd_batch:26.5f}")
+    rows = [
+        (f"tiny model fwd, {MICRO_BATCH}x{SEQ_LEN} tokens", fwd),
+        (f"tiny model fwd, {args.samples}x{SEQ_LEN} (extrapolated)", fwd_batch),
+    ]
+    for name, s in rows:
+        print(f"  {name:<38}{s * 1e3:10.2f}{s / fwd_batch:26.5f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
