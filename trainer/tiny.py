@@ -1,0 +1,150 @@
+"""A tiny Qwen2-style model with a character tokenizer, written in Hugging Face format.
+
+It makes every path of the trainer runnable on a laptop CPU with no downloads (DESIGN.md section 4).
+Choices:
+- Tokenizer: one token per printable ASCII character (WordLevel over single characters, built with
+  the `tokenizers` library) plus specials `<pad> <unk> <bos> <eos> <|im_start|> <|im_end|>`.
+  Encoding prepends `<bos>`; decoding fuses characters back without spaces. Any other character
+  maps to `<unk>`. A ChatML-style chat template makes chat-message prompts work.
+- `tokenizer_class` is written as `PreTrainedTokenizerFast` (not transformers 5's
+  `TokenizersBackend`) so older transformers, such as a vLLM install may pin, load it too.
+- Model: `Qwen2ForCausalLM`, float32, tied embeddings, vocabulary exactly the tokenizer's (no unused
+  ids to sample), head_dim = hidden / heads >= 32 because vLLM's CPU attention needs it.
+  `generation_config` stops on `<eos>` or `<|im_end|>`.
+- Deterministic: weights come from `torch.manual_seed(seed)` and transformers' initialisation; the
+  same seed gives byte-identical safetensors.
+- `ensure_demo_model` builds and warm-starts in a temporary sibling directory and renames it into
+  place, so a crash or a concurrent caller never sees half a model; a `demo.json` marker written
+  last says the directory is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import string
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PAD, UNK, BOS, EOS, IM_START, IM_END = "<pad>", "<unk>", "<bos>", "<eos>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS, IM_START, IM_END)
+# Printable ASCII without the vertical tab and form feed; '\r' is dropped too (one newline style).
+CHARACTERS = tuple(c for c in string.printable if c not in "\x0b\x0c\r")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+DEMO_MARKER = "demo.json"
+MIN_HEAD_DIM = 32
+
+
+def build_tokenizer():
+    """A `PreTrainedTokenizerFast` over single characters (not yet saved)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    core.add_special_tokens(list(SPECIAL_TOKENS))
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        additional_special_tokens=[IM_START, IM_END], model_max_length=512)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def save_tokenizer(out_dir: str | os.PathLike) -> Any:
+    """Write the character tokenizer to `out_dir` in HF format and return it."""
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(out_dir)
+    config_path = out_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["chat_template"] = CHAT_TEMPLATE  # older transformers read it only from here
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return tokenizer
+
+
+def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden: int = 128,
+                     layers: int = 4, heads: int = 2, kv_heads: int | None = None,
+                     intermediate: int | None = None, max_positions: int = 512) -> Path:
+    """Write a randomly initialised Qwen2ForCausalLM + character tokenizer + generation config.
+
+    hidden / heads is the head dim and must be >= 32 (vLLM CPU attention); kv_heads defaults to
+    heads, intermediate to 4 * hidden. Returns `out_dir`. Deterministic under `seed`.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    if hidden % heads or hidden // heads < MIN_HEAD_DIM:
+        raise ValueError(f"hidden={hidden} / heads={heads} must be a whole head_dim >= {MIN_HEAD_DIM}")
+    kv_heads = heads if kv_heads is None else kv_heads
+    if heads % kv_heads:
+        raise ValueError(f"heads={heads} must be a multiple of kv_heads={kv_heads}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = save_tokenizer(out_dir)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads,
+        intermediate_size=intermediate or 4 * hidden, max_position_embeddings=max_positions,
+        tie_word_embeddings=True, rope_theta=10000.0, rms_norm_eps=1e-6,
+        bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD],
+        torch_dtype="float32", use_cache=True)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    GenerationConfig(bos_token_id=ids[BOS], eos_token_id=[ids[EOS], ids[IM_END]],
+                     pad_token_id=ids[PAD], do_sample=True, temperature=1.0, top_p=1.0,
+                     top_k=0).save_pretrained(out_dir)
+    return out_dir
+
+
+def is_demo_model(path: str | os.PathLike) -> bool:
+    """True if `path` holds a complete demo model (its marker is written last)."""
+    path = Path(path)
+    return (path / DEMO_MARKER).is_file() and (path / "config.json").is_file()
+
+
+def ensure_demo_model(path: str | os.PathLike, *, seed: int = 0, warm_steps: int | None = None,
+                      threads: int | None = None) -> Path:
+    """The warm-started demo model at `path`, built (about 2 CPU minutes) if not there yet.
+
+    Idempotent: a directory with the `demo.json` marker is returned as is. Otherwise the model is
+    built and warm-started (trainer/warmstart.py, `warm_steps` overriding its default) in a
+    temporary sibling directory that is renamed into place. Raises FileExistsError if `path`
+    exists, is not empty and is not a demo model.
+    """
+    from trainer import warmstart
+
+    path = Path(path)
+    if is_demo_model(path):
+        return path
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} exists and is not a demo model; pick an empty directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.building-"))
+    try:
+        build_tiny_model(tmp, seed=seed)
+        report = warmstart.warm_start(tmp, seed=seed, steps=warm_steps, threads=threads)
+        (tmp / DEMO_MARKER).write_text(json.dumps({"seed": seed, **report.to_dict()}, indent=2))
+        try:
+            if path.exists():
+                path.rmdir()  # empty, checked above; a rename cannot replace a non-empty dir
+            os.replace(tmp, path)
+        except OSError:
+            if not is_demo_model(path):  # lost a race only if the winner finished
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
