@@ -1,0 +1,86 @@
+"""The Celery application, configured from `core.settings`.
+
+Choices:
+- Broker only, no result backend: the database is where results live (job status, metrics), so a
+  backend would be a second, disagreeing source of truth.
+- `task_acks_late` + `task_reject_on_worker_lost` + prefetch 1: a message is acknowledged only when
+  its job has finished, and a worker holds one job at a time, so a crash hands the job back instead
+  of losing it. Because the embedded broker cannot hand back a message whose consumer was SIGKILLed,
+  the database lease and the orphan sweep (worker/lifecycle.py, worker/reconcile.py) are what
+  guarantee a job is picked up again; the broker's redelivery is a faster path to the same place.
+- Embedded default: kombu's SQLAlchemy transport on SQLite (`sqla+sqlite:///<data dir>/broker.sqlite`)
+  so one machine needs no Redis. It has no fanout exchange, so remote control (pidbox) is off there.
+- Routing: one queue per GPU pool. A job's `queue` column names the queue its task is sent to, and a
+  worker consumes `BASIS_WORKER_QUEUE`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery, signals
+
+from core.settings import Settings, get_settings
+from worker.config import WorkerSettings, get_worker_settings
+
+log = logging.getLogger(__name__)
+
+# Set when this worker begins a warm shutdown; a running job stops at its next step boundary.
+shutting_down = threading.Event()
+
+
+def celery_config(settings: Settings, worker_settings: WorkerSettings) -> dict:
+    """The Celery configuration for a broker URL and queue from `settings`."""
+    url = settings.broker_url or ""
+    config = {
+        "broker_url": url,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": settings.worker_queue,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        # One job per process for its whole life: a fresh process per job is not needed, and a
+        # restart between jobs would throw away the CUDA context and warm caches.
+        "worker_max_tasks_per_child": None,
+        "worker_hijack_root_logger": False,
+        "worker_enable_remote_control": url.startswith(("redis", "rediss", "amqp")),
+        "worker_send_task_events": False,
+    }
+    if url.startswith(("redis", "rediss")):
+        config["broker_transport_options"] = {
+            "visibility_timeout": worker_settings.visibility_timeout_seconds,
+        }
+    elif url.startswith("sqla+sqlite"):
+        # Passed to create_engine by kombu: wait for the API's writes instead of failing "locked".
+        config["broker_transport_options"] = {"connect_args": {"timeout": 30}}
+    return config
+
+
+def create_celery(settings: Settings | None = None,
+                  worker_settings: WorkerSettings | None = None) -> Celery:
+    """A Celery app for `settings` (default: the environment's), with `worker.tasks` registered."""
+    app = Celery("basis", include=["worker.tasks"])
+    app.conf.update(celery_config(settings or get_settings(), worker_settings or get_worker_settings()))
+    return app
+
+
+app = create_celery()
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender=None, **_kwargs) -> None:
+    """Reconcile the queue with the database, then keep sweeping for orphaned jobs."""
+    from worker.reconcile import start_sweeper
+
+    start_sweeper(include_queued_first=True)
+
+
+@signals.worker_shutting_down.connect
+def _on_worker_shutting_down(**_kwargs) -> None:
+    log.info("worker shutting down: the running job will stop at its next step and be requeued")
+    shutting_down.set()

@@ -1,0 +1,55 @@
+"""Worker-only tuning knobs (`BASIS_WORKER_*`), kept apart from `core.settings.Settings`.
+
+Choices:
+- These only matter to the process that runs jobs, so they live here rather than in the shared
+  settings every API request loads.
+- Liveness of a running job is a heartbeat in the database (`jobs.updated_at`), not the broker's
+  view of unacknowledged messages: the embedded SQLite broker forgets a message its consumer took
+  when that consumer is SIGKILLed, and Redis only hands it back after its visibility timeout. A job
+  whose heartbeat is older than `stale_after_seconds` is considered orphaned and may be taken over.
+- The Redis visibility timeout is long on purpose: a redelivered copy of a job that is still
+  running is harmless (the second worker sees a fresh heartbeat and drops it), but a short timeout
+  would make those copies frequent on multi-day runs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    """Every field maps to `BASIS_WORKER_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="BASIS_WORKER_", extra="ignore")
+
+    heartbeat_seconds: float = Field(10.0, gt=0, description="How often a running job touches its row.")
+    stale_after_seconds: float = Field(
+        120.0, gt=0, description="A job silent this long is orphaned and may be taken over."
+    )
+    sweep_seconds: float = Field(
+        60.0, gt=0, description="How often each worker looks for orphaned jobs to re-enqueue."
+    )
+    visibility_timeout_seconds: int = Field(
+        12 * 3600, gt=0, description="Redis: when an unacknowledged message is handed out again."
+    )
+    db_retry_seconds: float = Field(
+        900.0, gt=0, description="How long a database write keeps retrying before the job gives up."
+    )
+    pool: str = Field("solo", description="Celery pool: solo runs the job in the worker process.")
+
+    @model_validator(mode="after")
+    def _stale_outlives_heartbeat(self) -> WorkerSettings:
+        if self.stale_after_seconds <= 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "stale_after_seconds must exceed twice heartbeat_seconds, or live jobs look orphaned"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_worker_settings() -> WorkerSettings:
+    """The process-wide worker settings, read once from the environment."""
+    return WorkerSettings()

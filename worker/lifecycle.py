@@ -1,0 +1,169 @@
+"""Job status machine, leases and checkpoint rows: every change a worker makes to a `jobs` row.
+
+Status: `queued -> estimating_priors -> running -> succeeded | failed | cancelled` (estimators
+without priors go `queued -> running`; any active status may go to failed or cancelled). Each
+accepted transition writes its event row in the same transaction, so the events never disagree
+with the status. A transition that is not allowed from the current status (the trainer announcing
+`estimating_priors` again after a resume, a second `succeeded`) is ignored, not an error: the worker
+must be safe to replay.
+
+Leases: which worker runs a job is decided in the database, not the broker (see worker/config.py).
+`claim()` is one conditional UPDATE, so of two deliveries of the same job exactly one wins:
+- a job never started (`started_at` NULL) is claimable by the first delivery;
+- a started, still-active job is claimable only when its heartbeat (`updated_at`) is older than
+  the stale limit: its worker died (SIGKILL, OOM kill, power loss) and this delivery resumes it.
+`release()` backdates the heartbeat so the next delivery may resume at once (a clean shutdown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from core.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Checkpoint,
+    Job,
+    JobEvent,
+    JobStatus,
+    new_id,
+    utcnow,
+)
+from worker.sink import event_row, upsert
+
+ALLOWED: dict[str, frozenset[str]] = {
+    JobStatus.queued: frozenset({JobStatus.estimating_priors, JobStatus.running, JobStatus.failed,
+                                 JobStatus.cancelled}),
+    JobStatus.estimating_priors: frozenset({JobStatus.running, JobStatus.failed, JobStatus.cancelled}),
+    JobStatus.running: frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}),
+}
+RELEASED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker learns when it takes a job: whether it is a resume, and whether to cancel."""
+
+    job_id: str
+    status: str
+    resumed: bool  # the job had started before: a previous worker died or shut down mid-run
+    cancel_requested: bool
+
+
+def transition(conn: Connection, job_id: str, to: str, *, message: str = "",
+               error: str | None = None, data: dict[str, Any] | None = None) -> str | None:
+    """Move `job_id` to status `to` with an event row; returns the previous status, or None if the
+    move is not allowed from where the job is (nothing is written then)."""
+    current = conn.scalar(select(Job.status).where(Job.id == job_id))
+    if current is None:
+        raise LookupError(f"job {job_id} does not exist")
+    if to not in ALLOWED.get(current, frozenset()):
+        return None
+    now = utcnow()
+    values: dict[str, Any] = {"status": to, "updated_at": now,
+                              "started_at": func.coalesce(Job.started_at, now)}
+    if to in TERMINAL_STATUSES:
+        values["finished_at"] = now
+        values["error"] = error
+    changed = conn.execute(
+        update(Job).where(Job.id == job_id, Job.status == current).values(**values)
+    ).rowcount
+    if changed != 1:  # another writer moved it between our read and our update
+        return None
+    text = f"status {current} -> {to}" + (f": {message}" if message else "")
+    level = "error" if to == JobStatus.failed else "info"
+    conn.execute(JobEvent.__table__.insert(), event_row(
+        job_id, "status", text, {"status": to, "from": current, **(data or {})}, level=level))
+    return current
+
+
+def record_event(conn: Connection, job_id: str, kind: str, message: str,
+                 data: dict[str, Any] | None = None, level: str | None = None) -> None:
+    """Append one event row."""
+    conn.execute(JobEvent.__table__.insert(), event_row(job_id, kind, message, data, level))
+
+
+def claim(conn: Connection, job_id: str, *, stale_after_seconds: float) -> Claim | None:
+    """Take the lease on `job_id` if nobody live holds it (see module docstring); None otherwise."""
+    row = conn.execute(
+        select(Job.status, Job.started_at, Job.cancel_requested).where(Job.id == job_id)
+    ).first()
+    if row is None or row.status not in ACTIVE_STATUSES:
+        return None
+    now = utcnow()
+    stale_before = datetime.fromtimestamp(now.timestamp() - stale_after_seconds, UTC)
+    changed = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES),
+               or_(Job.started_at.is_(None), Job.updated_at < stale_before))
+        .values(updated_at=now, started_at=func.coalesce(Job.started_at, now))
+    ).rowcount
+    if changed != 1:
+        return None
+    return Claim(job_id, row.status, resumed=row.started_at is not None,
+                 cancel_requested=bool(row.cancel_requested))
+
+
+def heartbeat(conn: Connection, job_id: str) -> None:
+    """Tell other workers this job's worker is alive."""
+    conn.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
+                 .values(updated_at=utcnow()))
+
+
+def release(conn: Connection, job_id: str) -> None:
+    """Give the lease up now (clean shutdown): the next delivery may resume without waiting."""
+    conn.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
+                 .values(updated_at=RELEASED_AT))
+
+
+def cancel_requested(conn: Connection, job_id: str) -> bool:
+    """The job's cancel flag (one primary-key lookup)."""
+    return bool(conn.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def orphaned_jobs(conn: Connection, *, stale_after_seconds: float,
+                  include_queued: bool) -> list[tuple[str, str]]:
+    """(id, queue) of jobs that need a delivery: every never-started `queued` job (when
+    `include_queued`) and every active job whose heartbeat is older than the stale limit."""
+    stale_before = datetime.fromtimestamp(utcnow().timestamp() - stale_after_seconds, UTC)
+    stale = and_(Job.started_at.is_not(None), Job.updated_at < stale_before)
+    waiting = and_(Job.status == JobStatus.queued, Job.started_at.is_(None))
+    condition = or_(stale, waiting) if include_queued else stale
+    rows = conn.execute(
+        select(Job.id, Job.queue).where(Job.status.in_(ACTIVE_STATUSES), condition).order_by(Job.id)
+    )
+    return [(row.id, row.queue) for row in rows]
+
+
+def directory_bytes(path: Path) -> int:
+    """Total size of the files under `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def record_checkpoint(conn: Connection, job_id: str, step: int, path: Path,
+                      storage_dir: Path) -> None:
+    """Upsert the checkpoint row for (job, step) and its event. `path` is stored relative to
+    `storage_dir` when inside it, so the storage volume can be mounted elsewhere."""
+    path = Path(path).resolve()
+    try:
+        stored = str(path.relative_to(storage_dir.resolve()))
+    except ValueError:
+        stored = str(path)
+    size = directory_bytes(path) if path.is_dir() else (path.stat().st_size if path.exists() else 0)
+    conn.execute(
+        upsert(conn.engine, Checkpoint, ["job_id", "step"], ["path", "bytes", "created_at"]),
+        {"id": new_id("ckpt"), "job_id": job_id, "step": int(step), "path": stored, "bytes": size,
+         "created_at": utcnow()},
+    )
+    record_event(conn, job_id, "checkpoint", f"checkpoint saved at step {step}",
+                 {"step": int(step), "bytes": size})
+
+
+def latest_checkpoint_step(conn: Connection, job_id: str) -> int | None:
+    """Step of the newest recorded checkpoint of `job_id`, if any."""
+    return conn.scalar(select(func.max(Checkpoint.step)).where(Checkpoint.job_id == job_id))

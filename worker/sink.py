@@ -1,0 +1,172 @@
+"""The database `MetricsSink`: what a running job writes into the tables the API and dashboard read.
+
+Choices:
+- One transaction per step: every metric, every histogram and the job's `current_step` (and its
+  heartbeat, `updated_at`) commit together, so a reader never sees half a step and `current_step`
+  never points past the data.
+- Idempotent: metrics upsert on their primary key (job_id, name, step) and histograms on
+  (job_id, step, name) with the dialect's `INSERT .. ON CONFLICT DO UPDATE` (Postgres and SQLite
+  share the syntax). A step written twice (a retry after a commit whose acknowledgement was lost, or
+  a step replayed after resuming from a checkpoint) leaves one row holding the latest value.
+- Batched: a step's rows go in one executemany call; psycopg 3 pipelines it, so a step of 1,000
+  metrics costs one round trip's worth of latency, not 1,000 (docs/benchmarks.md).
+- Retries: connection-level failures (`OperationalError`, `InterfaceError`, an invalidated
+  connection: a database restart, SQLite's "database is locked") are retried with exponential
+  backoff up to `retry_seconds`; the trainer blocks meanwhile, so no step is skipped. Anything else
+  (a constraint violation, a bug) is raised at once: retrying would not change it.
+- NaN and infinities become NULL (`metrics.value`) or `null` (event data): Postgres JSONB and JSON
+  clients refuse them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from core.models import AdvantageHistogram, Job, JobEvent, Metric, utcnow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Event kinds whose rows are shown as errors/warnings in the dashboard.
+_LEVELS = {"error": "error", "failed": "error", "warning": "warning"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that a new connection a little later can fix."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def run_in_transaction(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    retry_seconds: float = 900.0,
+    what: str = "database write",
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `work(conn)` in one transaction, retrying transient failures with exponential backoff.
+
+    Backoff starts at 0.1 s, doubles up to 10 s, with +-25 % jitter so several workers coming back
+    after a database restart do not reconnect in lockstep. Gives up (re-raises) after `retry_seconds`.
+    """
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.1
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            sleep(delay * random.uniform(0.75, 1.25))
+            delay = min(delay * 2, 10.0)
+
+
+def upsert(engine: Engine, model: type, keys: list[str], values: list[str]):
+    """`INSERT .. ON CONFLICT (keys) DO UPDATE SET values = excluded.values` for this dialect."""
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the platform supports these two (DESIGN.md section 5)
+        raise ValueError(f"unsupported database dialect {dialect!r}; use postgresql or sqlite")
+    stmt = insert(model)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={name: stmt.excluded[name] for name in values}
+    )
+
+
+def finite_or_none(value: Any) -> float | None:
+    """`float(value)`, or None where it is NaN/inf (stored as NULL)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with non-finite floats replaced by None and unknown objects by their `str`."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return json_safe(value.item())
+    return str(value)
+
+
+def event_row(job_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None,
+              level: str | None = None) -> dict[str, Any]:
+    """A `job_events` row as a dict (for Core inserts)."""
+    return {
+        "job_id": job_id,
+        "ts": utcnow(),
+        "kind": kind,
+        "level": level or _LEVELS.get(kind, "info"),
+        "message": message,
+        "data": json_safe(dict(data)) if data else None,
+    }
+
+
+class DatabaseSink:
+    """`trainer.sinks.MetricsSink` writing into `metrics`, `advantage_histograms` and `job_events`."""
+
+    def __init__(self, engine: Engine, job_id: str, *, retry_seconds: float = 900.0):
+        self.engine = engine
+        self.job_id = job_id
+        self.retry_seconds = retry_seconds
+        self._metrics = upsert(engine, Metric, ["job_id", "name", "step"], ["value"])
+        self._histograms = upsert(
+            engine, AdvantageHistogram, ["job_id", "step", "name"], ["edges", "counts"]
+        )
+
+    def log_step(self, step: int, metrics: Mapping[str, float], histograms: Mapping[str, Any]) -> None:
+        """Write one step (metrics, histograms, `current_step`) in one transaction, idempotently."""
+        step = int(step)
+        metric_rows = [
+            {"job_id": self.job_id, "name": name, "step": step, "value": finite_or_none(value)}
+            for name, value in metrics.items()
+        ]
+        histogram_rows = [
+            {"job_id": self.job_id, "step": step, "name": name,
+             "edges": json_safe(list(hist.edges)), "counts": [int(c) for c in hist.counts]}
+            for name, hist in histograms.items()
+        ]
+
+        def write(conn: Connection) -> None:
+            if metric_rows:
+                conn.execute(self._metrics, metric_rows)
+            if histogram_rows:
+                conn.execute(self._histograms, histogram_rows)
+            conn.execute(
+                update(Job).where(Job.id == self.job_id).values(current_step=step, updated_at=utcnow())
+            )
+
+        run_in_transaction(self.engine, write, retry_seconds=self.retry_seconds,
+                           what=f"job {self.job_id} step {step}")
+
+    def log_event(self, kind: str, message: str, data: Mapping[str, Any] | None = None) -> None:
+        """Append one row to `job_events` (`kind` "error"/"warning" set the row's level)."""
+        row = event_row(self.job_id, kind, message, data)
+        run_in_transaction(self.engine, lambda conn: conn.execute(JobEvent.__table__.insert(), row),
+                           retry_seconds=self.retry_seconds, what=f"job {self.job_id} event")
+
+    def close(self) -> None:
+        """Nothing to flush: every call commits before it returns. The engine belongs to the caller."""

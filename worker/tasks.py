@@ -1,0 +1,260 @@
+"""`run_job(job_id)`: run one training job end to end; `enqueue_job(job_id, queue)`: send it.
+
+Choices:
+- The task takes an id, never an object, and is idempotent: every delivery first claims the job's
+  lease in the database (worker/lifecycle.py). A finished job, or one a live worker is running,
+  makes the delivery a no-op, so duplicates (a reconcile after a Redis flush, a Redis visibility
+  timeout, an orphan sweep racing a slow heartbeat) cost one query.
+- A delivery of a job that had already started resumes it: `train(resume=True)` loads the newest
+  complete checkpoint under the job's run dir, and an event says from which step.
+- Every failure of the job is the job's, not the worker's: a trainer exception (bad model dir, out
+  of memory, a reward crash) marks the job `failed` with the message and a `failed` event, then the
+  task returns normally, so the worker takes the next job. Only the database being unreachable for
+  longer than `db_retry_seconds` escapes: the job stays active, its heartbeat goes stale, and the
+  orphan sweep hands it to a worker again later.
+- A warm shutdown (SIGTERM, Ctrl-C in `basis up`) stops the trainer at its next step boundary;
+  the job keeps its status, gives its lease back and its message is requeued (`Reject(requeue)`),
+  so the next worker resumes it from its last checkpoint.
+- The trainer is imported when a job runs, not at import time: the API imports `enqueue_job`
+  and must not pay for torch.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import Reject
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core.db import get_engine
+from core.models import Job, JobStatus
+from core.services.jobs import train_config_for
+from core.settings import Settings, get_settings
+from worker import lifecycle
+from worker.celery_app import app, shutting_down
+from worker.config import WorkerSettings, get_worker_settings
+from worker.sink import DatabaseSink, is_transient, run_in_transaction
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATUSES = {JobStatus.estimating_priors, JobStatus.running}
+
+
+class JobInterrupted(Exception):
+    """The worker is shutting down; the job was left resumable and should be requeued."""
+
+
+def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Any:
+    """The job's `TrainConfig`: its stored fields plus this machine's model dir, dataset file and
+    run dir (`core.services.jobs.train_config_for`, the same resolution the API validated with)."""
+    from trainer.config import TrainConfig
+
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} disappeared while starting")
+        fields = train_config_for(session, settings, job)
+    if fields.get("priors_cache_dir") is None:
+        # Priors are shared between jobs on the same model and dataset: keep them with the data.
+        fields["priors_cache_dir"] = str(settings.storage_dir / "priors")
+    return TrainConfig.model_validate(fields)
+
+
+class _Heartbeat:
+    """A daemon thread touching the job row every few seconds, so long steps (prior estimation, a
+    slow rollout) never make a live job look orphaned. A failed beat is logged, not fatal: the sink
+    is what blocks the job during a database outage."""
+
+    def __init__(self, engine: Engine, job_id: str, every: float):
+        self._engine, self._job_id, self._every = engine, job_id, every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._done.set()
+        self._thread.join(timeout=self._every + 5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                with self._engine.begin() as conn:
+                    lifecycle.heartbeat(conn, self._job_id)
+            except Exception as exc:  # noqa: BLE001 - a missed beat must never kill the job
+                log.warning("heartbeat for %s failed: %s", self._job_id, exc)
+
+
+class JobRunner:
+    """Runs one claimed job: builds the trainer's callbacks around the database."""
+
+    def __init__(self, job_id: str, engine: Engine, settings: Settings,
+                 worker_settings: WorkerSettings, stop: threading.Event,
+                 train_fn: Callable[..., Any] | None = None):
+        self.job_id, self.engine, self.settings = job_id, engine, settings
+        self.ws, self.stop, self.train_fn = worker_settings, stop, train_fn
+
+    def tx(self, work, what: str):
+        return run_in_transaction(self.engine, work, retry_seconds=self.ws.db_retry_seconds,
+                                  what=f"job {self.job_id} {what}")
+
+    def should_stop(self) -> bool:
+        if self.stop.is_set():
+            return True
+        try:
+            with self.engine.connect() as conn:
+                return lifecycle.cancel_requested(conn, self.job_id)
+        except Exception as exc:
+            if is_transient(exc):  # the database is away; the sink will wait for it at the step
+                return False
+            raise
+
+    def on_status(self, status: str) -> None:
+        if status not in TRAINER_STATUSES:
+            log.warning("job %s: trainer reported unknown status %r", self.job_id, status)
+            return
+        self.tx(lambda conn: lifecycle.transition(conn, self.job_id, status), f"status {status}")
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self.tx(lambda conn: lifecycle.record_checkpoint(
+            conn, self.job_id, step, Path(path), self.settings.storage_dir), f"checkpoint {step}")
+
+    def finish(self, status: str, message: str = "", error: str | None = None,
+               data: dict[str, Any] | None = None) -> str:
+        self.tx(lambda conn: lifecycle.transition(conn, self.job_id, status, message=message,
+                                                  error=error, data=data), f"status {status}")
+        return status
+
+    def run(self, claim: lifecycle.Claim) -> str:
+        if claim.cancel_requested:
+            return self.finish(JobStatus.cancelled, "cancelled before it started")
+        try:
+            config = build_train_config(self.engine, self.job_id, self.settings)
+        except Exception as exc:  # deleted dataset, removed model, a config the trainer refuses
+            if is_transient(exc):
+                raise
+            return self.finish(JobStatus.failed, "could not start", error=_describe(exc))
+        if claim.resumed:
+            step = self.tx(lambda conn: lifecycle.latest_checkpoint_step(conn, self.job_id), "read")
+            where = f"checkpoint at step {step}" if step is not None else "the start (no checkpoint yet)"
+            self.tx(lambda conn: lifecycle.record_event(
+                conn, self.job_id, "resumed", f"resuming from {where} after the previous worker stopped",
+                {"checkpoint_step": step}), "event")
+
+        if self.train_fn is None:
+            from trainer.loop import train as train_fn
+        else:
+            train_fn = self.train_fn
+        sink = DatabaseSink(self.engine, self.job_id, retry_seconds=self.ws.db_retry_seconds)
+        try:
+            with _Heartbeat(self.engine, self.job_id, self.ws.heartbeat_seconds):
+                result = train_fn(config, sink, run_dir=self.settings.job_run_dir(self.job_id),
+                               should_stop=self.should_stop, on_status=self.on_status,
+                               on_checkpoint=self.on_checkpoint, resume=True)
+        except Exception as exc:
+            if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
+                raise
+            log.exception("job %s failed", self.job_id)
+            return self.finish(JobStatus.failed, _describe(exc), error=_describe(exc),
+                               data={"traceback": traceback.format_exc(limit=8)[-4000:]})
+        finally:
+            sink.close()
+            _free_accelerator_memory()
+        return self._after_train(result)
+
+    def _after_train(self, result: Any) -> str:
+        summary = {"steps": getattr(result, "steps", None),
+                   "initial_eval_accuracy": getattr(result, "initial_eval_accuracy", None),
+                   "final_eval_accuracy": getattr(result, "final_eval_accuracy", None),
+                   "seconds": getattr(result, "seconds", None)}
+        if not getattr(result, "stopped", False):
+            return self.finish(JobStatus.succeeded, f"finished {summary['steps']} steps", data=summary)
+        with self.engine.connect() as conn:
+            cancelled = lifecycle.cancel_requested(conn, self.job_id)
+        if cancelled:
+            return self.finish(JobStatus.cancelled, f"cancelled after {summary['steps']} steps",
+                               data=summary)
+
+        def give_back(conn) -> None:
+            lifecycle.record_event(conn, self.job_id, "interrupted",
+                                   "worker shutting down; the job will resume from its last checkpoint",
+                                   summary)
+            lifecycle.release(conn, self.job_id)
+
+        self.tx(give_back, "release")
+        raise JobInterrupted(self.job_id)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:4000] if text else type(exc).__name__
+
+
+def _free_accelerator_memory() -> None:
+    """Drop the finished job's tensors so the next job on this GPU starts with free memory."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings | None = None,
+                worker_settings: WorkerSettings | None = None,
+                stop: threading.Event | None = None,
+                train_fn: Callable[..., Any] | None = None) -> str:
+    """Run job `job_id` if this caller can claim it; returns the job's status afterwards.
+
+    `train_fn` stands in for `trainer.loop.train` (same signature) in tests of the lifecycle.
+
+    Raises `JobInterrupted` when `stop` was set (worker shutdown) and the job was left resumable.
+    """
+    settings = settings or get_settings()
+    ws = worker_settings or get_worker_settings()
+    engine = engine or get_engine(settings.database_url)
+    claim = run_in_transaction(
+        engine, lambda conn: lifecycle.claim(conn, job_id, stale_after_seconds=ws.stale_after_seconds),
+        retry_seconds=ws.db_retry_seconds, what=f"job {job_id} claim")
+    if claim is None:
+        with engine.connect() as conn:
+            status = conn.scalar(select(Job.status).where(Job.id == job_id))
+        log.info("job %s not claimed (status %s): finished, missing, or running elsewhere",
+                 job_id, status)
+        return status or "missing"
+    log.info("job %s claimed (%s)", job_id, "resume" if claim.resumed else "start")
+    return JobRunner(job_id, engine, settings, ws, stop or shutting_down, train_fn).run(claim)
+
+
+@app.task(name="basis.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_job(self, job_id: str) -> str:
+    """Celery entry point: see `execute_job`."""
+    try:
+        return execute_job(job_id)
+    except JobInterrupted:
+        # Back into the queue for whichever worker starts next; the lease is already released.
+        raise Reject(f"job {job_id} interrupted by shutdown", requeue=True) from None
+
+
+def enqueue_job(job_id: str, queue: str, *, settings: Settings | None = None) -> None:
+    """Send `run_job(job_id)` to `queue`. Call only after the job row is committed.
+
+    Touches no database row: the worker decides everything from the row when the message arrives.
+    `settings` picks another broker than the environment's (tests, tools).
+    """
+    if settings is None or settings.broker_url == app.conf.broker_url:
+        run_job.apply_async(args=[job_id], queue=queue, routing_key=queue)
+        return
+    with app.connection_for_write(settings.broker_url) as conn:
+        run_job.apply_async(args=[job_id], queue=queue, routing_key=queue, connection=conn)
