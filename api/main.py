@@ -44,8 +44,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
         v1.include_router(module.router)
     app.include_router(v1)
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, upload_bytes=settings.max_upload_bytes,
-                       request_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     return app
 
 

@@ -12,19 +12,20 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.settings import Settings
+
 MULTIPART_OVERHEAD = 64 * 1024
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, upload_bytes: int, request_bytes: int):
+    def __init__(self, app: ASGIApp, *, settings: Settings):
         self.app = app
-        self.upload_bytes = upload_bytes + MULTIPART_OVERHEAD
-        self.request_bytes = request_bytes
+        self.settings = settings  # read per request, so the limits follow the settings object
 
     def _limit(self, scope: Scope) -> int:
         if scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/datasets":
-            return self.upload_bytes
-        return self.request_bytes
+            return self.settings.max_upload_bytes + MULTIPART_OVERHEAD
+        return self.settings.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

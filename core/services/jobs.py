@@ -3,6 +3,8 @@
 Choices:
 - The API validates the full `TrainConfig` the worker will run, with the server-side fields
   (`model`, `dataset`, `output_dir`) filled in, so a bad field fails at POST time with its name.
+  Fields that are server paths (`eval_dataset`, `priors_cache_dir`) are refused: a user must not
+  make the worker read or write an arbitrary file.
   The stored `config` is the validated config with defaults, minus those three fields.
 - The job row and its first event are committed before the caller enqueues (enqueue after commit).
 - Cancel is one conditional UPDATE: a queued job becomes cancelled at once; if the worker won the race
@@ -39,33 +41,38 @@ from core.services.pagination import Page, paginate
 from core.settings import Settings
 
 SERVER_FIELDS = ("model", "dataset", "output_dir")
+# Paths on the server a user must not choose: reading or writing arbitrary files (issue 8).
+SERVER_PATH_FIELDS = ("eval_dataset", "priors_cache_dir")
 QUEUE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def _format_validation_error(exc: ValidationError) -> tuple[str, str]:
-    """(message, param) naming every bad field, param pointing at the first."""
-    errors = exc.errors()
-    parts = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in errors[:5]]
-    first = ".".join(map(str, errors[0]["loc"])) if errors else ""
-    return "invalid config: " + "; ".join(parts), f"config.{first}" if first else "config"
+def _param_of(error: dict[str, Any]) -> str:
+    """`config.<field path>` for one pydantic error; cross-field errors name their field first."""
+    loc = ".".join(map(str, error["loc"]))
+    if not loc:
+        match = re.match(r"(?:Value error, )?([a-z_][a-z0-9_.]*): ", error.get("msg", ""))
+        loc = match.group(1) if match else ""
+    return f"config.{loc}" if loc else "config"
 
 
 def validate_train_config(config: dict[str, Any], *, model_path: str, dataset_file: str,
                           output_dir: str) -> Any:
     """The validated `TrainConfig` for `config` plus the server-side fields; Invalid names the field."""
-    from trainer.config import TrainConfig
+    from trainer.config import TrainConfig, format_validation_error
 
-    for key in SERVER_FIELDS:
+    for key in (*SERVER_FIELDS, *SERVER_PATH_FIELDS):
         if key in config:
-            raise Invalid(f"config.{key} is set by the server; leave it out", f"config.{key}")
+            raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
     try:
-        return TrainConfig.model_validate(
+        train_config = TrainConfig.model_validate(
             {**config, "model": model_path, "dataset": dataset_file, "output_dir": output_dir})
+        train_config.check_paths()
     except ValidationError as exc:
-        message, param = _format_validation_error(exc)
-        raise Invalid(message, param) from None
-    except (ValueError, TypeError) as exc:  # a validator outside pydantic's wrapping
+        message = format_validation_error(exc, "config").replace("\n", "; ")
+        raise Invalid(message, _param_of(exc.errors()[0])) from None
+    except (ValueError, TypeError) as exc:  # ConfigError from check_paths, or a stray validator
         raise Invalid(f"invalid config: {exc}", "config") from None
+    return train_config
 
 
 def _estimator_name(train_config: Any) -> str:

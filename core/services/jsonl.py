@@ -3,8 +3,9 @@
 Rows are `{"prompt": str | [{"role": str, "content": str}, ...], "answer": str | number, ...}`
 (DESIGN.md section 4). Blank lines are skipped and not counted. Limits (line length, nesting depth,
 row count) come from Settings, so a hostile file is refused before it can cost memory or recursion.
-When the trainer's own validator exists (`trainer.data.validate_jsonl_bytes`) the upload is checked
-by it as well, so the API never accepts a file the training loop would refuse.
+The trainer's own validator (`trainer.data.validate_jsonl_bytes`) then checks the file as well, so
+the API never accepts a file the training loop would refuse; ours runs first because it also
+enforces the byte-level limits (line length, depth, NUL bytes) that protect the server.
 """
 
 from __future__ import annotations
@@ -87,19 +88,17 @@ def validate_jsonl(data: bytes, *, max_rows: int, max_line_bytes: int, max_depth
             raise TooLarge(f"more than {max_rows} rows; the limit is {max_rows}", "file")
     if rows == 0:
         raise Invalid("the file has no rows", "file")
-    _trainer_check(data)
+    _trainer_check(data, max_rows)
     return rows
 
 
-def _trainer_check(data: bytes) -> None:
-    """Run the training loop's validator too, if it is installed; map its error to a 422."""
+def _trainer_check(data: bytes, max_rows: int) -> None:
+    """Run the training loop's validator too (the reader that will consume the file); 422 on error."""
+    from trainer.data import validate_jsonl_bytes
+
     try:
-        from trainer.data import validate_jsonl_bytes
-    except ImportError:
-        return
-    try:
-        validate_jsonl_bytes(data)
-    except (ValueError, TypeError) as exc:
+        validate_jsonl_bytes(data, max_rows=max_rows)
+    except (ValueError, TypeError) as exc:  # trainer.data.DatasetError, with .line
         message = str(exc)
         line = getattr(exc, "line", None)
         raise Invalid(message, f"file:line {line}" if line else "file") from None

@@ -96,3 +96,22 @@ def dataset(upload, alice) -> dict:
     response = upload(alice)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture
+def create_job(client, model_dir):
+    """`create_job(headers, dataset_id, **body)` -> response; model `tiny`, a small valid config."""
+
+    def post(headers, dataset_id: str, **body):
+        payload = {"dataset_id": dataset_id, "model": "tiny",
+                   "config": {"estimator": "basis", "max_steps": 3, "batch_size": 2}, **body}
+        return client.post("/v1/jobs", headers=headers, json=payload)
+
+    return post
+
+
+@pytest.fixture
+def job(create_job, alice, dataset) -> dict:
+    response = create_job(alice, dataset["id"])
+    assert response.status_code == 201, response.text
+    return response.json()
