@@ -2,10 +2,13 @@
 
 It makes every path of the trainer runnable on a laptop CPU with no downloads (DESIGN.md section 4).
 Choices:
-- Tokenizer: one token per printable ASCII character (WordLevel over single characters, built with
-  the `tokenizers` library) plus specials `<pad> <unk> <bos> <eos> <|im_start|> <|im_end|>`.
-  Encoding prepends `<bos>`; decoding fuses characters back without spaces. Any other character
-  maps to `<unk>`. A ChatML-style chat template makes chat-message prompts work.
+- Tokenizer: one token per byte, so one per character for ASCII (a byte-level BPE with no merges,
+  built with the `tokenizers` library), plus specials `<pad> <unk> <bos> <eos> <|im_start|>
+  <|im_end|>`; byte b has id 6 + b. Encoding prepends `<bos>`. A ChatML-style chat template makes
+  chat-message prompts work. Why byte-level rather than a plain character vocabulary:
+  transformers 5's AutoTokenizer ignores `tokenizer_class` for model_type qwen2 and rebuilds the
+  pipeline as Qwen2Tokenizer (NFC, Qwen's split regex, ByteLevel); our tokenizer.json is exactly
+  that pipeline, so AutoTokenizer (any version), PreTrainedTokenizerFast and vLLM all encode alike.
 - `tokenizer_class` is written as `PreTrainedTokenizerFast` (not transformers 5's
   `TokenizersBackend`) so older transformers, such as a vLLM install may pin, load it too.
 - Model: `Qwen2ForCausalLM`, float32, tied embeddings, vocabulary exactly the tokenizer's (no unused
@@ -23,15 +26,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import string
 import tempfile
 from pathlib import Path
 from typing import Any
 
 PAD, UNK, BOS, EOS, IM_START, IM_END = "<pad>", "<unk>", "<bos>", "<eos>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS, IM_START, IM_END)
-# Printable ASCII without the vertical tab and form feed; '\r' is dropped too (one newline style).
-CHARACTERS = tuple(c for c in string.printable if c not in "\x0b\x0c\r")
+QWEN2_SPLIT_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
+                     r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -42,15 +44,43 @@ DEMO_MARKER = "demo.json"
 MIN_HEAD_DIM = 32
 
 
+def _byte_symbols() -> list[str]:
+    """GPT-2's byte-to-unicode table: the printable stand-in character of each byte 0..255."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[byte] = chr(byte)
+        else:
+            symbols[byte] = chr(256 + extra)
+            extra += 1
+    return [symbols[b] for b in range(256)]
+
+
 def build_tokenizer():
-    """A `PreTrainedTokenizerFast` over single characters (not yet saved)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    """A `PreTrainedTokenizerFast`, one token per byte (= per character for ASCII), not yet saved."""
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *_byte_symbols()])}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None, fuse_unk=False,
+                                byte_fallback=False))
+    # Exactly the pipeline transformers 5's Qwen2Tokenizer rebuilds around any qwen2 vocabulary
+    # (AutoTokenizer forces that class for model_type qwen2), so both load paths encode alike.
+    core.normalizer = normalizers.NFC()
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    core.decoder = decoders.ByteLevel()
     core.add_special_tokens(list(SPECIAL_TOKENS))
     core.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])])
