@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -11,15 +10,8 @@ from sqlalchemy import Engine, update
 
 from core.db import make_engine, session_scope
 from core.models import Dataset, Job, JobStatus, User, new_id
+from trainer.sinks import Histogram as Hist  # noqa: F401 - re-exported for the tests
 from worker.config import WorkerSettings
-
-
-@dataclass
-class Hist:
-    """Shape of `trainer.sinks.Histogram` (the sink reads `edges` and `counts` only)."""
-
-    edges: list[float]
-    counts: list[int]
 
 
 @pytest.fixture
