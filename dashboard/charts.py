@@ -1,0 +1,221 @@
+"""Pure functions from API payloads to data frames and Altair charts (no Streamlit, no IO).
+
+Choices:
+- Smoothing is TensorBoard's debiased exponential moving average (`ema`): one weight in [0, 1)
+  that users already know, no lag at the start of a run, and gaps (null values) are skipped rather
+  than treated as zeros.
+- Every chart is built from a long data frame (`step`, `series`, `value`, ...) so the same frame
+  feeds a chart and a test; the frames are the testable part, the Altair specs are thin.
+- Advantage histograms over time are drawn as a heatmap of per-step fractions; steps are merged
+  into at most `max_columns` columns (counts summed) so 2,000 steps stay a few thousand rectangles.
+- Comparing jobs against wall-clock or rollouts maps each point's step onto the x metric by linear
+  interpolation, because a sparse series (eval accuracy) and the x series are logged, and
+  downsampled, at different steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+VALUE_MSE_PREFIX = "value_mse/"
+ESTIMATOR_LABELS = {"basis": "BASIS", "reinforce_pp": "REINFORCE++", "grpo": "GRPO",
+                    "dr_grpo": "Dr. GRPO", "rloo": "RLOO"}
+X_AXES = {"step": "Step", "time/elapsed": "Wall-clock (s)", "rollouts/total": "Rollouts generated"}
+
+
+def ema(values: Sequence[float | None], weight: float) -> np.ndarray:
+    """Debiased exponential moving average, as TensorBoard's smoothing slider.
+
+    values: (n,) floats, None/NaN for gaps; weight in [0, 1) (0 = no smoothing).
+    Returns (n,) float64; a gap stays NaN and does not move the average.
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    x = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    out = np.full_like(x, np.nan)
+    last, debias, seen = 0.0, 0.0, False
+    for i, v in enumerate(x):
+        if not np.isfinite(v):
+            continue
+        last = weight * last + (1.0 - weight) * v
+        debias = weight * debias + (1.0 - weight)
+        out[i] = last / debias
+        seen = True
+    return out if seen else x
+
+
+def estimator_label(name: str) -> str:
+    """Human label of a metric-name suffix: `basis` -> BASIS, `group_mean_8` -> group mean (8)."""
+    if name.startswith("group_mean_"):
+        return f"group mean ({name.removeprefix('group_mean_')})"
+    return ESTIMATOR_LABELS.get(name, name)
+
+
+def by_name(series: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """{name: series} from the metrics endpoint's list."""
+    return {s["name"]: s for s in series}
+
+
+def series_frame(series: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None, *,
+                 smoothing: float = 0.0, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Long frame `step, series, value, smoothed` of the chosen metric series (all when None).
+
+    `labels` renames series for the legend; values that are null (non-finite) are dropped after
+    smoothing so lines show gaps honestly.
+    """
+    found = by_name(series)
+    frames = []
+    for name in names if names is not None else sorted(found):
+        if name not in found:
+            continue
+        s = found[name]
+        frame = pd.DataFrame({"step": np.asarray(s["steps"], dtype=np.int64),
+                              "value": np.asarray([np.nan if v is None else v for v in s["values"]],
+                                                  dtype=np.float64)})
+        frame["smoothed"] = ema(frame["value"].tolist(), smoothing) if smoothing else frame["value"]
+        frame["series"] = (labels or {}).get(name, name)
+        frames.append(frame.dropna(subset=["value"]))
+    if not frames:
+        return pd.DataFrame({"step": [], "series": [], "value": [], "smoothed": []})
+    return pd.concat(frames, ignore_index=True)[["step", "series", "value", "smoothed"]]
+
+
+def line_chart(frame: pd.DataFrame, *, y_title: str, x: str = "step", x_title: str = "Step",
+               show_raw: bool = True, height: int = 260, log_y: bool = False,
+               points: bool = False) -> alt.Chart:
+    """Smoothed lines per `series`, with the raw values faint behind them when `show_raw`."""
+    scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    base = alt.Chart(frame).encode(
+        x=alt.X(f"{x}:Q", title=x_title),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+    )
+    tooltip = [alt.Tooltip("series:N"), alt.Tooltip(f"{x}:Q", title=x_title),
+               alt.Tooltip("value:Q", format=".4g"), alt.Tooltip("smoothed:Q", format=".4g")]
+    smooth = base.mark_line(point=points).encode(y=alt.Y("smoothed:Q", title=y_title, scale=scale),
+                                                 tooltip=tooltip)
+    layers = [smooth]
+    if show_raw and not frame.empty and not frame["value"].equals(frame["smoothed"]):
+        layers.insert(0, base.mark_line(opacity=0.25).encode(y=alt.Y("value:Q", scale=scale)))
+    return alt.layer(*layers).properties(height=height).interactive(bind_y=False)
+
+
+def value_mse_frame(series: Iterable[Mapping[str, Any]], *, smoothing: float = 0.0) -> pd.DataFrame:
+    """Long frame of every `value_mse/<estimator>` series, labelled by estimator."""
+    names = sorted(s["name"] for s in series if s["name"].startswith(VALUE_MSE_PREFIX))
+    labels = {n: estimator_label(n.removeprefix(VALUE_MSE_PREFIX)) for n in names}
+    return series_frame(series, names, smoothing=smoothing, labels=labels)
+
+
+def value_mse_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean value-MSE per estimator and its ratio to REINFORCE++ (the paper's comparison)."""
+    if frame.empty:
+        return pd.DataFrame({"estimator": [], "mean value-MSE": [], "ratio to REINFORCE++": []})
+    means = frame.groupby("series")["value"].mean()
+    reference = means.get(ESTIMATOR_LABELS["reinforce_pp"])
+    ratio = means / reference if reference else means * np.nan
+    return (pd.DataFrame({"estimator": means.index, "mean value-MSE": means.values,
+                          "ratio to REINFORCE++": ratio.values})
+            .sort_values("mean value-MSE").reset_index(drop=True))
+
+
+def histogram_frame(histogram: Mapping[str, Any]) -> pd.DataFrame:
+    """One histogram as bars: `lo, hi, count, fraction` per bin (edges (bins+1,), counts (bins,))."""
+    edges = np.asarray(histogram["edges"], dtype=np.float64)
+    counts = np.asarray(histogram["counts"], dtype=np.float64)
+    if edges.shape != (counts.size + 1,):
+        raise ValueError(f"histogram at step {histogram.get('step')}: {edges.size} edges "
+                         f"for {counts.size} counts")
+    total = counts.sum()
+    return pd.DataFrame({"lo": edges[:-1], "hi": edges[1:], "count": counts,
+                         "fraction": counts / total if total else counts})
+
+
+def histogram_chart(histogram: Mapping[str, Any], *, height: int = 260) -> alt.Chart:
+    """Bar chart of one step's advantage distribution."""
+    frame = histogram_frame(histogram)
+    return alt.Chart(frame).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        x=alt.X("lo:Q", title=f"advantage (step {histogram['step']})"), x2="hi:Q",
+        y=alt.Y("count:Q", title="samples"), y2=alt.datum(0),
+        tooltip=[alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f"),
+                 "count:Q", alt.Tooltip("fraction:Q", format=".1%")],
+    ).properties(height=height)
+
+
+def histogram_heatmap_frame(histograms: Sequence[Mapping[str, Any]], *,
+                            max_columns: int = 200) -> pd.DataFrame:
+    """Heatmap cells `step_lo, step_hi, lo, hi, fraction` from per-step histograms.
+
+    Steps are merged into at most `max_columns` consecutive groups (counts summed, then each
+    group normalised to fractions). Histograms whose bins differ from the first one's are skipped:
+    the trainer uses fixed edges, so that only happens with foreign data.
+    """
+    if not histograms:
+        return pd.DataFrame({"step_lo": [], "step_hi": [], "lo": [], "hi": [], "fraction": []})
+    ordered = sorted(histograms, key=lambda h: h["step"])
+    edges = np.asarray(ordered[0]["edges"], dtype=np.float64)
+    kept = [h for h in ordered if len(h["edges"]) == edges.size and np.allclose(h["edges"], edges)]
+    steps = np.asarray([h["step"] for h in kept], dtype=np.int64)  # (T,)
+    counts = np.asarray([h["counts"] for h in kept], dtype=np.float64)  # (T, bins)
+    groups = np.array_split(np.arange(steps.size), min(max_columns, steps.size))
+    rows = []
+    for idx in groups:
+        summed = counts[idx].sum(axis=0)  # (bins,)
+        total = summed.sum()
+        fraction = summed / total if total else summed
+        step_lo, step_hi = steps[idx[0]], steps[idx[-1]] + 1
+        for b in range(summed.size):
+            rows.append((step_lo, step_hi, edges[b], edges[b + 1], fraction[b]))
+    return pd.DataFrame(rows, columns=["step_lo", "step_hi", "lo", "hi", "fraction"])
+
+
+def histogram_heatmap(histograms: Sequence[Mapping[str, Any]], *, max_columns: int = 200,
+                      height: int = 260) -> alt.Chart:
+    """Advantage distribution over steps: x step, y advantage, colour the fraction of samples."""
+    frame = histogram_heatmap_frame(histograms, max_columns=max_columns)
+    return alt.Chart(frame).mark_rect().encode(
+        x=alt.X("step_lo:Q", title="Step"), x2="step_hi:Q",
+        y=alt.Y("lo:Q", title="advantage"), y2="hi:Q",
+        color=alt.Color("fraction:Q", title="fraction", scale=alt.Scale(scheme="viridis")),
+        tooltip=["step_lo:Q", alt.Tooltip("lo:Q", format=".2f"), alt.Tooltip("hi:Q", format=".2f"),
+                 alt.Tooltip("fraction:Q", format=".1%")],
+    ).properties(height=height)
+
+
+def nearest_step(steps: Sequence[int], wanted: int) -> int:
+    """The element of `steps` (non-empty) closest to `wanted` (the earlier one on a tie)."""
+    array = np.asarray(steps)
+    return int(array[np.argmin(np.abs(array - wanted))])
+
+
+def compare_frame(runs: Mapping[str, Iterable[Mapping[str, Any]]], metric: str, *,
+                  x: str = "step", smoothing: float = 0.0) -> pd.DataFrame:
+    """Long frame `<x>, series, value, smoothed` overlaying `metric` of several runs.
+
+    runs: {legend label: that job's metric series}. With `x` a metric (`time/elapsed`,
+    `rollouts/total`) each point's step is mapped onto it by interpolation; a run without that
+    x series is left out rather than drawn against the wrong axis.
+    """
+    frames = []
+    for label, series in runs.items():
+        found = by_name(series)
+        frame = series_frame(found.values(), [metric], smoothing=smoothing, labels={metric: label})
+        if frame.empty:
+            continue
+        if x != "step":
+            xs = found.get(x)
+            pairs = [(s, v) for s, v in zip(xs["steps"], xs["values"], strict=True)
+                     if v is not None] if xs else []
+            if not pairs:
+                continue
+            x_steps, x_values = map(np.asarray, zip(*pairs, strict=True))
+            frame[x] = np.interp(frame["step"], x_steps, x_values)
+        frames.append(frame)
+    columns = [x, "series", "value", "smoothed"] + (["step"] if x != "step" else [])
+    if not frames:
+        return pd.DataFrame({c: [] for c in columns})
+    return pd.concat(frames, ignore_index=True)[columns]

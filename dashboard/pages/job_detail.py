@@ -1,0 +1,228 @@
+"""Job detail: is this run healthy, and is BASIS earning its keep? Refreshes live while it runs.
+
+Everything below the job picker is one `st.fragment`, re-run every few seconds while the job is
+active (and only then), so a live job costs a handful of cached requests per refresh and a finished
+one none. All metric series come from a single downsampled request (`max_points`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+from dashboard.tables import (
+    STATUS_ICONS,
+    duration_seconds,
+    events_frame,
+    format_bytes,
+    format_duration,
+)
+
+REWARD = ["reward/mean"]
+THROUGHPUT_TIMES = ["time/rollout", "time/reward", "time/update", "time/sync"]
+BASIS_INTERNALS = [("basis/c", "calibration c_t"), ("basis/active_frac", "active-set fraction")]
+
+st.title("Job detail")
+url, key = state.connection()
+jobs = state.call(state.fetch_jobs, url, key)
+wanted = st.query_params.get("job") or st.session_state.get("job_id")
+if not jobs and not wanted:
+    st.info("No jobs yet. Start one on the New job page.", icon="🌱")
+    st.page_link("pages/new_job.py", label="New job", icon="➕")
+    st.stop()
+
+labels = {job["id"]: state.job_label(job) for job in jobs}
+wanted = wanted or jobs[0]["id"]
+options = list(labels) if wanted in labels else [wanted, *labels]
+if st.session_state.get("detail_job") != wanted:
+    st.session_state["detail_job"] = wanted
+
+
+def _follow_picker() -> None:
+    st.session_state["job_id"] = st.session_state["detail_job"]
+    st.query_params["job"] = st.session_state["detail_job"]
+
+
+st.selectbox("Job", options, key="detail_job", format_func=lambda i: labels.get(i, i),
+             on_change=_follow_picker)
+job_id = st.session_state["detail_job"]
+first = state.call(state.fetch_job, url, key, job_id)
+
+
+def last_value(series: dict | None) -> float | None:
+    """The last non-null value of a series."""
+    if not series:
+        return None
+    values = [v for v in series["values"] if v is not None]
+    return values[-1] if values else None
+
+
+def fmt(value: float | None, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def header(job: dict, found: dict[str, dict]) -> None:
+    """Status line, headline numbers, and the job's error or waiting state."""
+    cols = st.columns(6)
+    cols[0].metric("Status", f"{STATUS_ICONS.get(job['status'], '')} {job['status']}")
+    cols[1].metric("Step", f"{job['current_step']}" + (f" / {job['max_steps']}" if job["max_steps"] else ""))
+    cols[2].metric("Reward", fmt(last_value(found.get("reward/mean"))))
+    cols[3].metric("Train accuracy", fmt(last_value(found.get("reward/accuracy"))))
+    cols[4].metric("Eval accuracy", fmt(last_value(found.get("eval/accuracy"))))
+    cols[5].metric("Duration", format_duration(duration_seconds(job)) or "–")
+    st.caption(f"Estimator **{job['estimator']}** · model **{job['model']}** · dataset "
+               f"`{job['dataset_id'] or '(deleted)'}` · created {job['created_at']}")
+    if job["status"] == "failed":
+        st.error(f"**This job failed.** {job.get('error') or 'No error message was recorded.'}",
+                 icon="❌")
+    elif job["status"] == "cancelled":
+        st.warning("This job was cancelled.", icon="⏹️")
+    elif job["status"] == "queued":
+        st.info("Queued: waiting for a worker to pick it up.", icon="⏳")
+    elif job["status"] == "estimating_priors":
+        st.info("Estimating BASIS priors (offline rollouts) before the first step.", icon="🧮")
+    if job["status"] in state.ACTIVE and st.button("Cancel job", key="cancel_job"):
+        state.call(state.client().cancel_job, job["id"])
+        state.clear_caches()
+        st.rerun()
+
+
+def rewards_section(series: list[dict], smoothing: float, show_raw: bool) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Reward** (mean per step)")
+        frame = charts.series_frame(series, REWARD, smoothing=smoothing, labels={"reward/mean": "reward"})
+        st.altair_chart(charts.line_chart(frame, y_title="reward", show_raw=show_raw), width="stretch")
+    with right:
+        st.markdown("**Accuracy**: training batch, and held-out eval")
+        train = charts.series_frame(series, ["reward/accuracy"], smoothing=smoothing,
+                                    labels={"reward/accuracy": "train (batch)"})
+        # Eval points are sparse and each is already an average over the eval set: never smoothed.
+        evals = charts.series_frame(series, ["eval/accuracy"], labels={"eval/accuracy": "eval (held-out)"})
+        frame = pd.concat([train, evals], ignore_index=True)
+        st.altair_chart(charts.line_chart(frame, y_title="accuracy", show_raw=show_raw, points=len(evals) < 60),
+                        width="stretch")
+
+
+def value_mse_section(series: list[dict], smoothing: float) -> None:
+    frame = charts.value_mse_frame(series, smoothing=smoothing)
+    if frame.empty:
+        st.info("No value-MSE yet: the probe logs it on probe steps (set `probe_every` > 0).")
+        return
+    left, right = st.columns([3, 1])
+    left.altair_chart(charts.line_chart(frame, y_title="value-MSE (bias-corrected)", points=True),
+                      width="stretch")
+    with right:
+        st.markdown("**Mean over probe steps**")
+        st.dataframe(charts.value_mse_summary(frame), hide_index=True, width="stretch",
+                     column_config={"mean value-MSE": st.column_config.NumberColumn(format="%.4f"),
+                                    "ratio to REINFORCE++": st.column_config.NumberColumn(format="%.2f")})
+
+
+def advantages_section(job: dict) -> None:
+    histograms = state.job_advantages(job)
+    if not histograms:
+        st.info("No advantage histograms yet.")
+        return
+    steps = sorted({h["step"] for h in histograms})
+    left, right = st.columns(2)
+    with left:
+        chosen = steps[-1]
+        if len(steps) > 1:
+            chosen = st.slider("Step", steps[0], steps[-1], steps[-1], key="adv_step")
+        chosen = charts.nearest_step(steps, chosen)
+        histogram = next(h for h in histograms if h["step"] == chosen)
+        st.altair_chart(charts.histogram_chart(histogram), width="stretch")
+    with right:
+        st.markdown("**Over time** (fraction of the batch per advantage bin)")
+        st.altair_chart(charts.histogram_heatmap(histograms), width="stretch")
+
+
+def basis_section(series: list[dict], smoothing: float, estimator: str) -> None:
+    found = charts.by_name(series)
+    if not any(name in found for name, _ in BASIS_INTERNALS):
+        st.caption(f"No BASIS internals: this job uses `{estimator}`.")
+        return
+    for col, (name, label) in zip(st.columns(2), BASIS_INTERNALS, strict=True):
+        with col:
+            st.markdown(f"**{label}** (`{name}`)")
+            frame = charts.series_frame(series, [name], smoothing=smoothing, labels={name: label})
+            st.altair_chart(charts.line_chart(frame, y_title=label), width="stretch")
+
+
+def throughput_section(series: list[dict], smoothing: float) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Seconds per step**, by phase")
+        frame = charts.series_frame(series, THROUGHPUT_TIMES, smoothing=smoothing,
+                                    labels={n: n.removeprefix("time/") for n in THROUGHPUT_TIMES})
+        st.altair_chart(charts.line_chart(frame, y_title="seconds", show_raw=False), width="stretch")
+    with right:
+        st.markdown("**Tokens per second**")
+        frame = charts.series_frame(series, ["throughput/tokens_per_s"], smoothing=smoothing,
+                                    labels={"throughput/tokens_per_s": "tokens/s"})
+        st.altair_chart(charts.line_chart(frame, y_title="tokens/s", show_raw=False), width="stretch")
+
+
+def events_and_checkpoints(job: dict) -> None:
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Events** (newest first)")
+        events = state.call(state.fetch_events, url, key, job["id"])
+        st.dataframe(events_frame(events), hide_index=True, width="stretch", height=260,
+                     column_config={"time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
+    with right:
+        st.markdown("**Checkpoints**")
+        checkpoints = state.call(state.fetch_checkpoints, url, key, job["id"])
+        if not checkpoints:
+            st.caption("No checkpoints yet.")
+            return
+        st.dataframe(pd.DataFrame([{"step": c["step"], "size": format_bytes(c.get("bytes")),
+                                    "created": c.get("created_at"), "id": c["id"]} for c in checkpoints]),
+                     hide_index=True, width="stretch", height=180)
+        by_id = {c["id"]: c for c in checkpoints}
+        chosen = st.selectbox("Checkpoint", list(by_id)[::-1], key="ckpt_pick",
+                              format_func=lambda i: f"step {by_id[i]['step']} ({i})")
+        api = state.client()
+        st.download_button(
+            "Download .tar", key="ckpt_download", icon="⬇️", mime="application/x-tar",
+            file_name=f"{job['id']}-step-{by_id[chosen]['step']:06d}.tar", on_click="ignore",
+            # A callable: the archive is fetched when the button is clicked, not on every rerun.
+            data=lambda: api.checkpoint_content(job["id"], chosen),
+        )
+
+
+@st.fragment(run_every=state.REFRESH_SECONDS if first["status"] in state.ACTIVE else None)
+def live() -> None:
+    job = state.call(state.fetch_job, url, key, job_id)
+    if first["status"] in state.ACTIVE and job["status"] not in state.ACTIVE:
+        st.rerun()  # finished since the page loaded: re-render once without the refresh timer
+    series = state.job_metrics(job)
+    header(job, charts.by_name(series))
+    if job["status"] in state.ACTIVE:
+        st.caption(f"Live: refreshing every {state.REFRESH_SECONDS} s.")
+    if not series and job["status"] != "failed":
+        st.info("No metrics yet: they appear after the first training step.")
+    c1, c2, _ = st.columns([2, 1, 3])
+    smoothing = c1.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+                          help="Exponential moving average weight (as TensorBoard's).")
+    show_raw = c2.toggle("Raw values", True, key="show_raw")
+
+    st.subheader("Reward and accuracy")
+    rewards_section(series, smoothing, show_raw)
+    st.subheader("Value-MSE by estimator (probe)")
+    value_mse_section(series, smoothing)
+    st.subheader("Advantage distributions")
+    advantages_section(job)
+    st.subheader("BASIS internals")
+    basis_section(series, smoothing, job["estimator"])
+    st.subheader("Throughput")
+    throughput_section(series, smoothing)
+    st.subheader("Events and checkpoints")
+    events_and_checkpoints(job)
+    with st.expander("Config"):
+        st.json(job["config"], expanded=False)
+
+
+live()

@@ -1,0 +1,129 @@
+"""New job: pick or upload a dataset, pick a model and an estimator, set the key knobs, submit.
+
+The API validates everything (the real `TrainConfig`); a refusal is shown under the field it names
+and at the top of the form, and the form keeps what the user typed.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import forms, state
+from dashboard.client import ApiError
+
+st.title("New job")
+url, key = state.connection()
+datasets = state.call(state.fetch_datasets, url, key)
+models = state.call(state.fetch_models, url, key)
+error = st.session_state.get("new_job_error")  # {"field", "message"} from the last refusal
+
+
+def field_error(field: str) -> None:
+    """The last refusal, under the widget of the field it names."""
+    if error and error["field"] == field:
+        st.error(error["message"], icon="⚠️")
+
+
+if created := st.session_state.pop("new_job_created", None):
+    st.success(f"Job **{created}** created and queued.", icon="✅")
+    st.page_link("pages/job_detail.py", label=f"Open {created}", icon="📈", query_params={"job": created})
+
+if not models:
+    st.warning("The API lists no models. Put Hugging Face model directories under the API's "
+               "`BASIS_MODEL_ROOTS` (default `<data dir>/models`).", icon="📦")
+
+st.subheader("Dataset")
+source = st.radio("Source", ["Pick an uploaded dataset", "Upload a JSONL file"], key="new_source",
+                  horizontal=True, index=0 if datasets else 1)
+with st.form("new_job"):
+    if error:
+        st.error(f"**The API refused the job** ({error['param'] or 'request'}): {error['message']}",
+                 icon="🛑")
+    if source == "Upload a JSONL file":
+        upload = st.file_uploader("JSONL file: one {\"prompt\", \"answer\"} object per line",
+                                  type=["jsonl", "json", "txt"], key="new_upload")
+        dataset_name = st.text_input("Dataset name (optional)", key="new_dataset_name")
+        dataset_id = None
+    else:
+        upload, dataset_name = None, None
+        names = {d["id"]: f"{d['name']} ({d.get('rows', '?')} rows) · {d['id']}" for d in datasets}
+        dataset_id = st.selectbox("Dataset", list(names), format_func=names.get, key="new_dataset")
+    field_error("dataset")
+
+    st.subheader("Model and estimator")
+    c1, c2, c3 = st.columns(3)
+    model = c1.selectbox("Model", [m["id"] for m in models], key="new_model")
+    with c1:
+        field_error("model")
+    estimator = c2.selectbox("Estimator", forms.ESTIMATORS, key="new_estimator",
+                             help="basis and reinforce_pp use one rollout per prompt; grpo, dr_grpo "
+                                  "and rloo need several.")
+    with c2:
+        field_error("estimator")
+    rollouts = c3.number_input("Rollouts per prompt", 1, 256, 1, key="new_rollouts",
+                               help="1 for basis / reinforce_pp; 8 is typical for grpo.")
+    with c3:
+        field_error("rollouts_per_prompt")
+
+    st.subheader("Training")
+    values: dict = {"estimator": estimator, "rollouts_per_prompt": int(rollouts)}
+    numeric = [  # (field, label, widget kwargs)
+        ("batch_size", "Batch size (prompts per step)", dict(min_value=1, value=16)),
+        ("max_steps", "Max steps", dict(min_value=1, value=100)),
+        ("optimizer.lr", "Learning rate", dict(min_value=0.0, value=1e-6, format="%.2e", step=1e-7)),
+        ("loss.kl_coef", "KL coefficient", dict(min_value=0.0, value=0.0, format="%.3f", step=0.01)),
+        ("sampling.temperature", "Temperature", dict(min_value=0.0, value=1.0, step=0.1)),
+        ("sampling.max_new_tokens", "Max new tokens", dict(min_value=1, value=256)),
+        ("n0", "BASIS offline rollouts n0", dict(min_value=0, value=8)),
+        ("seed", "Seed", dict(min_value=0, value=0)),
+        ("eval_every", "Eval every (steps)", dict(min_value=0, value=25)),
+        ("checkpoint_every", "Checkpoint every (steps)", dict(min_value=0, value=50)),
+        ("probe_every", "Value-MSE probe every (steps, 0 = off)", dict(min_value=0, value=0)),
+    ]
+    cols = st.columns(4)
+    for i, (field, label, kwargs) in enumerate(numeric):
+        with cols[i % 4]:
+            values[field] = st.number_input(label, key=f"new_{field}", **kwargs)
+            field_error(field)
+    c1, c2, c3, c4 = st.columns(4)
+    values["reward"] = c1.selectbox("Reward", forms.REWARDS, key="new_reward")
+    values["engine"] = c2.selectbox("Rollout engine", forms.ENGINES, key="new_engine")
+    values["lora"] = c3.checkbox("LoRA adapter", key="new_lora")
+    values["lora.r"] = c4.number_input("LoRA rank", 1, 1024, 16, key="new_lora_r")
+    for field in ("reward", "engine", "lora", "lora.r"):
+        field_error(field)
+    advanced = st.text_area("Advanced: more config fields as JSON (merged over the form)",
+                            key="new_advanced", placeholder='{"estimator_options": {"normalize": "batch_std"}}')
+    field_error(forms.ADVANCED)
+    submitted = st.form_submit_button("Create job", type="primary")
+
+if submitted:
+    st.session_state.pop("new_job_error", None)
+    try:
+        config = forms.build_config(values, advanced)
+    except ValueError as exc:
+        st.session_state["new_job_error"] = {"field": forms.ADVANCED, "param": "advanced",
+                                             "message": str(exc)}
+        st.rerun()
+    api = state.client()
+    try:
+        if source == "Upload a JSONL file":
+            if upload is None:
+                raise ApiError("choose a JSONL file to upload", param="file")
+            dataset_id = api.upload_dataset(upload.getvalue(), upload.name, name=dataset_name or None)["id"]
+            state.clear_caches()
+        if not dataset_id:
+            raise ApiError("pick a dataset (or upload one)", param="dataset_id")
+        if not model:
+            raise ApiError("pick a model", param="model")
+        job = api.create_job(dataset_id=dataset_id, model=model, config=config)
+    except ApiError as exc:
+        if exc.status in (None, 401, 403) and exc.param is None:
+            state.stop_on_error(exc)  # unreachable API or wrong key: not a form problem
+        st.session_state["new_job_error"] = {"field": forms.error_field(exc.param, exc.message),
+                                             "param": exc.param, "message": exc.message}
+        st.rerun()
+    state.clear_caches()
+    st.session_state["new_job_created"] = job["id"]
+    st.session_state["job_id"] = job["id"]
+    st.rerun()

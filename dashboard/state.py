@@ -1,0 +1,165 @@
+"""Streamlit glue shared by the pages: connection settings, cached API reads, error states.
+
+Choices:
+- The API URL and key live in `st.session_state` (sidebar inputs), seeded from `BASIS_API_URL` /
+  `BASIS_API_KEY`, so one dashboard process can serve users with different keys.
+- Reads go through `st.cache_data` with a short TTL, keyed by URL *and* key (they are arguments of
+  every cached function): two users never share a cached answer, and a live page polling every few
+  seconds costs the API one request per TTL, not one per rerun. Errors are never cached.
+- One `httpx` connection pool per (URL, key) via `st.cache_resource`.
+- Every page funnels API failures through `stop_on_error`, which shows the clear state (unreachable,
+  wrong key, not found, other) and stops the script, so pages only code the happy path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from dashboard.client import ApiError, ApiUnreachable, BasisClient, NotFound, Unauthorized
+
+T = TypeVar("T")
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+TTL_SECONDS = 3  # shorter than the live refresh period, so each refresh sees new steps
+TERMINAL_TTL_SECONDS = 60  # a finished job's data no longer changes
+MAX_POINTS = 500  # per metric series: about one point per pixel column of a wide chart
+REFRESH_SECONDS = 5
+ACTIVE = ("queued", "estimating_priors", "running")
+
+
+def init_connection() -> None:
+    """Seed the connection settings from the environment once per session."""
+    st.session_state.setdefault("api_url", os.environ.get("BASIS_API_URL") or DEFAULT_API_URL)
+    st.session_state.setdefault("api_key", os.environ.get("BASIS_API_KEY") or "")
+
+
+def connection() -> tuple[str, str]:
+    """(API URL, API key) of this session."""
+    init_connection()
+    return st.session_state["api_url"].strip(), st.session_state["api_key"].strip()
+
+
+def sidebar() -> None:
+    """The connection form in the sidebar (URL, key) and a one-line connection check."""
+    init_connection()
+    with st.sidebar:
+        st.subheader("API connection")
+        st.text_input("API URL", key="api_url", help="Default: the BASIS_API_URL env variable.")
+        st.text_input("API key", key="api_key", type="password",
+                      help="Default: BASIS_API_KEY. Create one with `basis admin create-key`.")
+
+
+@st.cache_resource(show_spinner=False)
+def _client(url: str, key: str) -> BasisClient:
+    return BasisClient(url, key or None)
+
+
+def client() -> BasisClient:
+    """The (pooled) client for this session's URL and key."""
+    return _client(*connection())
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn(*args, **kwargs)`; on an API error show its state and stop the page."""
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        stop_on_error(exc)
+        raise  # unreachable: st.stop() raises
+
+
+def stop_on_error(exc: ApiError) -> None:
+    """Render the clear state for `exc` and stop the script."""
+    url, _ = connection()
+    if isinstance(exc, ApiUnreachable):
+        st.error(f"**API unreachable.** {exc.message}. Check the API URL in the sidebar and that "
+                 "the API is running (`basis up` or `docker compose up`).", icon="🔌")
+    elif isinstance(exc, Unauthorized):
+        st.error(f"**Wrong or missing API key** for {url}: {exc.message}. Enter a valid key in "
+                 "the sidebar (create one with `basis admin create-key`).", icon="🔑")
+    elif isinstance(exc, NotFound):
+        st.warning(f"**Not found.** {exc}", icon="🔍")
+    else:
+        st.error(f"**The API refused the request** (HTTP {exc.status}, {exc.code}): {exc}", icon="⚠️")
+    st.stop()
+
+
+# -- cached reads: URL and key are arguments so they are part of every cache key ----------------
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_jobs(url: str, key: str, status: str | None = None, max_items: int = 500) -> list[dict]:
+    return list(_client(url, key).iter_jobs(status=status, max_items=max_items))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_job(url: str, key: str, job_id: str) -> dict:
+    return _client(url, key).get_job(job_id)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_metrics(url: str, key: str, job_id: str, names: tuple[str, ...] | None = None,
+                  max_points: int = MAX_POINTS) -> list[dict]:
+    return _client(url, key).metrics(job_id, names=names, max_points=max_points)
+
+
+@st.cache_data(ttl=TERMINAL_TTL_SECONDS, show_spinner=False)
+def fetch_metrics_final(url: str, key: str, job_id: str, names: tuple[str, ...] | None = None,
+                        max_points: int = MAX_POINTS) -> list[dict]:
+    return _client(url, key).metrics(job_id, names=names, max_points=max_points)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_advantages(url: str, key: str, job_id: str) -> list[dict]:
+    return _client(url, key).advantages(job_id)
+
+
+@st.cache_data(ttl=TERMINAL_TTL_SECONDS, show_spinner=False)
+def fetch_advantages_final(url: str, key: str, job_id: str) -> list[dict]:
+    return _client(url, key).advantages(job_id)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_events(url: str, key: str, job_id: str) -> list[dict]:
+    return _client(url, key).events(job_id)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_checkpoints(url: str, key: str, job_id: str) -> list[dict]:
+    return _client(url, key).checkpoints(job_id)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def fetch_datasets(url: str, key: str) -> list[dict]:
+    return _client(url, key).datasets()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def fetch_models(url: str, key: str) -> list[dict]:
+    return _client(url, key).models()
+
+
+def job_metrics(job: dict, names: tuple[str, ...] | None = None) -> list[dict]:
+    """Downsampled metric series of `job`, cached longer once the job is finished."""
+    fetch = fetch_metrics if job["status"] in ACTIVE else fetch_metrics_final
+    return call(fetch, *connection(), job["id"], names)
+
+
+def job_advantages(job: dict) -> list[dict]:
+    """Advantage histograms of `job`, cached longer once the job is finished."""
+    fetch = fetch_advantages if job["status"] in ACTIVE else fetch_advantages_final
+    return call(fetch, *connection(), job["id"])
+
+
+def clear_caches() -> None:
+    """Forget cached reads (after a write: new job, upload, cancel)."""
+    for fn in (fetch_jobs, fetch_job, fetch_metrics, fetch_events, fetch_checkpoints, fetch_datasets):
+        fn.clear()
+
+
+def job_label(job: dict) -> str:
+    """`job_… · basis · running` for pickers."""
+    return f"{job['id']} · {job.get('estimator', '?')} · {job['status']}"
+
