@@ -47,7 +47,6 @@ def celery_config(settings: Settings, worker_settings: WorkerSettings) -> dict:
         # One job per process for its whole life: a fresh process per job is not needed, and a
         # restart between jobs would throw away the CUDA context and warm caches.
         "worker_max_tasks_per_child": None,
-        "worker_hijack_root_logger": False,
         "worker_enable_remote_control": url.startswith(("redis", "rediss", "amqp")),
         "worker_send_task_events": False,
     }

@@ -1,0 +1,275 @@
+"""`basis up` (the whole platform on one machine) and `basis worker` (a worker alone).
+
+`basis up [--demo [--exit-when-done]]`:
+  migrations -> reconcile the queue with the database -> API (uvicorn), one Celery worker and the
+  dashboard (streamlit) as child processes -> supervise -> on Ctrl-C stop them (the worker first
+  gets a warm shutdown, so a running job stops at a step boundary and resumes at the next start).
+  With `--demo` it also builds the demo model, makes an API key for user `demo` (printed, and given
+  to the dashboard), uploads the synthetic arithmetic dataset, submits a BASIS job and follows it.
+
+`basis worker [--queue Q] [--concurrency N] [--pool P]`: a Celery worker on the configured broker,
+for lab machines pointing at the shared Postgres and Redis.
+
+Choices:
+- Children run in their own sessions (process groups), so a terminal's Ctrl-C reaches only this
+  supervisor, which then stops them in order: dashboard and API at once, the worker with a grace
+  period (`--grace`, default 60 s) before it is killed. A child that dies on its own stops the stack
+  with an error rather than leaving half a platform running.
+- With the embedded broker `basis up` starts the only worker, so any job still active from the last
+  run is orphaned by definition: it is re-enqueued at once (`stale_after_seconds=0`) and resumes
+  from its checkpoint, instead of waiting for its heartbeat to go stale.
+- Nothing heavy is imported at module level: `core.cli` imports this module for every `basis`
+  command, including the quick REST client ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEMO_MODEL = "tiny-arith"
+DEMO_ROWS = 512
+# A BASIS run the demo model improves on within minutes on a laptop CPU.
+DEMO_CONFIG: dict[str, Any] = {
+    "estimator": "basis",
+    "reward": "exact",
+    "batch_size": 16,
+    "max_steps": 40,
+    "n0": 4,
+    "sampling": {"max_new_tokens": 8, "temperature": 1.0},
+    "optimizer": {"lr": 1e-4, "micro_batch_size": 16},
+    "checkpoint_every": 10,
+    "eval_every": 10,
+    "eval_size": 64,
+    "probe_every": 10,
+    "probe_prompts": 4,
+    "probe_rollouts": 16,
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `up` and `worker` to the `basis` command line (called by core/cli.py)."""
+    up = subparsers.add_parser("up", help="run API, worker and dashboard on this machine")
+    up.add_argument("--demo", action="store_true",
+                    help="build the demo model, upload the demo dataset, submit a BASIS job, follow it")
+    up.add_argument("--exit-when-done", action="store_true",
+                    help="with --demo: stop everything when the demo job ends (exit 0 if it succeeded)")
+    up.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    up.add_argument("--grace", type=float, default=60.0,
+                    help="seconds the worker gets to stop its job cleanly on shutdown")
+    up.add_argument("--demo-steps", type=int, default=None, help=argparse.SUPPRESS)
+    up.add_argument("--demo-warm-steps", type=int, default=None, help=argparse.SUPPRESS)
+    up.set_defaults(func=cmd_up)
+
+    worker = subparsers.add_parser("worker", help="run a Celery worker on the configured broker")
+    worker.add_argument("--queue", help="queue to consume (default BASIS_WORKER_QUEUE)")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="jobs at once; 1 per GPU set (the solo pool always runs one)")
+    worker.add_argument("--pool", help="Celery pool (default BASIS_WORKER_POOL, solo)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+def worker_argv(queue: str, pool: str, concurrency: int, loglevel: str) -> list[str]:
+    """Arguments for `celery worker`: one queue, acks-late semantics from the app config."""
+    return ["worker", "--pool", pool, "--concurrency", str(concurrency), "--queues", queue,
+            "--loglevel", loglevel, "--hostname", f"{queue}-{os.getpid()}@%h",
+            # Gossip, mingle and event heartbeats need broadcast, which the SQLite broker lacks;
+            # the database, not the broker, knows which worker runs which job.
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
+    from worker.celery_app import app
+    from worker.config import get_worker_settings
+
+    settings = get_settings()
+    queue = args.queue or settings.worker_queue
+    pool = args.pool or get_worker_settings().pool
+    app.worker_main(worker_argv(queue, pool, args.concurrency, args.loglevel))
+    return 0
+
+
+# ----------------------------------------------------------------------------- up
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    grace: float = 10.0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+class Stack:
+    """The child processes of `basis up` and their orderly shutdown."""
+
+    def __init__(self, children: list[Child]):
+        self.children = children
+
+    def start(self) -> None:
+        for child in self.children:
+            child.start()
+            print(f"basis up: started {child.name} (pid {child.process.pid})", flush=True)
+
+    def dead(self) -> list[Child]:
+        return [c for c in self.children if not c.alive()]
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.signal(signal.SIGTERM)
+        for child in sorted(self.children, key=lambda c: c.grace):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=child.grace)
+            except subprocess.TimeoutExpired:
+                print(f"basis up: {child.name} did not stop in {child.grace:.0f}s; killing it",
+                      flush=True)
+                child.signal(signal.SIGKILL)
+                child.process.wait()
+            except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+                for other in self.children:
+                    other.signal(signal.SIGKILL)
+                raise
+
+
+def _child_env(settings, api_key: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["BASIS_DATA_DIR"] = str(settings.data_dir)  # absolute: children may resolve it elsewhere
+    env["BASIS_API_URL"] = f"http://127.0.0.1:{settings.api_port}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if api_key:
+        env["BASIS_API_KEY"] = api_key
+    return env
+
+
+def build_stack(settings, *, api_key: str | None, dashboard: bool, grace: float) -> Stack:
+    """API, worker and (optionally) dashboard processes for `settings`."""
+    env = _child_env(settings, api_key)
+    python = sys.executable
+    children = [
+        Child("api", [python, "-m", "uvicorn", "api.main:app", "--host", settings.api_host,
+                      "--port", str(settings.api_port), "--log-level", "warning"], env),
+        Child("worker", [python, "-m", "core.cli", "worker", "--queue", settings.worker_queue], env,
+              grace=grace),
+    ]
+    app_file = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    if dashboard and app_file.is_file():
+        children.append(Child("dashboard", [
+            python, "-m", "streamlit", "run", str(app_file),
+            "--server.port", str(settings.dashboard_port), "--server.headless", "true",
+            "--browser.gatherUsageStats", "false"], env))
+    elif dashboard:
+        print(f"basis up: no dashboard at {app_file}; running without it", flush=True)
+    return Stack(children)
+
+
+def _embedded_broker(settings) -> bool:
+    return (settings.broker_url or "").startswith("sqla+sqlite")
+
+
+def wait_for_api(base_url: str, stack: Stack, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.dead():
+            raise RuntimeError(f"{stack.dead()[0].name} exited while the stack was starting")
+        try:
+            if httpx.get(f"{base_url}/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the API did not answer on {base_url} within {timeout:.0f}s")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from core.db import get_engine, migrate, session_scope
+    from core.settings import get_settings
+    from worker.reconcile import reconcile
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"basis up: data in {settings.data_dir}", flush=True)
+    migrate(settings.database_url)
+    requeued = reconcile(settings=settings,
+                         stale_after_seconds=0 if _embedded_broker(settings) else None)
+    if requeued:
+        print(f"basis up: re-enqueued {len(requeued)} unfinished job(s)", flush=True)
+
+    api_key = None
+    if args.demo:
+        from core.services.keys import create_key
+
+        with session_scope(get_engine(settings.database_url)) as session:
+            _, api_key = create_key(session, "demo")
+        print(f"basis up: API key for user 'demo' (also given to the dashboard):\n{api_key}",
+              flush=True)
+
+    stack = build_stack(settings, api_key=api_key, dashboard=not args.no_dashboard, grace=args.grace)
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    base_url = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        stack.start()
+        wait_for_api(base_url, stack)
+        print(f"basis up: API {base_url}/docs", flush=True)
+        if not args.no_dashboard:
+            print(f"basis up: dashboard http://127.0.0.1:{settings.dashboard_port}", flush=True)
+        if args.demo:
+            from worker.demo import run_demo
+
+            status = run_demo(settings, base_url, api_key, stack, steps=args.demo_steps,
+                              warm_steps=args.demo_warm_steps)
+            if args.exit_when_done:
+                return 0 if status == "succeeded" else 1
+        return _supervise(stack)
+    except KeyboardInterrupt:
+        print("\nbasis up: stopping (the running job, if any, resumes at the next start)", flush=True)
+        return 130
+    except RuntimeError as exc:
+        print(f"basis up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _supervise(stack: Stack) -> int:
+    while True:
+        dead = stack.dead()
+        if dead:
+            code = dead[0].process.returncode
+            print(f"basis up: {dead[0].name} exited with status {code}; stopping", flush=True)
+            return 1
+        time.sleep(1.0)
+
+
+def _raise_keyboard_interrupt(*_args) -> None:
+    raise KeyboardInterrupt
