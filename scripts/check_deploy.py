@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +313,17 @@ def check_dockerfile(dockerfile: Path, context: Path) -> list[str]:
                     errors.append(f"{rel}:{lineno}: {instr} {key} bakes a secret into the image")
     if not users or users[-1] in ("root", "0"):
         errors.append(f"{rel}: must switch to a non-root USER")
+    errors += _check_extras(rel, dockerfile.read_text(), context / "pyproject.toml")
     return errors
+
+
+def _check_extras(rel: str, text: str, pyproject: Path) -> list[str]:
+    """Every pyproject extra a Dockerfile installs (`['optional-dependencies']['X']`) exists."""
+    wanted = re.findall(r"\['optional-dependencies'\]\['([A-Za-z0-9_.-]+)'\]", text)
+    if not wanted:
+        return []
+    extras = tomllib.loads(pyproject.read_text())["project"].get("optional-dependencies", {})
+    return [f"{rel}: installs the extra [{x}], which pyproject.toml does not define" for x in wanted if x not in extras]
 
 
 def check_dockerfiles(root: Path, compose: dict[str, Any]) -> list[str]:

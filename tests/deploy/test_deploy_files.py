@@ -149,3 +149,11 @@ def test_env_example_check_catches_an_undocumented_setting(tmp_path):
     text = (ROOT / ".env.example").read_text().replace("BASIS_WORKER_POOL=solo\n", "")
     (tmp_path / ".env.example").write_text(text)
     assert check_deploy.check_env_example(tmp_path, "") == [".env.example: missing setting BASIS_WORKER_POOL"]
+
+
+def test_dockerfile_check_catches_a_missing_extra(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[project.optional-dependencies]\ndev = []\n')
+    dockerfile = "FROM x\nRUN python -c \"p['optional-dependencies']['vllm']\"\nUSER u\n"
+    assert any("installs the extra [vllm]" in e for e in _scratch_context(tmp_path, dockerfile))
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[project.optional-dependencies]\nvllm = []\n')
+    assert check_deploy.check_dockerfile(tmp_path / "Dockerfile", tmp_path) == []
