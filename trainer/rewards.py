@@ -238,16 +238,17 @@ class ChoiceOptions(_Unparsed):
 def _choice_patterns(letters: str) -> list[re.Pattern]:
     cls = f"[{letters}{letters.lower()}]"
     return [  # most explicit first; the last match of the first pattern that matches wins
+        re.compile(rf"^\s*\(?({cls})\)?[.:]?\s*$"),  # the whole completion is one letter
         re.compile(rf"\\boxed\{{\s*\(?({cls})\)?\s*\}}"),
         re.compile(rf"(?i:answer)\s*(?:is|:)?\s*[:\s]*\(?({cls})\)?(?![A-Za-z])"),
         re.compile(rf"\(({cls})\)"),
-        re.compile(rf"(?<![A-Za-z])({letters})(?![A-Za-z])"),
+        re.compile(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])"),  # upper case only: 'a' is a word
     ]
 
 
 def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
-    """The chosen letter in `text` (upper case) or None: \\boxed{B}, "answer is (B)", "(B)",
-    then the last standalone capital letter among `letters`."""
+    """The chosen letter in `text` (upper case) or None: a bare letter, \\boxed{B},
+    "answer is (B)", "(B)", then the last standalone capital letter among `letters`."""
     for pattern in _choice_patterns(letters):
         found = pattern.findall(text)
         if found:

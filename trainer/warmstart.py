@@ -110,7 +110,7 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         seconds = time.perf_counter() - start
         model.save_pretrained(model_dir, safe_serialization=True)
     finally:
@@ -163,3 +163,38 @@ def accuracy_by_difficulty(model_dir: str | os.PathLike, rows: Sequence[dict], *
         hits["all"].append(ok)
         hits[str(row.get("difficulty", "?"))].append(ok)
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m trainer.warmstart OUT_DIR [--steps N] [--seed S] [--threads T]`: build the tiny
+    model, warm-start it, print one JSON line with time and greedy accuracy by difficulty on a
+    held-out arithmetic set (the benchmark behind docs/benchmarks.md)."""
+    import argparse
+    import json
+
+    from trainer.tiny import build_tiny_model
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.warmstart")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-rows", type=int, default=1000)
+    args = parser.parse_args(argv)
+    build_tiny_model(args.out_dir, seed=args.seed)
+    report = warm_start(args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed, threads=args.threads)
+    held_out = generate_arithmetic(args.eval_rows, seed=args.seed)
+    start = time.perf_counter()
+    accuracy = accuracy_by_difficulty(args.out_dir, held_out, threads=args.threads)
+    print(json.dumps({"steps": report.steps, "seconds": report.seconds,
+                      "loss_first": round(report.loss_first, 4),
+                      "loss_last": round(report.loss_last, 4),
+                      "eval_seconds": round(time.perf_counter() - start, 2),
+                      "accuracy": {k: round(v, 3) for k, v in accuracy.items()}}))
+
+
+if __name__ == "__main__":
+    main()

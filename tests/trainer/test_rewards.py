@@ -1,0 +1,140 @@
+"""Reward registry, built-in scorers, and the process-pool runner's timeout/crash handling."""
+
+import os
+import time
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from trainer.rewards import (
+    REWARDS,
+    RewardOptionsError,
+    RewardRunner,
+    extract_choice,
+    extract_numbers,
+    get_reward,
+    register_reward,
+    validate_reward_options,
+)
+
+
+def test_registry_has_builtins_rejects_duplicates_and_lists_names():
+    assert {"math", "exact", "numeric", "regex", "choice"} <= set(REWARDS)
+    with pytest.raises(ValueError, match="already registered"):
+        register_reward("exact")(lambda c, a: [1.0] * len(c))
+    with pytest.raises(ValueError, match="valid names: (_test_sleep, )?choice, exact, math, numeric, regex$"):
+        get_reward("nope")
+
+
+def test_options_are_validated_with_names():
+    assert validate_reward_options("numeric")["rel_tol"] == 1e-6
+    with pytest.raises(RewardOptionsError, match="reward 'numeric': option 'rel_tol'"):
+        validate_reward_options("numeric", {"rel_tol": -1})
+    with pytest.raises(RewardOptionsError, match="option 'tolerance'"):
+        get_reward("numeric")(["1"], ["1"], tolerance=0.1)
+    with pytest.raises(RewardOptionsError, match="capture group"):
+        validate_reward_options("regex", {"pattern": "answer"})
+    with pytest.raises(RewardOptionsError, match="does not compile"):
+        validate_reward_options("regex", {"pattern": "(unclosed"})
+    with pytest.raises(RewardOptionsError, match="option 'pattern'"):
+        validate_reward_options("regex", {})
+    with pytest.raises(RewardOptionsError, match="option 'unparsed'"):
+        validate_reward_options("math", {"unparsed": 2})
+    with pytest.raises(ValueError, match="2 completions but 1 answers"):
+        get_reward("exact")(["a", "b"], ["a"])
+
+
+def test_exact():
+    exact = get_reward("exact")
+    assert exact([" 19 ", "1 9", "Yes", "yes  no"], ["19", "19", "yes", "yes no"]) == [1.0, 0.0, 0.0, 1.0]
+    assert exact(["Yes"], ["yes"], case_sensitive=False) == [1.0]
+
+
+def test_numeric():
+    numeric = get_reward("numeric")
+    completions = ["19", "so x = 19.0000001", "I think 7 then 19", "no idea", "1,234", "-3", "20"]
+    answers = ["19", "19", "19", "19", "1234", "-3", "19"]
+    assert numeric(completions, answers) == [1.0, 1.0, 1.0, None, 1.0, 1.0, 0.0]
+    assert numeric(["7 then 19"], ["19"], position="first") == [0.0]
+    assert numeric(["no idea"], ["19"], unparsed=0.0) == [0.0]
+    assert numeric(["20"], ["19"], abs_tol=1.0) == [1.0]
+    assert numeric(["0.5"], ["1/2"]) == [1.0]
+    assert numeric(["5"], ["five"]) == [None]  # gold not a number: unscorable
+    assert extract_numbers("a -1.5e2 b 3,000 c .5") == [-150.0, 3000.0, 0.5]
+
+
+def test_regex():
+    regex = get_reward("regex")
+    opts = {"pattern": r"Answer:\s*(\S+)"}
+    assert regex(["Answer: 42", "Answer: 41", "nothing"], ["42"] * 3, **opts) == [1.0, 0.0, None]
+    assert regex(["nothing"], ["42"], unparsed=0.0, **opts) == [0.0]
+    assert regex(["answer: A; Answer: B"], ["b"], case_sensitive=False, **opts) == [1.0]
+    assert regex(["ans=7"], ["7"], pattern=r"ans=(?P<v>\d+)", group="v") == [1.0]
+
+
+def test_choice():
+    choice = get_reward("choice")
+    completions = ["The answer is (B).", "\\boxed{C}", "I pick D", "A or B? Answer: A", "none", "b"]
+    assert choice(completions, ["B", "(C)", "D.", "A", "A", "B"]) == [1.0, 1.0, 1.0, 1.0, None, 1.0]
+    assert choice(["A"], ["Z"]) == [None]  # gold is no valid letter
+    assert extract_choice("Either A or C, so C", "ABCD") == "C"
+    assert extract_choice("I think", "ABCD") is None  # lower-case 'I' words are not choices
+
+
+def test_math():
+    math = get_reward("math")
+    completions = ["so $\\frac{1}{2}$", "\\boxed{0.5}", "the result is \\boxed{3}", "blah", "$x^2$"]
+    answers = ["\\frac{1}{2}", "1/2", "4", "4", "x^2"]
+    assert math(completions, answers) == [1.0, 1.0, 0.0, None, 1.0]
+    assert math(["blah"], ["4"], unparsed=0.0) == [0.0]
+
+
+# Test-only rewards, importable by workers through `modules=[__name__]`.
+class _SleepOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+if "_test_sleep" not in REWARDS:
+    @register_reward("_test_sleep", options=_SleepOptions)
+    def _sleepy(completions, answers):
+        """'sleep' hangs, 'crash' kills the process, 'raise' raises, anything else scores 1."""
+        out = []
+        for c in completions:
+            if c == "sleep":
+                time.sleep(60)
+            elif c == "crash":
+                os._exit(3)
+            elif c == "raise":
+                raise RuntimeError("scorer bug")
+            out.append(1.0)
+        return out
+
+
+def test_runner_in_process_matches_direct_call():
+    with RewardRunner("numeric", {"unparsed": 0.0}, workers=0) as runner:
+        assert runner.score(["19", "x", "18"], ["19", "19", "19"]) == [1.0, 0.0, 0.0]
+
+
+def test_runner_pool_scores_math_in_workers():
+    with RewardRunner("math", workers=2, timeout_s=30) as runner:
+        assert runner.score(["\\boxed{3}", "blah", "$\\frac{6}{2}$"], ["3", "3", "3"]) == [1.0, None, 1.0]
+        assert runner.score([], []) == []
+
+
+def test_runner_timeouts_and_crashes_are_unscorable_and_the_pool_recovers():
+    with RewardRunner("_test_sleep", workers=2, timeout_s=1.0, modules=[__name__]) as runner:
+        start = time.monotonic()
+        scores = runner.score(["ok", "sleep", "crash", "raise", "ok", "ok"], ["x"] * 6)
+        assert scores == [1.0, None, None, None, 1.0, 1.0]
+        assert time.monotonic() - start < 15
+        assert runner.timeouts == 1 and runner.restarts == 2
+        assert runner.score(["ok"] * 4, ["x"] * 4) == [1.0] * 4  # replaced workers serve on
+
+
+def test_runner_validates_up_front():
+    with pytest.raises(RewardOptionsError):
+        RewardRunner("regex", {"pattern": "no group"}, workers=0)
+    with pytest.raises(ValueError, match="valid names"):
+        RewardRunner("nope", workers=0)
+    with pytest.raises(ValueError, match="timeout_s"):
+        RewardRunner("exact", workers=1, timeout_s=0)
