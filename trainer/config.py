@@ -98,6 +98,9 @@ class TrainConfig(_Strict):
     reward: str = Field("math", description="reward name (trainer.rewards registry)")
     reward_options: dict[str, Any] = Field(default_factory=dict, description="reward options")
     reward_timeout: float = Field(10.0, gt=0, description="seconds per reward item before unscorable")
+    reward_workers: int = Field(
+        2, ge=0, le=64, description="reward processes (per-item timeout); 0 = score in-process"
+    )
     estimator: str = Field("basis", description="advantage estimator (trainer.advantages registry)")
     estimator_options: dict[str, Any] = Field(
         default_factory=dict, description="estimator options, e.g. {'normalize': 'batch_std'}"
@@ -221,24 +224,16 @@ class TrainConfig(_Strict):
         return cls.from_dict(data, source=str(path))
 
 
-_FALLBACK_REWARDS = {"math": None, "exact": None, "numeric": None, "regex": None, "choice": None}
-
-
 def _check_reward(name: str, options: dict[str, Any]) -> None:
-    """Reward name must be registered; options are checked by the reward module if it can."""
+    """Reward name must be registered and its options valid (trainer.rewards does both)."""
+    from trainer.rewards import REWARDS, validate_reward_options
+
+    if name not in REWARDS:
+        raise ValueError(f"reward: unknown {name!r}; choose one of {sorted(REWARDS)}")
     try:
-        from trainer import rewards
-    except ImportError:  # stand-in until trainer/rewards.py lands (issue 3, other helper)
-        rewards = None
-    registry = getattr(rewards, "REWARDS", None) or _FALLBACK_REWARDS
-    if name not in registry:
-        raise ValueError(f"reward: unknown {name!r}; choose one of {sorted(registry)}")
-    check = getattr(rewards, "check_reward_options", None)
-    if check is not None:
-        try:
-            check(name, options)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"reward_options: {e}") from None
+        validate_reward_options(name, options)
+    except ValueError as e:
+        raise ValueError(f"reward_options: {e}") from None
 
 
 def format_validation_error(err: ValidationError, source: str = "config") -> str:

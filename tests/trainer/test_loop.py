@@ -1,0 +1,118 @@
+"""The training loop on a one-layer tiny model: metrics, priors cache, exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainer.config import ConfigError, TrainConfig
+from trainer.data import DatasetError
+from trainer.loop import train
+from trainer.sinks import JsonlSink, NullSink, read_jsonl_metrics
+from trainer.tasks import generate_arithmetic, write_jsonl
+from trainer.tiny import build_tiny_model
+
+REQUIRED = [
+    "reward/mean", "reward/accuracy", "reward/unscorable_frac", "response/length_mean",
+    "loss/policy", "loss/kl", "optim/grad_norm", "optim/lr", "adv/mean", "adv/std",
+    "adv/abs_mean", "adv/zero_frac", "basis/c", "basis/active_frac", "time/rollout",
+    "time/reward", "time/update", "time/sync", "time/step", "time/elapsed",
+    "throughput/tokens_per_s", "rollouts/total",
+]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("loop")
+    model = build_tiny_model(root / "model", layers=1, hidden=64, heads=2)
+    data = write_jsonl(generate_arithmetic(48, seed=0), root / "data.jsonl")
+    return root, model, data
+
+
+def config(assets, **kw) -> TrainConfig:
+    root, model, data = assets
+    base = dict(model=str(model), dataset=str(data), reward="exact", batch_size=6,
+                sampling={"max_new_tokens": 5}, optimizer={"lr": 3e-3, "micro_batch_size": 4},
+                n0=2, max_steps=4, eval_every=2, eval_size=6, probe_every=2, probe_prompts=2,
+                probe_rollouts=10, reward_workers=0, checkpoint_every=0,
+                priors_cache_dir=str(root / "priors"), seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def metrics_of(path):
+    drop = ("time/", "throughput/", "priors/seconds", "priors/cached")
+    return {s: {k: v for k, v in m.items() if not k.startswith(drop)}
+            for s, m in read_jsonl_metrics(path).items()}
+
+
+def test_run_logs_every_metric_and_caches_priors(assets, tmp_path):
+    statuses, ckpts = [], []
+    result = train(config(assets), JsonlSink(tmp_path / "m.jsonl"), run_dir=tmp_path / "run",
+                   on_status=statuses.append, on_checkpoint=lambda s, p: ckpts.append(s))
+    assert result.steps == 4 and not result.stopped
+    assert result.initial_eval_accuracy is not None and result.final_eval_accuracy is not None
+    assert statuses == ["estimating_priors", "running"] and ckpts == [4]
+    m = read_jsonl_metrics(tmp_path / "m.jsonl")
+    assert sorted(m) == [0, 1, 2, 3, 4]
+    assert m[0]["priors/rollouts"] == 2 * 43 and m[0]["priors/cached"] == 0
+    for step in (1, 2, 3, 4):
+        missing = [k for k in REQUIRED if k not in m[step]]
+        assert not missing, missing
+    assert "eval/accuracy" in m[2] and "eval/accuracy" not in m[3]
+    assert {"value_mse/basis", "value_mse/reinforce_pp", "value_mse/group_mean_8"} <= set(m[2])
+    assert m[4]["rollouts/total"] == 86 + 4 * 6  # 43 train prompts (5 held out)
+    line = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[-2])
+    assert sum(line["histograms"]["advantage"]["counts"]) == 6
+    # A second run with the same model, data, n0 and sampling reuses the cached priors.
+    train(config(assets, max_steps=1), JsonlSink(tmp_path / "m2.jsonl"), run_dir=tmp_path / "r2")
+    assert read_jsonl_metrics(tmp_path / "m2.jsonl")[0]["priors/cached"] == 1
+
+
+def test_training_changes_weights_and_grpo_runs(assets, tmp_path):
+    cfg = config(assets, estimator="grpo", rollouts_per_prompt=3, probe_every=0, max_steps=2,
+                 loss={"ppo_epochs": 2, "kl_coef": 0.1, "aggregation": "seq_mean"})
+    train(cfg, JsonlSink(tmp_path / "m.jsonl"), run_dir=tmp_path / "run")
+    m = read_jsonl_metrics(tmp_path / "m.jsonl")
+    assert "priors/rollouts" not in m[0]  # grpo takes no priors and no probe asks for them
+    assert m[2]["rollouts/total"] == 2 * 6 * 3 and "kl/mean" in m[2]
+
+
+@pytest.mark.parametrize("stop_after", [2, 3])
+def test_kill_and_resume_gives_identical_metrics(assets, tmp_path, stop_after):
+    """N steps straight == k steps, stop, resume to N (checkpoint on stop; LoRA dropout on)."""
+    cfg = config(assets, max_steps=5, checkpoint_every=2,
+                 lora={"r": 4, "alpha": 8, "dropout": 0.1})
+    train(cfg, JsonlSink(tmp_path / "a.jsonl"), run_dir=tmp_path / "a")
+    sink = JsonlSink(tmp_path / "b.jsonl")
+    count = {"n": 0}
+
+    def should_stop():
+        count["n"] += 1
+        return count["n"] > stop_after
+
+    first = train(cfg, sink, run_dir=tmp_path / "b", should_stop=should_stop)
+    assert first.stopped and first.steps == stop_after
+    second = train(cfg, JsonlSink(tmp_path / "b.jsonl"), run_dir=tmp_path / "b")
+    assert second.steps == 5 and not second.stopped
+    assert second.initial_eval_accuracy == first.initial_eval_accuracy
+    assert metrics_of(tmp_path / "a.jsonl") == metrics_of(tmp_path / "b.jsonl")
+
+
+
+def test_bad_dataset_fails_before_model_loading(assets, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": "2+2="}\n')
+    cfg = config(assets, dataset=str(bad))
+    with pytest.raises(DatasetError, match="line 2: field 'answer'"):
+        train(cfg, NullSink(), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_paths_and_batch_size_fail_early(assets, tmp_path):
+    with pytest.raises(ConfigError, match="model:"):
+        train(config(assets, model=str(tmp_path)), NullSink(), run_dir=tmp_path / "r")
+    with pytest.raises(ConfigError, match="batch_size: 500"):
+        train(config(assets, batch_size=500), NullSink(), run_dir=tmp_path / "r")

@@ -1,0 +1,623 @@
+"""The training loop: sample batch -> rollouts -> rewards -> advantages -> update -> metrics.
+
+`train(config, sink, run_dir=...)` is the one entry point (docs/architecture.md); the CLI, the
+worker and the tests all call it. Read `train` and `_step` top to bottom; everything else is a
+short helper. IO stays at the edges: metrics go to the sink, state to trainer/checkpoint.py.
+
+Deliberate choices (and departures from textbook PPO):
+- Old logprobs for the PPO ratio come from the trainer's own forward pass (logits / temperature),
+  not from the engine's sampling logprobs: with one epoch they are that same forward detached, so
+  the ratio is exactly 1 and the update is REINFORCE with the estimator's advantages; with more
+  epochs they are recomputed once before the first epoch. Top-k/top-p truncation is therefore
+  not importance-corrected (as in verl/TRL). The engine's logprobs are compared to ours as
+  `rollout/logprob_gap` (mean |difference|), a cheap check that engine and trainer agree.
+- Each PPO epoch is one optimizer step over the whole batch (gradients accumulated over
+  micro-batches, normalised by whole-batch token or sequence counts so micro-batching does not
+  change the loss). With no KL term and one epoch, sequences with zero advantage contribute no
+  gradient and are not forwarded at all (they still count in the normaliser).
+- LR: linear warmup over `warmup_steps`, then constant; a pure function of the step, so resume
+  needs no scheduler state.
+- Every random draw derives from (seed, step, purpose): sampling calls seed themselves and leave
+  the global RNG alone, the prompt order is PromptSampler's seeded permutation, and the global RNG
+  (LoRA dropout) is checkpointed. A resumed run reproduces an uninterrupted one's metrics exactly
+  on CPU (tests/trainer/test_loop.py).
+- BASIS offline phase: n0 rollouts of every training prompt from the starting policy before step
+  1 -> priors, cached under `priors_cache_dir` by hash(model files, training rows, n0, sampling).
+  It runs when the training estimator or a probe shadow takes priors (`set_priors`); its cost
+  counts in `rollouts/total` and `time/train_elapsed` only for a training estimator that uses it,
+  and counts even when read from the cache (it is part of that estimator's budget; the cache only
+  amortises it across runs).
+- `time/train_elapsed`: cumulative rollout + reward + update + sync seconds (+ prior cost above),
+  excluding evaluation and probe, which are measurement; it is the x-axis for comparing estimators.
+  `time/elapsed` is plain wall-clock since the run (or its first segment) started.
+- A stop request (`should_stop`) is honoured between steps and writes a checkpoint, so a cancelled
+  job can be resumed with nothing lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.advantages import AdvantageBatch, Estimator, get_estimator
+from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.config import ConfigError, TrainConfig
+from trainer.data import PromptSampler, Row, load_jsonl, render_prompt, split
+from trainer.loss import policy_loss, token_logprobs
+from trainer.priors import load_priors, priors_cache_key, priors_from_rewards, save_priors
+from trainer.probe import ValueProbe
+from trainer.rewards import RewardRunner
+from trainer.rollout import Rollout, SamplingParams, get_engine
+from trainer.sinks import MetricsSink, advantage_histogram
+
+__all__ = ["TrainResult", "train"]
+
+# Purposes of derived seeds (never reorder: checkpoints of older runs rely on them).
+_ROLLOUT, _PROBE, _PRIORS = 0, 1, 2
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    stopped: bool
+    initial_eval_accuracy: float | None
+    final_eval_accuracy: float | None
+    seconds: float
+
+
+@dataclass
+class Prompts:
+    """Tokenised prompts of one split: ids (N,), token ids (N, ragged), answers (N,)."""
+
+    ids: list[str]
+    tokens: list[list[int]]
+    answers: list[str]
+
+
+@dataclass
+class Counters:
+    """Cumulative figures that survive a resume (saved in state.json)."""
+
+    step: int = 0
+    rollouts_total: int = 0
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    initial_eval_accuracy: float | None = None
+    last_eval_accuracy: float | None = None
+
+
+@dataclass
+class Run:
+    """Everything a step needs; built once by `_setup`."""
+
+    config: TrainConfig
+    sink: MetricsSink
+    run_dir: Path
+    model: Any
+    tokenizer: Any
+    engine: Any
+    reference: Any
+    optimizer: torch.optim.Optimizer
+    rewarder: RewardRunner
+    estimator: Estimator
+    probe: ValueProbe | None
+    sampler: PromptSampler
+    train: Prompts
+    eval: Prompts
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    counters: Counters = field(default_factory=Counters)
+    started: float = field(default_factory=time.perf_counter)
+
+
+# ============================================================================ entry point
+
+
+def train(
+    config: TrainConfig,
+    sink: MetricsSink,
+    *,
+    run_dir: Path,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_status: Callable[[str], None] = lambda s: None,
+    on_checkpoint: Callable[[int, Path], None] = lambda step, path: None,
+    resume: bool = True,
+) -> TrainResult:
+    """Run (or resume) a training job to `config.max_steps` or until `should_stop()`."""
+    run_dir = Path(run_dir)
+    config.check_paths()
+    train_rows, eval_rows = _load_rows(config)  # bad data fails here, before any model loads
+    run = _setup(config, sink, run_dir, train_rows, eval_rows)
+    try:
+        ckpt = latest_checkpoint(run_dir) if resume else None
+        if ckpt is not None:
+            _restore(run, ckpt)
+            sink.log_event("resume", f"resumed from {ckpt.name}", {"step": run.counters.step})
+        else:
+            _start_fresh(run, on_status)
+        on_status("running")
+        stopped = _run_steps(run, should_stop, on_checkpoint)
+        c = run.counters
+        return TrainResult(steps=c.step, stopped=stopped,
+                           initial_eval_accuracy=c.initial_eval_accuracy,
+                           final_eval_accuracy=c.last_eval_accuracy,
+                           seconds=c.wall_seconds)
+    finally:
+        run.rewarder.close()
+        run.engine.close()
+
+
+def _run_steps(run: Run, should_stop, on_checkpoint) -> bool:
+    cfg = run.config
+    while run.counters.step < cfg.max_steps:
+        if should_stop():
+            _checkpoint(run, on_checkpoint)
+            run.sink.log_event("stopped", f"stop requested after step {run.counters.step}")
+            return True
+        run.counters.step += 1
+        step = run.counters.step
+        metrics, histograms = _step(run, step)
+        last = step == cfg.max_steps
+        if _every(step, cfg.eval_every) or last:
+            metrics["eval/accuracy"] = _evaluate(run)
+            run.counters.last_eval_accuracy = metrics["eval/accuracy"]
+        run.counters.wall_seconds += time.perf_counter() - run.started
+        run.started = time.perf_counter()
+        metrics["time/elapsed"] = run.counters.wall_seconds
+        run.sink.log_step(step, metrics, histograms)
+        if _every(step, cfg.checkpoint_every) or last:
+            _checkpoint(run, on_checkpoint)
+    return False
+
+
+def _every(step: int, n: int) -> bool:
+    return n > 0 and step % n == 0
+
+
+# ================================================================================== step
+
+
+def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
+    cfg, k = run.config, run.config.rollouts_per_prompt
+    t0 = time.perf_counter()
+    idx = run.sampler.next_batch()  # (B,) prompt indices
+    rollouts = run.engine.generate([run.train.tokens[i] for i in idx], k,
+                                   _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT)))
+    t1 = time.perf_counter()
+    answers = [run.train.answers[idx[r.prompt_index]] for r in rollouts]
+    rewards = _score(run, rollouts, answers)  # (B*k,) NaN = unscorable
+    t2 = time.perf_counter()
+    prompt_ids = np.array([run.train.ids[i] for i in idx])
+    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[[r.prompt_index for r in rollouts]])
+    result = run.estimator.compute(batch)
+    t3 = time.perf_counter()
+    probe_metrics = _probe(run, step, idx, batch)
+    t4 = time.perf_counter()
+    update = _update(run, rollouts, result.advantages, step)
+    t5 = time.perf_counter()
+    sync = run.engine.sync_weights(run.model)
+    t6 = time.perf_counter()
+
+    seconds = (t1 - t0) + (t2 - t1) + (t3 - t2) + (t5 - t4) + (t6 - t5)
+    run.counters.train_seconds += seconds
+    run.counters.rollouts_total += len(rollouts)
+    metrics = {
+        **_reward_metrics(rewards),
+        **_advantage_metrics(result.advantages, rewards),
+        **result.info,
+        **update,
+        **probe_metrics,
+        "response/length_mean": float(np.mean([len(r.response_ids) for r in rollouts])),
+        "rollout/stop_frac": float(np.mean([r.finish_reason == "stop" for r in rollouts])),
+        "time/rollout": t1 - t0,
+        "time/reward": t2 - t1,
+        "time/advantage": t3 - t2,
+        "time/probe": t4 - t3,
+        "time/update": t5 - t4,
+        "time/sync": sync,
+        "time/step": t6 - t0,
+        "time/train_elapsed": run.counters.train_seconds,
+        "throughput/tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(t1 - t0, 1e-9),
+        "rollouts/total": float(run.counters.rollouts_total),
+    }
+    return metrics, {"advantage": advantage_histogram(result.advantages)}
+
+
+def _sampling(cfg: TrainConfig, seed: int, greedy: bool = False) -> SamplingParams:
+    s = cfg.sampling
+    return SamplingParams(temperature=0.0 if greedy else s.temperature, top_p=s.top_p,
+                          top_k=s.top_k, max_new_tokens=s.max_new_tokens, seed=seed)
+
+
+def _seed(seed: int, step: int, purpose: int) -> int:
+    return int(np.random.SeedSequence([seed, step, purpose]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _score(run: Run, rollouts: list[Rollout], answers: list[str]) -> np.ndarray:
+    scores = run.rewarder.score([r.text for r in rollouts], answers)
+    return np.array([np.nan if s is None else s for s in scores], dtype=np.float64)
+
+
+def _reward_metrics(rewards: np.ndarray) -> dict[str, float]:
+    ok = ~np.isnan(rewards)
+    scored = rewards[ok]
+    return {
+        "reward/mean": float(scored.mean()) if scored.size else 0.0,
+        "reward/accuracy": float((scored >= 1.0).mean()) if scored.size else 0.0,
+        "reward/unscorable_frac": float(1.0 - ok.mean()),
+    }
+
+
+def _advantage_metrics(adv: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
+    return {
+        "adv/mean": float(adv.mean()),
+        "adv/std": float(adv.std()),
+        "adv/abs_mean": float(np.abs(adv).mean()),
+        "adv/zero_frac": float((adv == 0).mean()),
+    }
+
+
+# ================================================================================ update
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    warm = cfg.optimizer.warmup_steps
+    return cfg.optimizer.lr * (min(1.0, step / warm) if warm else 1.0)
+
+
+@dataclass
+class _Batch:
+    """Right-padded sequences for the trainer's forward: all (n, L)."""
+
+    input_ids: torch.Tensor
+    attention: torch.Tensor
+    response: torch.Tensor  # (n, L-1) float: 1 where position t predicts a response token
+
+
+def _collate(rollouts: list[Rollout], pad_id: int) -> _Batch:
+    seqs = [r.prompt_ids + r.response_ids for r in rollouts]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros(len(seqs), width, dtype=torch.long)
+    response = torch.zeros(len(seqs), width - 1)
+    for i, (r, s) in enumerate(zip(rollouts, seqs, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attention[i, : len(s)] = 1
+        response[i, len(r.prompt_ids) - 1 : len(s) - 1] = 1.0
+    return _Batch(ids, attention, response)
+
+
+def _forward_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+    """(n, L-1) logprobs of each next token under logits / temperature."""
+    with _autocast(run):
+        logits = model(input_ids=b.input_ids.to(run.device),
+                       attention_mask=b.attention.to(run.device)).logits
+    logits = logits[:, :-1].float() / run.config.sampling.temperature
+    return token_logprobs(logits, b.input_ids[:, 1:].to(run.device))
+
+
+def _autocast(run: Run):
+    if run.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(run.device.type, dtype=run.autocast_dtype)
+
+
+def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> dict:
+    cfg, opt_cfg = run.config, run.config.optimizer
+    lr = _lr(cfg, step)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    adv = torch.tensor(advantages, dtype=torch.float32)
+    pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
+    mb = opt_cfg.micro_batch_size
+    chunks = [rollouts[i:i + mb] for i in range(0, len(rollouts), mb)]
+    batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
+    totals = {"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
+              "total_seqs": float(len(rollouts))}
+    multi = cfg.loss.ppo_epochs > 1
+    old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
+    ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
+    skip_zero = not multi and run.reference is None
+    sums: dict[str, float] = {}
+    run.model.train()
+    for epoch in range(cfg.loss.ppo_epochs):
+        run.optimizer.zero_grad(set_to_none=True)
+        for j, (b, a) in enumerate(batches):
+            if skip_zero and not bool((a != 0).any()):
+                continue
+            lp = _forward_logprobs(run, run.model, b)
+            mask = b.response.to(run.device)
+            loss, stats = policy_loss(
+                lp, lp.detach() if old[j] is None else old[j], a.to(run.device), mask,
+                clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
+                kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
+                **totals)
+            loss.backward()
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + float(value) / cfg.loss.ppo_epochs
+            if epoch == 0:
+                sums["gap"] = sums.get("gap", 0.0) + _logprob_gap(lp.detach(), chunks[j])
+                sums["gap_tokens"] = sums.get("gap_tokens", 0.0) + float(b.response.sum())
+        grad_norm = _clip(run, opt_cfg.grad_clip)
+        run.optimizer.step()
+    out = {
+        "loss/policy": sums.get("policy", 0.0),
+        "loss/kl": sums.get("kl", 0.0),
+        "loss/clip_frac": sums.get("clip_frac", 0.0),
+        "optim/grad_norm": grad_norm,
+        "optim/lr": lr,
+        "rollout/logprob_gap": sums.get("gap", 0.0) / max(sums.get("gap_tokens", 0.0), 1.0),
+    }
+    if run.reference is not None:
+        out["kl/mean"] = sums.get("kl_mean", 0.0)
+    return out
+
+
+def _no_grad_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+    with torch.no_grad():
+        return _forward_logprobs(run, model, b)
+
+
+def _logprob_gap(lp: torch.Tensor, rollouts: list[Rollout]) -> float:
+    """Sum over response tokens of |trainer logprob - engine logprob|; lp (n, L-1)."""
+    total = 0.0
+    for i, r in enumerate(rollouts):
+        start = len(r.prompt_ids) - 1
+        ours = lp[i, start:start + len(r.response_ids)].cpu()
+        total += float((ours - torch.tensor(r.logprobs)).abs().sum())
+    return total
+
+
+def _clip(run: Run, max_norm: float) -> float:
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    if all(p.grad is None for p in params):
+        return 0.0
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    return float(norm)
+
+
+# ================================================================================== eval
+
+
+def _evaluate(run: Run) -> float:
+    """Greedy accuracy on the held-out prompts (unscorable counts as wrong)."""
+    if not run.eval.ids:
+        return float("nan")
+    rollouts = run.engine.generate(run.eval.tokens, 1, _sampling(run.config, 0, greedy=True))
+    rewards = _score(run, rollouts, run.eval.answers)
+    return float(np.mean(np.nan_to_num(rewards, nan=0.0) >= 1.0))
+
+
+# ================================================================================= probe
+
+
+def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[str, float]:
+    """Shadows see every step; on probe steps, M rollouts on the first probe prompts."""
+    if run.probe is None:
+        return {}
+    first = np.arange(len(idx)) * run.config.rollouts_per_prompt  # first rollout of each prompt
+    run.probe.observe(AdvantageBatch(batch.rewards[first], batch.prompt_ids[first]))
+    if not _every(step, run.config.probe_every):
+        return {}
+    p, m = run.config.probe_prompts, run.config.probe_rollouts
+    rollouts = run.engine.generate([run.train.tokens[i] for i in idx[:p]], m,
+                                   _sampling(run.config, _seed(run.config.seed, step, _PROBE)))
+    rewards = _score(run, rollouts, [run.train.answers[idx[r.prompt_index]] for r in rollouts])
+    return run.probe.measure(np.arange(p), rewards.reshape(p, m))
+
+
+# ============================================================================ priors phase
+
+
+def _start_fresh(run: Run, on_status) -> None:
+    """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
+    takes_priors = callable(getattr(run.estimator, "set_priors", None))
+    metrics: dict[str, float] = {}
+    if run.config.n0 > 0 and (takes_priors or (run.probe and run.probe.needs_priors)):
+        on_status("estimating_priors")
+        priors, meta = _offline_priors(run)
+        if takes_priors:
+            run.estimator.set_priors(run.train.ids, priors, n0=run.config.n0)
+            run.counters.rollouts_total += int(meta["rollouts"])
+            run.counters.train_seconds += float(meta["seconds"])
+        if run.probe is not None:
+            run.probe.set_priors(run.train.ids, priors, run.config.n0)
+        metrics.update({"priors/seconds": float(meta["seconds"]),
+                        "priors/rollouts": float(meta["rollouts"]),
+                        "priors/cached": float(meta["cached"]),
+                        "priors/mean": float(np.mean(priors))})
+    t = time.perf_counter()
+    metrics["eval/accuracy"] = _evaluate(run)
+    run.counters.initial_eval_accuracy = run.counters.last_eval_accuracy = metrics["eval/accuracy"]
+    metrics["time/eval"] = time.perf_counter() - t
+    metrics["rollouts/total"] = float(run.counters.rollouts_total)
+    run.sink.log_step(0, metrics, {})
+
+
+def _offline_priors(run: Run) -> tuple[np.ndarray, dict[str, Any]]:
+    """(priors (N,), meta) for the training prompts, from the cache or n0 fresh rollouts each."""
+    cfg = run.config
+    key = priors_cache_key(_model_fingerprint(cfg.model), _rows_hash(run.train), cfg.n0,
+                           cfg.sampling_dict)
+    path = _priors_dir(cfg) / f"{key}.json"
+    if path.is_file():
+        ids, priors, meta = load_priors(path)
+        if ids == run.train.ids:
+            run.sink.log_event("priors", f"reused cached priors {path}", {"path": str(path)})
+            return priors, {**meta, "cached": 1}
+    t = time.perf_counter()
+    rollouts = run.engine.generate(run.train.tokens, cfg.n0, _sampling(cfg, _seed(cfg.seed, 0, _PRIORS)))
+    rewards = _score(run, rollouts, [run.train.answers[r.prompt_index] for r in rollouts])
+    priors = priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0))
+    meta = {"seconds": time.perf_counter() - t, "rollouts": len(rollouts), "n0": cfg.n0,
+            "model": cfg.model, "dataset": cfg.dataset, "sampling": cfg.sampling_dict}
+    save_priors(path, run.train.ids, priors, meta)
+    run.sink.log_event("priors", f"estimated priors from {len(rollouts)} rollouts", {"path": str(path)})
+    return priors, {**meta, "cached": 0}
+
+
+def _priors_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.priors_cache_dir or Path.home() / ".cache" / "basis" / "priors").expanduser()
+
+
+def _model_fingerprint(model_dir: str) -> str:
+    """Hash of the model directory's files: names, sizes, and content (head and tail of big ones).
+
+    Hashing every byte of a 15 GB model would cost minutes per job; weights that differ in their
+    first or last MiB, or in size, are caught, which is enough to key a cache.
+    """
+    h = hashlib.sha256()
+    root = Path(model_dir)
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(root)}\0{size}\0".encode())
+        with f.open("rb") as fh:
+            if size <= 1 << 22:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(1 << 20))
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+def _rows_hash(prompts: Prompts) -> str:
+    blob = json.dumps([prompts.ids, prompts.tokens, prompts.answers])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ================================================================================= setup
+
+
+def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
+    rows = load_jsonl(cfg.dataset)
+    if cfg.eval_dataset is not None:
+        train_rows, eval_rows = rows, load_jsonl(cfg.eval_dataset)
+    else:
+        try:
+            train_rows, eval_rows = split(rows, cfg.eval_fraction, seed=cfg.seed)
+        except ValueError as e:
+            raise ConfigError(f"eval_fraction: {e}") from None
+    if cfg.eval_size is not None:
+        eval_rows = eval_rows[: cfg.eval_size]
+    if cfg.batch_size > len(train_rows):
+        raise ConfigError(f"batch_size: {cfg.batch_size} exceeds the {len(train_rows)} training "
+                          f"prompts; lower batch_size or add prompts")
+    return train_rows, eval_rows
+
+
+def _resolve_device(cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
+    want = cfg.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available; use 'auto'")
+    dtype = cfg.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if want == "cuda" else "float32"
+    return torch.device(want), (torch.bfloat16 if dtype == "bfloat16" else None)
+
+
+def _load_model(cfg: TrainConfig, device: torch.device):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+    reference = None
+    if cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+        if cfg.loss.kl_coef > 0:
+            reference = _AdapterOff(model)
+    elif cfg.loss.kl_coef > 0:
+        reference = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+        reference.requires_grad_(False).eval().to(device)
+    return model.to(device), tokenizer, reference
+
+
+class _AdapterOff:
+    """The LoRA model with its adapter disabled: the frozen reference at no extra memory."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, **kwargs):
+        with self.model.disable_adapter():
+            return self.model(**kwargs)
+
+
+def _tokenize(rows: list[Row], tokenizer) -> Prompts:
+    tokens = [tokenizer(render_prompt(r, tokenizer))["input_ids"] for r in rows]
+    return Prompts([r.id for r in rows], tokens, [r.answer for r in rows])
+
+
+def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
+    device, autocast_dtype = _resolve_device(cfg)
+    model, tokenizer, reference = _load_model(cfg, device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
+                                  weight_decay=cfg.optimizer.weight_decay)
+    engine = get_engine(cfg.engine, model, tokenizer, _EngineConfig(cfg, autocast_dtype))
+    return Run(
+        config=cfg, sink=sink, run_dir=run_dir, model=model, tokenizer=tokenizer, engine=engine,
+        reference=reference, optimizer=optimizer,
+        rewarder=RewardRunner(cfg.reward, cfg.reward_options, timeout_s=cfg.reward_timeout,
+                              workers=cfg.reward_workers),
+        estimator=get_estimator(cfg.estimator, **cfg.estimator_options),
+        probe=ValueProbe(cfg.estimator, cfg.estimator_options) if cfg.probe_every else None,
+        sampler=PromptSampler(len(train_rows), cfg.batch_size, seed=cfg.seed),
+        train=_tokenize(train_rows, tokenizer), eval=_tokenize(eval_rows, tokenizer),
+        device=device, autocast_dtype=autocast_dtype,
+    )
+
+
+@dataclass
+class _EngineConfig:
+    """What an engine may read: the TrainConfig's fields plus the resolved autocast dtype."""
+
+    config: TrainConfig
+    autocast_dtype: torch.dtype | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.config, name)
+
+
+# ============================================================================ checkpoints
+
+
+def _checkpoint(run: Run, on_checkpoint) -> None:
+    state = {
+        "counters": asdict(run.counters),
+        "sampler": run.sampler.state_dict(),
+        "estimator": run.estimator.state_dict(),
+        "probe": run.probe.state_dict() if run.probe else None,
+    }
+    path = save_checkpoint(run.run_dir, run.counters.step, model=run.model,
+                           optimizer=run.optimizer, state=state, tokenizer=run.tokenizer)
+    run.sink.log_event("checkpoint", f"saved {path.name}", {"step": run.counters.step,
+                                                            "path": str(path)})
+    on_checkpoint(run.counters.step, path)
+
+
+def _restore(run: Run, path: Path) -> None:
+    state = load_checkpoint(path, model=run.model, optimizer=run.optimizer)
+    run.counters = Counters(**state["counters"])
+    run.sampler.load_state_dict(state["sampler"])
+    run.estimator.load_state_dict(state["estimator"])
+    if run.probe is not None and state.get("probe") is not None:
+        run.probe.load_state_dict(state["probe"])

@@ -1,0 +1,167 @@
+"""`hf` rollout engine: batched `model.generate` on the trainer's own module (CPU or GPU).
+
+Choices:
+- Shares the policy module with the trainer, so `sync_weights` is free (returns 0).
+- Left padding (decoder-only models continue from the last real token); prompts are repeated n
+  times (prompt-major) and generated in chunks of `max_batch_size` sequences
+  (`engine_options.max_batch_size`, default 256).
+- Sampling logprobs: transformers appends its temperature/top-k/top-p warpers *after* any user
+  logits processor, so we pass generate no warper settings and give it our own chain
+  [temperature, top-k, top-p, recorder]. The recorder sees the final (warped) scores of each step
+  and, one step later, the token that was sampled from them; it keeps only one (B, V) step in memory
+  instead of the (T, B, V) of `output_scores`, which matters at a 150k vocabulary.
+- Determinism: each call runs under `torch.random.fork_rng` seeded with `params.seed`, so results
+  depend on the seed and the inputs only, and the global RNG is untouched.
+- Stop at any EOS id of the model's generation config (plus the tokenizer's); `finish_reason` is
+  "stop" when one was generated, "length" otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from trainer.rollout import register_engine
+from trainer.rollout.base import Rollout, SamplingParams
+
+
+class _LogprobRecorder(LogitsProcessor):
+    """Records log softmax(final scores)[sampled token] per step; (B,) per generated token."""
+
+    def __init__(self) -> None:
+        self.prev: torch.Tensor | None = None  # (B, V) log-probs of the previous step
+        self.steps: list[torch.Tensor] = []  # each (B,)
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        assert self.prev is not None
+        self.steps.append(self.prev.gather(-1, tokens[:, None]).squeeze(-1).float().cpu())
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prev is not None:
+            self._take(input_ids[:, -1])
+        self.prev = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, steps) logprobs once generation ended; `last_tokens` (B,) is the final column."""
+        if self.prev is not None:
+            self._take(last_tokens)
+            self.prev = None
+        return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(0, 0)
+
+
+@register_engine("hf")
+class HFEngine:
+    """transformers `generate` over the shared policy module."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: Any = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        options = dict(getattr(config, "engine_options", None) or {})
+        self.max_batch_size = int(options.pop("max_batch_size", 256))
+        if options:
+            raise ValueError(f"engine_options: unknown option(s) for 'hf': {sorted(options)}")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
+            tokenizer.eos_token_id)
+        self.eos_ids = self._eos_ids()
+        self.autocast_dtype = getattr(config, "autocast_dtype", None)
+
+    def _eos_ids(self) -> list[int]:
+        ids = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return sorted(set(ids))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major order."""
+        order = [i for i in range(len(prompts)) for _ in range(n)]
+        out: list[Rollout] = []
+        devices = [self.device] if self.device.type == "cuda" else []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), self._autocast():
+                torch.manual_seed(params.seed)
+                for start in range(0, len(order), self.max_batch_size):
+                    chunk = order[start:start + self.max_batch_size]
+                    out.extend(self._generate_chunk(prompts, chunk, params))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _autocast(self):
+        if self.autocast_dtype is None or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    def _processors(self, params: SamplingParams) -> list[LogitsProcessor]:
+        if params.greedy:
+            return []
+        chain: list[LogitsProcessor] = []
+        if params.temperature != 1.0:
+            chain.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k > 0:
+            chain.append(TopKLogitsWarper(top_k=params.top_k))
+        if params.top_p < 1.0:
+            chain.append(TopPLogitsWarper(top_p=params.top_p))
+        return chain
+
+    def _generate_chunk(self, prompts, chunk: list[int], params: SamplingParams) -> list[Rollout]:
+        seqs = [prompts[i] for i in chunk]
+        width = max(map(len, seqs))
+        ids = torch.tensor([[self.pad_id] * (width - len(s)) + list(s) for s in seqs])
+        mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(s) for s in seqs])[:, None])
+        recorder = _LogprobRecorder()
+        generated = self.model.generate(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.long().to(self.device),
+            do_sample=not params.greedy,
+            temperature=1.0,  # warpers come from our own chain (module docstring)
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=params.max_new_tokens,
+            logits_processor=LogitsProcessorList([*self._processors(params), recorder]),
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids,
+        )
+        new = generated[:, width:].cpu()  # (B, steps)
+        logprobs = recorder.finish(new[:, -1]) if new.shape[1] else torch.zeros(len(chunk), 0)
+        return [
+            self._rollout(prompt_index, seqs[row], new[row].tolist(), logprobs[row].tolist())
+            for row, prompt_index in enumerate(chunk)
+        ]
+
+    def _rollout(self, prompt_index: int, prompt_ids, tokens: list[int], logprobs) -> Rollout:
+        eos = set(self.eos_ids)
+        cut = next((i + 1 for i, t in enumerate(tokens) if t in eos), None)
+        finish = "stop" if cut is not None else "length"
+        cut = len(tokens) if cut is None else cut
+        response = tokens[:cut]
+        return Rollout(
+            prompt_index=prompt_index,
+            prompt_ids=list(prompt_ids),
+            response_ids=response,
+            logprobs=[float(x) for x in logprobs[:cut]],
+            text=self.tokenizer.decode(response, skip_special_tokens=True),
+            finish_reason=finish,
+        )
+
+    def sync_weights(self, model: torch.nn.Module) -> float:
+        return 0.0  # same module: nothing to push
+
+    def close(self) -> None:
+        pass
