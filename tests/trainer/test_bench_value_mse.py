@@ -109,3 +109,11 @@ def test_table_output_and_dispatcher(tmp_path, capsys):
     assert "group_mean_8" in out and "/ reinforce_pp" in out
     assert "value-mse" in available() and "scenarios" not in available()
     assert bench_main(["nope"]) == 2
+
+
+def test_estimator_cost_times_every_estimator():
+    from trainer.bench.estimator_cost import time_estimators
+
+    out = time_estimators(256, repeats=2)
+    assert {"basis", "reinforce_pp", "grpo (k=8)", "rloo (k=8)"} <= set(out)
+    assert all(0 < s < 1 for s in out.values())
