@@ -4,6 +4,7 @@
     python -m trainer.bench value-mse --scenario F.npz --json
     python -m trainer.bench value-mse --write-scenario hard_fast hard_fast.npz
     python -m trainer.bench value-mse --ablation           # BASIS variants side by side
+    python -m trainer.bench value-mse --n0 16              # override offline rollouts per prompt
 
 Protocol (DESIGN.md section 3): n0 offline rollouts per prompt from `ref_value` give the BASIS
 priors; then for each step, `batch_size` distinct prompts, a (B, k_max) matrix of rewards. Single-
