@@ -1,7 +1,8 @@
 """Every error leaves as `{"error": {"code", "message", "param"}}`: one mapping, in one place.
 
 Domain errors carry their own status; validation errors are 422 with the offending field as
-`param`; database races surface as 409 and an unreachable database as 503. A bug still answers 500
+`param`; database races surface as 409, values the database refuses (NUL in text) as 422, and an
+unreachable database as 503. A bug still answers 500
 in the same shape, without a traceback.
 """
 
@@ -12,7 +13,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from core.services.errors import DomainError
@@ -59,6 +60,13 @@ async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse
     return error_response(409, "conflict", "the request conflicts with a concurrent change; retry")
 
 
+async def data_error(request: Request, exc: DataError) -> JSONResponse:
+    # The database refused a value the user sent (a NUL byte in text, a number out of range).
+    log.info("data error: %s", exc)
+    return error_response(422, "invalid_request", "the request contains a value the database cannot "
+                          "store (NUL bytes or out-of-range numbers?)")
+
+
 async def operational_error(request: Request, exc: OperationalError) -> JSONResponse:
     log.warning("database unavailable: %s", exc)
     return error_response(503, "unavailable", "the database is unavailable; retry shortly",
@@ -76,5 +84,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(OperationalError, operational_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -22,10 +22,13 @@ from core.settings import Settings, get_settings
 Enqueue = Callable[[str, str], object]
 
 
-def _default_enqueue(job_id: str, queue: str) -> object:
-    from worker.tasks import enqueue_job
+def _worker_enqueue(settings: Settings) -> Enqueue:
+    def enqueue(job_id: str, queue: str) -> object:
+        from worker.tasks import enqueue_job
 
-    return enqueue_job(job_id, queue)
+        return enqueue_job(job_id, queue, settings=settings)
+
+    return enqueue
 
 
 def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None) -> FastAPI:
@@ -38,7 +41,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
-    app.state.enqueue = enqueue or _default_enqueue
+    app.state.enqueue = enqueue or _worker_enqueue(settings)
     v1 = APIRouter(prefix="/v1")
     for module in (health, datasets, models, jobs, outputs):
         v1.include_router(module.router)
