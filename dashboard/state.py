@@ -26,6 +26,9 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 TTL_SECONDS = 3  # shorter than the live refresh period, so each refresh sees new steps
 TERMINAL_TTL_SECONDS = 60  # a finished job's data no longer changes
 MAX_POINTS = 500  # per metric series: about one point per pixel column of a wide chart
+# Cumulative x axes (wall-clock, rollouts) are fetched nearly raw: a bucket mean of a cumulative
+# series is not a value it ever had. 5,000 is the API's default cap on max_points.
+X_MAX_POINTS = 5000
 REFRESH_SECONDS = 5
 ACTIVE = ("queued", "estimating_priors", "running")
 
@@ -141,10 +144,11 @@ def fetch_models(url: str, key: str) -> list[dict]:
     return _client(url, key).models()
 
 
-def job_metrics(job: dict, names: tuple[str, ...] | None = None) -> list[dict]:
+def job_metrics(job: dict, names: tuple[str, ...] | None = None,
+                max_points: int = MAX_POINTS) -> list[dict]:
     """Downsampled metric series of `job`, cached longer once the job is finished."""
     fetch = fetch_metrics if job["status"] in ACTIVE else fetch_metrics_final
-    return call(fetch, *connection(), job["id"], names)
+    return call(fetch, *connection(), job["id"], names, max_points)
 
 
 def job_advantages(job: dict) -> list[dict]:

@@ -42,12 +42,14 @@ if not chosen:
     st.stop()
 st.query_params["jobs"] = ",".join(chosen)
 
-names = tuple(dict.fromkeys([metric, "time/elapsed", "rollouts/total"]))
+X_SERIES = ("time/elapsed", "rollouts/total")
+names = (metric, *X_SERIES)
 runs = {}
 for job_id in chosen:
     job = by_id[job_id]
     label = f"{job['estimator']} · {job_id[-6:]}"
-    runs[label] = state.job_metrics(job, names)
+    x_series = [s for s in state.job_metrics(job, X_SERIES, state.X_MAX_POINTS) if s["name"] != metric]
+    runs[label] = [*state.job_metrics(job, (metric,)), *x_series]
 
 frame = charts.compare_frame(runs, metric, x=x, smoothing=smoothing)
 if frame.empty:

@@ -160,18 +160,19 @@ def _histograms(steps: int, rng: np.random.Generator) -> list[dict]:
 
 def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, model: str, *,
             estimator: str, steps: int, status: JobStatus = JobStatus.succeeded,
-            error: str | None = None, seed: int = 0, checkpoint: bool = True) -> tuple[str, str | None]:
+            error: str | None = None, seed: int = 0, checkpoint: bool = True,
+            max_steps: int | None = None) -> tuple[str, str | None]:
     """A job that ran `steps` steps (all its outputs written); returns (job id, checkpoint id)."""
     rng = np.random.default_rng(seed)
     rollouts = 1 if estimator == "basis" else 8
     config = {"estimator": estimator, "rollouts_per_prompt": rollouts, "batch_size": 16,
-              "max_steps": steps, "probe_every": 10, "eval_every": 25, "seed": seed}
+              "max_steps": max_steps or steps, "probe_every": 10, "eval_every": 25, "seed": seed}
     started = utcnow() - timedelta(seconds=steps * (1.0 if rollouts == 1 else 4.6))
     series = _series(steps, rng, estimator)
     finished = started + timedelta(seconds=float(max(series["time/elapsed"].values())))
     with session_scope(engine) as session:
         job = Job(owner_id=owner_id, dataset_id=dataset_id, model=model, estimator=estimator,
-                  config=config, status=status.value, queue="gpu", max_steps=steps,
+                  config=config, status=status.value, queue="gpu", max_steps=max_steps or steps,
                   current_step=steps, error=error, created_at=started - timedelta(seconds=5),
                   started_at=started, finished_at=finished)
         session.add(job)
@@ -179,10 +180,9 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
         job_id = job.id
         path = ["queued", *(["estimating_priors"] if estimator == "basis" else []), "running",
                 status.value]
-        for before, after in zip(path, path[1:], strict=False):
-            job_service.add_event(session, job_id, "status",
-                                  f"status {before} -> {after}" + (f": {error}" if error and after == "failed" else ""),
-                                  level="error" if after == "failed" else "info",
+        transitions = list(zip(path, path[1:], strict=False))
+        for before, after in transitions[:-1]:
+            job_service.add_event(session, job_id, "status", f"status {before} -> {after}",
                                   data={"status": after, "from": before})
         rows = [{"job_id": job_id, "name": name, "step": step, "value": value}
                 for name, values in series.items() for step, value in values.items()]
@@ -203,6 +203,11 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
             checkpoint_id = ckpt.id
             job_service.add_event(session, job_id, "checkpoint", f"Checkpoint at step {steps}",
                                   data={"step": steps, "checkpoint_id": checkpoint_id})
+        before, after = transitions[-1]
+        job_service.add_event(session, job_id, "status",
+                              f"status {before} -> {after}" + (f": {error}" if error else ""),
+                              level="error" if after == "failed" else "info",
+                              data={"status": after, "from": before})
     return job_id, checkpoint_id
 
 
@@ -222,7 +227,7 @@ def seed(settings: Settings, engine: Engine, *, steps: int = 2000, user: str = "
             content_type="application/jsonl", name="arithmetic")
         dataset_id = dataset.id
     failed, _ = add_job(engine, settings, owner_id, dataset_id, "tiny-qwen", estimator="basis",
-                        steps=12, status=JobStatus.failed, seed=2, checkpoint=False,
+                        steps=12, max_steps=100, status=JobStatus.failed, seed=2, checkpoint=False,
                         error="CUDA out of memory while generating rollouts (step 13)")
     grpo, _ = add_job(engine, settings, owner_id, dataset_id, "tiny-qwen", estimator="grpo",
                       steps=max(steps // 4, 1), seed=1, checkpoint=False)

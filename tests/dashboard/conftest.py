@@ -1,0 +1,42 @@
+"""Dashboard fixtures: one real API (uvicorn, SQLite) seeded with a 2,000-step job, shared by the
+dashboard tests (AppTest helpers live in dashboard_apptest.py: a conftest cannot be imported
+reliably, several share the module name)."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pytest
+from dashboard_apptest import STEPS
+from dashboard_stack import ApiServer, Seeded, seeded_stack
+
+from core.db import session_scope
+from core.models import User
+from core.services import datasets as dataset_service
+from core.services.keys import create_key
+
+
+class Stack:
+    """The running API and what was seeded into it."""
+
+    def __init__(self, url: str, seeded: Seeded, keys: dict[str, str], settings, app):
+        self.url, self.seeded, self.keys, self.settings, self.app = url, seeded, keys, settings, app
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, _sqlite_template):
+    settings, app, seeded = seeded_stack(tmp_path_factory.mktemp("dashboard"), steps=STEPS,
+                                         template=_sqlite_template)
+    keys = {"alice": seeded.key}
+    with session_scope(app.state.engine) as session:
+        _, keys["bob"] = create_key(session, "bob")  # a user with no jobs and no datasets
+        carol, keys["carol"] = create_key(session, "carol")  # submits jobs from the New job page
+        owner_id = carol.user_id
+    with session_scope(app.state.engine) as session:
+        dataset_service.create_dataset(
+            session, settings, session.get(User, owner_id),
+            source=BytesIO(b'{"prompt": "1+1?", "answer": "2"}\n' * 20), filename="small.jsonl",
+            content_type="application/jsonl", name="small")
+    with ApiServer(app) as server:
+        yield Stack(server.url, seeded, keys, settings, app)
+    app.state.engine.dispose()
