@@ -31,6 +31,13 @@ WARM_ROWS = 6000
 WARM_SEED_OFFSET = 1_000_003
 
 
+def recipe(*, steps: int | None = None, batch_size: int = DEFAULT_BATCH,
+           lr: float = DEFAULT_LR) -> dict[str, Any]:
+    """The settings that decide a default warm start's result (for the demo model's marker)."""
+    return {"steps": DEFAULT_STEPS if steps is None else steps, "batch_size": batch_size,
+            "lr": lr, "rows": WARM_ROWS, "seed_offset": WARM_SEED_OFFSET}
+
+
 @dataclass
 class WarmStartReport:
     """What a warm start did; saved into the demo model's `demo.json`."""

@@ -7,7 +7,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from trainer.tiny import DEMO_MARKER, build_tiny_model, ensure_demo_model, is_demo_model
+from trainer.tiny import (
+    DEMO_MARKER,
+    build_tiny_model,
+    demo_recipe,
+    ensure_demo_model,
+    is_demo_model,
+)
 
 
 def test_model_loads_with_auto_classes_and_meets_vllm_constraints(tiny_model_dir, tiny_tokenizer):
@@ -67,12 +73,16 @@ def test_ensure_demo_model_is_idempotent_atomic_and_safe(tmp_path):
     assert ensure_demo_model(target, warm_steps=2) == target
     assert is_demo_model(target)
     marker = json.loads((target / DEMO_MARKER).read_text())
-    assert marker["steps"] == 2 and marker["seed"] == 0
+    assert marker["recipe"] == demo_recipe(0, 2) and marker["report"]["steps"] == 2
     stamp = (target / "model.safetensors").stat().st_mtime_ns
     assert ensure_demo_model(target, warm_steps=2) == target
     assert (target / "model.safetensors").stat().st_mtime_ns == stamp  # not rebuilt
     assert [p.name for p in target.parent.iterdir()] == ["demo"]  # no temp dirs left
     AutoModelForCausalLM.from_pretrained(target)
+
+    assert ensure_demo_model(target, warm_steps=3) == target  # another recipe: rebuilt in place
+    assert json.loads((target / DEMO_MARKER).read_text())["report"]["steps"] == 3
+    assert [p.name for p in target.parent.iterdir()] == ["demo"]
 
     other = tmp_path / "other"
     other.mkdir()
