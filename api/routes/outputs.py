@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
 from api.schemas import (
@@ -34,10 +34,11 @@ def read_metrics(job_id: str, user: CurrentUser, session: SessionDep, settings: 
         raise Invalid(f"max_points must be at most {settings.max_metric_points}", "max_points")
     job = get_job(session, user, job_id)
     name_list = [n.strip() for n in names.split(",") if n.strip()] if names else None
-    series = service.read_metrics(session, job, names=name_list, since_step=since_step,
-                                  max_points=max_points)
-    # Built by hand: validating 100,000 floats through pydantic would double the latency.
-    return JSONResponse({"object": "list", "data": series, "has_more": False, "next_cursor": None})
+    data = service.read_metrics_json(session, job, names=name_list, since_step=since_step,
+                                     max_points=max_points)
+    # Spliced, not re-encoded: 100,000 points through pydantic and json.dumps would triple the time.
+    return Response(f'{{"object":"list","data":{data},"has_more":false,"next_cursor":null}}',
+                    media_type="application/json")
 
 
 @router.get("/advantages", response_model=HistogramsPublic, responses=ERRORS)

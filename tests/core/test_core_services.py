@@ -103,3 +103,22 @@ def test_downsampling_bounds_points_for_any_span(session):
         assert 1 <= len(series["steps"]) <= max_points
         assert series["steps"][-1] == 1004 and series["values"] == [1.0] * len(series["steps"])
         assert series["steps"] == sorted(series["steps"])
+
+
+def test_json_fast_path_matches_the_portable_path(session):
+    from core.services.metrics import read_metrics_json
+
+    owner = keys.get_or_create_user(session, "gus")
+    job = _job(session, owner)
+    rows = [Metric(job_id=job.id, name=name, step=s, value=s * 0.25 + len(name))
+            for name in ("reward/mean", "loss/policy", "eval/accuracy") for s in range(0, 300, 1 + len(name) % 3)]
+    rows.append(Metric(job_id=job.id, name="kl/mean", step=7, value=None))
+    session.add_all(rows)
+    session.commit()
+    for kwargs in ({}, {"max_points": 17}, {"names": ["loss/policy", "kl/mean"], "since_step": 5},
+                   {"names": ["nothing"], "max_points": 3}, {"since_step": 10_000, "max_points": 5}):
+        portable = sorted(read_metrics(session, job, **kwargs), key=lambda s: s["name"])
+        fast = sorted(json.loads(read_metrics_json(session, job, **kwargs)), key=lambda s: s["name"])
+        assert [s["name"] for s in fast] == [s["name"] for s in portable], kwargs
+        for a, b in zip(fast, portable, strict=True):
+            assert a["steps"] == b["steps"] and a["values"] == pytest.approx(b["values"]), kwargs

@@ -1,0 +1,125 @@
+"""Benchmark: `GET /v1/jobs/{id}/metrics` latency on a job with 100,000 points, through real HTTP.
+
+    python -m api.bench [--database-url URL] [--steps 100000] [--names 1] [--repeat 50]
+
+Starts the API under uvicorn on a free local port against a fresh schema of the PostgreSQL database
+(default `BASIS_TEST_POSTGRES_URL` or postgresql+psycopg://postgres@127.0.0.1:5432/test; the schema
+is dropped afterwards), writes `names` series of `steps // names` points each, and times the request
+without downsampling and with `max_points=500`. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import uvicorn
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+from api.main import create_app
+from core.db import dispose_engines, migrate, session_scope
+from core.models import Job, Metric
+from core.services.keys import create_key
+from core.settings import Settings
+
+DEFAULT_URL = os.environ.get("BASIS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _seed(engine, steps: int, names: int) -> tuple[str, str]:
+    """A user, a key and a job holding `steps` metric points spread over `names` series."""
+    with session_scope(engine) as session:
+        key, secret = create_key(session, "bench")
+        job = Job(owner_id=key.user_id, model="bench", estimator="basis", config={}, queue="gpu")
+        session.add(job)
+        session.flush()
+        rng = np.random.default_rng(0)
+        per_name = steps // names
+        for n in range(names):
+            values = rng.random(per_name)
+            session.execute(insert(Metric), [{"job_id": job.id, "name": f"metric/{n:02d}", "step": s,
+                                              "value": float(v)} for s, v in enumerate(values)])
+        job_id = job.id
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE metrics"))
+    return job_id, secret
+
+
+def _time(client: httpx.Client, url: str, params: dict, repeat: int) -> dict:
+    client.get(url, params=params).raise_for_status()  # warm-up
+    times, size, points = [], 0, 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        response = client.get(url, params=params)
+        times.append((time.perf_counter() - start) * 1000)
+        response.raise_for_status()
+        size = len(response.content)
+    points = sum(len(s["steps"]) for s in response.json()["data"])
+    ms = np.array(times)
+    return {"params": params, "points_returned": points, "bytes": size, "repeat": repeat,
+            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def run(database_url: str, steps: int, names: int, repeat: int) -> dict:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(database_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = url.render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(data_dir=Path(tmp), database_url=url)
+            app = create_app(settings, enqueue=lambda job_id, queue: None)
+            job_id, secret = _seed(app.state.engine, steps, names)
+            port = _free_port()
+            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            while not server.started:
+                time.sleep(0.05)
+            headers = {"Authorization": f"Bearer {secret}"}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+                path = f"/v1/jobs/{job_id}/metrics"
+                results = [_time(client, path, {}, repeat),
+                           _time(client, path, {"max_points": 500}, repeat * 4)]
+            server.should_exit = True
+            thread.join()
+            app.state.engine.dispose()
+        return {"bench": "api_metrics_latency", "backend": "postgresql", "points": steps,
+                "series": names, "results": results}
+    finally:
+        dispose_engines()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--steps", type=int, default=100_000, help="total points in the job")
+    parser.add_argument("--names", type=int, default=1, help="number of series they are spread over")
+    parser.add_argument("--repeat", type=int, default=50, help="requests timed without downsampling")
+    args = parser.parse_args()
+    print(json.dumps(run(args.database_url, args.steps, args.names, args.repeat)))
+
+
+if __name__ == "__main__":
+    main()
