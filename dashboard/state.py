@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -155,6 +156,25 @@ def job_advantages(job: dict) -> list[dict]:
     """Advantage histograms of `job`, cached longer once the job is finished."""
     fetch = fetch_advantages if job["status"] in ACTIVE else fetch_advantages_final
     return call(fetch, *connection(), job["id"])
+
+
+def prefetch(job: dict) -> None:
+    """Warm the caches of a Job detail render with concurrent requests (one thread each).
+
+    Errors are dropped here (they are never cached): the page's own `call` then repeats the request
+    in the script thread and shows the error state.
+    """
+    url, key = connection()
+    active = job["status"] in ACTIVE
+    tasks = [
+        (fetch_metrics if active else fetch_metrics_final, (url, key, job["id"], None, MAX_POINTS)),
+        (fetch_advantages if active else fetch_advantages_final, (url, key, job["id"])),
+        (fetch_events, (url, key, job["id"])),
+        (fetch_checkpoints, (url, key, job["id"])),
+    ]
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in tasks]
+        wait(futures)
 
 
 def clear_caches() -> None:

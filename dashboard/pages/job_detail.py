@@ -198,6 +198,7 @@ def live() -> None:
     job = state.call(state.fetch_job, url, key, job_id)
     if first["status"] in state.ACTIVE and job["status"] not in state.ACTIVE:
         st.rerun()  # finished since the page loaded: re-render once without the refresh timer
+    state.prefetch(job)
     series = state.job_metrics(job)
     header(job, charts.by_name(series))
     if job["status"] in state.ACTIVE:
