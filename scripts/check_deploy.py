@@ -7,8 +7,8 @@ No Docker engine is needed. Two layers:
    (`depends_on` conditions), healthchecks, the GPU reservation and concurrency of every worker,
    the shared volumes, no literal secrets; every file a Dockerfile COPYs exists and is not hidden
    by .dockerignore; images run as a non-root user; .env.example names every variable the compose
-   file uses and every BASIS_* setting; the dashboard image's missing ML packages are never
-   imported by the dashboard.
+   file uses and every BASIS_* setting; the ML packages the api and dashboard images leave out
+   (docker/requirements.py) are never imported by them.
 2. `docker-compose config -q` (Debian's docker-compose package, see scripts/install_ci_tools.sh)
    or `docker compose config -q` when one is installed: the real parser, interpolation included.
    Skipped, and said so, when neither exists.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import glob
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -42,8 +43,6 @@ STORAGE_TARGET = "/data/storage"
 MODELS_TARGET = "/models"
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
-# Distribution -> module; kept in sync with docker/dashboard_requirements.py by a test.
-DASHBOARD_EXCLUDED_MODULES = ("torch", "transformers", "peft", "safetensors", "math_verify", "scipy")
 PROJECT_PACKAGES = ("trainer", "core", "api", "worker", "dashboard", "migrations")
 
 
@@ -452,9 +451,28 @@ def dashboard_import_closure(root: Path) -> set[str]:
     return external
 
 
+def excluded_modules(image: str, root: Path = ROOT) -> list[str]:
+    """Modules docker/requirements.py leaves out of `image` ("api" or "dashboard")."""
+    spec = importlib.util.spec_from_file_location("docker_requirements", root / "docker" / "requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sorted(module.EXCLUDED[image].values())
+
+
 def check_dashboard_imports(root: Path) -> list[str]:
-    bad = sorted(dashboard_import_closure(root) & set(DASHBOARD_EXCLUDED_MODULES))
+    bad = sorted(dashboard_import_closure(root) & set(excluded_modules("dashboard")))
     return [f"dashboard imports {m}, which docker/Dockerfile.dashboard leaves out" for m in bad]
+
+
+def check_api_without_ml(root: Path = ROOT) -> list[str]:
+    """The API's job path with the modules the API image leaves out made unimportable."""
+    blocked = ",".join(excluded_modules("api") + ["vllm"])
+    proc = subprocess.run([sys.executable, str(root / "tests" / "deploy" / "lean_api_flow.py"), blocked],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
+        return ["the API needs a module docker/Dockerfile.api leaves out:\n" + "\n".join(tail)]
+    return []
 
 
 # ---------------------------------------------------------------- docker-compose config
@@ -499,6 +517,7 @@ def check_all(root: Path = ROOT) -> tuple[list[str], list[str]]:
     errors += check_dockerfiles(root, compose)
     errors += check_env_example(root, compose_path.read_text())
     errors += check_dashboard_imports(root)
+    errors += check_api_without_ml(root)
     cli_errors, note = check_compose_cli(root)
     notes = [note]
     if settings_env_names() is None:

@@ -46,14 +46,20 @@ def test_dashboard_image_needs_no_ml_stack():
     assert check_deploy.check_dashboard_imports(ROOT) == []
 
 
-def test_dashboard_requirements_exclude_what_the_checker_blocks():
-    spec = importlib.util.spec_from_file_location("dreq", ROOT / "docker" / "dashboard_requirements.py")
+def test_api_job_path_runs_without_the_ml_stack():
+    assert check_deploy.check_api_without_ml(ROOT) == []
+
+
+def test_image_requirements_drop_only_the_excluded_packages():
+    spec = importlib.util.spec_from_file_location("dreq", ROOT / "docker" / "requirements.py")
     dreq = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(dreq)
-    assert sorted(dreq.ML_PACKAGES.values()) == sorted(check_deploy.DASHBOARD_EXCLUDED_MODULES)
-    reqs = dreq.dashboard_requirements(str(ROOT / "pyproject.toml"))
-    assert any(r.startswith("streamlit") for r in reqs)
-    assert not any(r.startswith(("torch", "transformers")) for r in reqs)
+    for image, must_keep in (("api", ("fastapi", "alembic", "scipy", "celery")), ("dashboard", ("streamlit",))):
+        reqs = dreq.requirements(str(ROOT / "pyproject.toml"), image)
+        assert not any(r.startswith(("torch", "transformers", "peft")) for r in reqs), image
+        for name in must_keep:
+            assert any(r.startswith(name) for r in reqs), (image, name)
+    assert set(check_deploy.excluded_modules("api")) < set(check_deploy.excluded_modules("dashboard"))
 
 
 @pytest.mark.skipif(check_deploy.compose_cli() is None, reason="docker-compose not installed")

@@ -1,0 +1,53 @@
+"""Run in a subprocess by test_deploy_files.py: the API's whole job path with the ML stack hidden.
+
+docker/Dockerfile.api installs the project without torch, transformers, peft and safetensors
+(docker/dashboard_requirements.py --api). This script makes those imports fail, then uploads a
+dataset, creates a job (config validated, task sent through the real Celery enqueue on the
+embedded broker), gets a 422 for a bad config, and lists models, checkpoints and metrics.
+"""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+BLOCKED = sys.argv[1].split(",")
+for name in BLOCKED:
+    sys.modules[name] = None  # `import name` now raises ImportError
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from api.main import create_app  # noqa: E402
+from core.db import migrate, session_scope  # noqa: E402
+from core.services.keys import create_key  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+with tempfile.TemporaryDirectory() as tmp:
+    settings = Settings(data_dir=Path(tmp))
+    model = settings.model_roots[0] / "tiny"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    migrate(settings.database_url)
+    app = create_app(settings)
+    with session_scope(app.state.engine) as session:
+        _, secret = create_key(session, "alice")
+    auth = {"Authorization": f"Bearer {secret}"}
+    rows = "".join(json.dumps({"prompt": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(40))
+    with TestClient(app, raise_server_exceptions=True) as client:
+        ds = client.post("/v1/datasets", headers=auth, files={"file": ("a.jsonl", rows.encode())})
+        assert ds.status_code == 201, ds.text
+        body = {"dataset_id": ds.json()["id"], "model": "tiny",
+                "config": {"estimator": "basis", "batch_size": 4, "max_steps": 2}}
+        job = client.post("/v1/jobs", headers=auth, json=body)
+        assert job.status_code == 201, job.text
+        events = client.get(f"/v1/jobs/{job.json()['id']}/events", headers=auth).json()["data"]
+        assert not any(e["kind"] == "enqueue_failed" for e in events), events
+        bad = client.post("/v1/jobs", headers=auth, json={**body, "config": {"estimator": "nope"}})
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "config.estimator", bad.text
+        for path in ("/v1/models", f"/v1/jobs/{job.json()['id']}/checkpoints",
+                     f"/v1/jobs/{job.json()['id']}/metrics"):
+            assert client.get(path, headers=auth).status_code == 200, path
+    app.state.engine.dispose()
+    leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED and sys.modules[m] is not None)
+    assert not leaked, leaked
+print("lean api flow ok")
