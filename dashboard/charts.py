@@ -90,10 +90,9 @@ def line_chart(frame: pd.DataFrame, *, y_title: str, x: str = "step", x_title: s
                points: bool = False) -> alt.Chart:
     """Smoothed lines per `series`, with the raw values faint behind them when `show_raw`."""
     scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
-    base = alt.Chart(frame).encode(
-        x=alt.X(f"{x}:Q", title=x_title),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
-    )
+    color = alt.Color("series:N", title=None, scale=alt.Scale(scheme="tableau10"),
+                      legend=alt.Legend(orient="bottom", symbolOpacity=1, symbolStrokeWidth=3))
+    base = alt.Chart(frame).encode(x=alt.X(f"{x}:Q", title=x_title), color=color)
     tooltip = [alt.Tooltip("series:N"), alt.Tooltip(f"{x}:Q", title=x_title),
                alt.Tooltip("value:Q", format=".4g"), alt.Tooltip("smoothed:Q", format=".4g")]
     smooth = base.mark_line(point=points).encode(y=alt.Y("smoothed:Q", title=y_title, scale=scale),

@@ -80,14 +80,14 @@ def stop_on_error(exc: ApiError) -> None:
     url, _ = connection()
     if isinstance(exc, ApiUnreachable):
         st.error(f"**API unreachable.** {exc.message}. Check the API URL in the sidebar and that "
-                 "the API is running (`basis up` or `docker compose up`).", icon="🔌")
+                 "the API is running (`basis up` or `docker compose up`).", icon=":material/cloud_off:")
     elif isinstance(exc, Unauthorized):
         st.error(f"**Wrong or missing API key** for {url}: {exc.message}. Enter a valid key in "
-                 "the sidebar (create one with `basis admin create-key`).", icon="🔑")
+                 "the sidebar (create one with `basis admin create-key`).", icon=":material/key_off:")
     elif isinstance(exc, NotFound):
-        st.warning(f"**Not found.** {exc}", icon="🔍")
+        st.warning(f"**Not found.** {exc}", icon=":material/search_off:")
     else:
-        st.error(f"**The API refused the request** (HTTP {exc.status}, {exc.code}): {exc}", icon="⚠️")
+        st.error(f"**The API refused the request** (HTTP {exc.status}, {exc.code}): {exc}", icon=":material/warning:")
     st.stop()
 
 

@@ -13,8 +13,6 @@ from typing import Any
 import pandas as pd
 
 ACTIVE = ("queued", "estimating_priors", "running")
-STATUS_ICONS = {"queued": "⏳", "estimating_priors": "🧮", "running": "▶️", "succeeded": "✅",
-                "failed": "❌", "cancelled": "⏹️"}
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -69,7 +67,7 @@ def jobs_frame(jobs: Iterable[Mapping[str, Any]], dataset_names: Mapping[str, st
         max_steps = job.get("max_steps")
         rows.append({
             "id": job["id"],
-            "status": f"{STATUS_ICONS.get(job['status'], '')} {job['status']}".strip(),
+            "status": job["status"],
             "estimator": job.get("estimator", ""),
             "model": job.get("model", ""),
             "dataset": names.get(dataset_id, dataset_id) if dataset_id else "(deleted)",

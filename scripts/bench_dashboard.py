@@ -35,7 +35,7 @@ def render_once(url: str, key: str, job_id: str) -> tuple[float, int]:
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
     at.session_state["api_url"], at.session_state["api_key"] = url, key
     at.run()
-    at.switch_page("pages/job_detail.py")
+    at.switch_page("views/job_detail.py")
     at.query_params["job"] = job_id
     start = time.perf_counter()
     at.run()

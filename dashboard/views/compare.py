@@ -19,8 +19,8 @@ st.title("Compare jobs")
 url, key = state.connection()
 jobs = state.call(state.fetch_jobs, url, key)
 if not jobs:
-    st.info("No jobs yet. Start one on the New job page.", icon="🌱")
-    st.page_link("pages/new_job.py", label="New job", icon="➕")
+    st.info("No jobs yet. Start one on the New job page.", icon=":material/info:")
+    st.page_link("views/new_job.py", label="New job", icon=":material/add_circle:")
     st.stop()
 
 by_id = {job["id"]: job for job in jobs}

@@ -12,7 +12,6 @@ import streamlit as st
 
 from dashboard import charts, state
 from dashboard.tables import (
-    STATUS_ICONS,
     duration_seconds,
     events_frame,
     format_bytes,
@@ -28,8 +27,8 @@ url, key = state.connection()
 jobs = state.call(state.fetch_jobs, url, key)
 wanted = st.query_params.get("job") or st.session_state.get("job_id")
 if not jobs and not wanted:
-    st.info("No jobs yet. Start one on the New job page.", icon="🌱")
-    st.page_link("pages/new_job.py", label="New job", icon="➕")
+    st.info("No jobs yet. Start one on the New job page.", icon=":material/info:")
+    st.page_link("views/new_job.py", label="New job", icon=":material/add_circle:")
     st.stop()
 
 labels = {job["id"]: state.job_label(job) for job in jobs}
@@ -64,8 +63,8 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
 
 def header(job: dict, found: dict[str, dict]) -> None:
     """Status line, headline numbers, and the job's error or waiting state."""
-    cols = st.columns(6)
-    cols[0].metric("Status", f"{STATUS_ICONS.get(job['status'], '')} {job['status']}")
+    cols = st.columns([1.5, 1.5, 1, 1, 1, 1.2])
+    cols[0].metric("Status", job["status"])
     cols[1].metric("Step", f"{job['current_step']}" + (f" / {job['max_steps']}" if job["max_steps"] else ""))
     cols[2].metric("Reward", fmt(last_value(found.get("reward/mean"))))
     cols[3].metric("Train accuracy", fmt(last_value(found.get("reward/accuracy"))))
@@ -75,13 +74,13 @@ def header(job: dict, found: dict[str, dict]) -> None:
                f"`{job['dataset_id'] or '(deleted)'}` · created {job['created_at']}")
     if job["status"] == "failed":
         st.error(f"**This job failed.** {job.get('error') or 'No error message was recorded.'}",
-                 icon="❌")
+                 icon=":material/error:")
     elif job["status"] == "cancelled":
-        st.warning("This job was cancelled.", icon="⏹️")
+        st.warning("This job was cancelled.", icon=":material/stop_circle:")
     elif job["status"] == "queued":
-        st.info("Queued: waiting for a worker to pick it up.", icon="⏳")
+        st.info("Queued: waiting for a worker to pick it up.", icon=":material/hourglass_top:")
     elif job["status"] == "estimating_priors":
-        st.info("Estimating BASIS priors (offline rollouts) before the first step.", icon="🧮")
+        st.info("Estimating BASIS priors (offline rollouts) before the first step.", icon=":material/calculate:")
     if job["status"] in state.ACTIVE and st.button("Cancel job", key="cancel_job"):
         state.call(state.client().cancel_job, job["id"])
         state.clear_caches()
@@ -111,7 +110,7 @@ def value_mse_section(series: list[dict], smoothing: float) -> None:
         st.info("No value-MSE yet: the probe logs it on probe steps (set `probe_every` > 0).")
         return
     left, right = st.columns([3, 1])
-    left.altair_chart(charts.line_chart(frame, y_title="value-MSE (bias-corrected)", points=True),
+    left.altair_chart(charts.line_chart(frame, y_title="value-MSE", points=True),
                       width="stretch")
     with right:
         st.markdown("**Mean over probe steps**")
@@ -186,7 +185,7 @@ def events_and_checkpoints(job: dict) -> None:
                               format_func=lambda i: f"step {by_id[i]['step']} ({i})")
         api = state.client()
         st.download_button(
-            "Download .tar", key="ckpt_download", icon="⬇️", mime="application/x-tar",
+            "Download .tar", key="ckpt_download", icon=":material/download:", mime="application/x-tar",
             file_name=f"{job['id']}-step-{by_id[chosen]['step']:06d}.tar", on_click="ignore",
             # A callable: the archive is fetched when the button is clicked, not on every rerun.
             data=lambda: api.checkpoint_content(job["id"], chosen),
@@ -212,7 +211,7 @@ def live() -> None:
 
     st.subheader("Reward and accuracy")
     rewards_section(series, smoothing, show_raw)
-    st.subheader("Value-MSE by estimator (probe)")
+    st.subheader("Value-MSE by estimator (probe, bias-corrected)")
     value_mse_section(series, smoothing)
     st.subheader("Advantage distributions")
     advantages_section(job)

@@ -16,8 +16,8 @@ jobs = state.call(state.fetch_jobs, url, key, None if status == "all" else statu
 
 if not jobs:
     if status == "all":
-        st.info("No jobs yet. Upload a dataset and start one on the New job page.", icon="🌱")
-        st.page_link("pages/new_job.py", label="New job", icon="➕")
+        st.info("No jobs yet. Upload a dataset and start one on the New job page.", icon=":material/info:")
+        st.page_link("views/new_job.py", label="New job", icon=":material/add_circle:")
     else:
         st.info(f"No {status} jobs.")
     st.stop()
@@ -55,4 +55,4 @@ if right.button("Open", type="primary", key="jobs_open_button"):
     st.session_state["open_job"] = picked
 if job_id := st.session_state.pop("open_job", None):
     st.session_state["job_id"] = job_id
-    st.switch_page("pages/job_detail.py", query_params={"job": job_id})
+    st.switch_page("views/job_detail.py", query_params={"job": job_id})

@@ -21,16 +21,16 @@ error = st.session_state.get("new_job_error")  # {"field", "message"} from the l
 def field_error(field: str) -> None:
     """The last refusal, under the widget of the field it names."""
     if error and error["field"] == field:
-        st.error(error["message"], icon="⚠️")
+        st.error(error["message"], icon=":material/warning:")
 
 
 if created := st.session_state.pop("new_job_created", None):
-    st.success(f"Job **{created}** created and queued.", icon="✅")
-    st.page_link("pages/job_detail.py", label=f"Open {created}", icon="📈", query_params={"job": created})
+    st.success(f"Job **{created}** created and queued.", icon=":material/check_circle:")
+    st.page_link("views/job_detail.py", label=f"Open {created}", icon=":material/monitoring:", query_params={"job": created})
 
 if not models:
     st.warning("The API lists no models. Put Hugging Face model directories under the API's "
-               "`BASIS_MODEL_ROOTS` (default `<data dir>/models`).", icon="📦")
+               "`BASIS_MODEL_ROOTS` (default `<data dir>/models`).", icon=":material/inventory_2:")
 
 st.subheader("Dataset")
 source = st.radio("Source", ["Pick an uploaded dataset", "Upload a JSONL file"], key="new_source",
@@ -38,7 +38,7 @@ source = st.radio("Source", ["Pick an uploaded dataset", "Upload a JSONL file"],
 with st.form("new_job"):
     if error:
         st.error(f"**The API refused the job** ({error['param'] or 'request'}): {error['message']}",
-                 icon="🛑")
+                 icon=":material/block:")
     if source == "Upload a JSONL file":
         upload = st.file_uploader("JSONL file: one {\"prompt\", \"answer\"} object per line",
                                   type=["jsonl", "json", "txt"], key="new_upload")

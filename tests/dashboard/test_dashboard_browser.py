@@ -1,0 +1,34 @@
+"""A real browser on a running stack: headless Chromium loads Job detail from `streamlit run`
+(backed by the seeded API), waits until every chart has drawn, and the screenshot is not blank."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from dashboard_browser import CHROMIUM, image_stats, screenshot, streamlit_server
+from dashboard_stack import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def chromium_available() -> None:
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} not found: install it with scripts/install_chromium.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it; a skip there would hide a broken browser test
+        pytest.skip(message)
+
+
+def test_job_detail_in_chromium_draws_every_chart(stack, tmp_path, chromium_available):
+    path = tmp_path / "job.png"
+    with streamlit_server(stack.url, stack.keys["alice"], free_port()) as dashboard:
+        facts = screenshot(f"{dashboard}/job?job={stack.seeded.basis_job}", path, min_charts=9)
+    assert facts["errors"] == [] and facts["drawn"] == facts["charts"] == 9
+    stats = image_stats(path)
+    assert stats["width"] == 1400 and stats["height"] > 2000
+    # A blank, white or error page has almost no grey-level spread and no coloured pixels; the
+    # curves, heatmap and histogram give both.
+    assert stats["grey_stddev"] > 10 and stats["coloured_fraction"] > 0.005, stats
