@@ -2,7 +2,8 @@
 
     python -m api.bench [--database-url URL] [--steps 100000] [--names 1] [--repeat 50]
 
-Starts the API under uvicorn on a free local port against a fresh schema of the PostgreSQL database
+Starts the API under uvicorn (its own process, so client and server do not share a GIL) on a free
+local port against a fresh schema of the PostgreSQL database
 (default `BASIS_TEST_POSTGRES_URL` or postgresql+psycopg://postgres@127.0.0.1:5432/test; the schema
 is dropped afterwards), writes `names` series of `steps // names` points each, and times the request
 without downsampling and with `max_points=500`. Prints one JSON object.
@@ -14,23 +15,20 @@ import argparse
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import numpy as np
-import uvicorn
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
-from api.main import create_app
-from core.db import dispose_engines, migrate, session_scope
+from core.db import dispose_engines, make_engine, migrate, session_scope
 from core.models import Job, Metric
 from core.services.keys import create_key
-from core.settings import Settings
 
 DEFAULT_URL = os.environ.get("BASIS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -60,6 +58,18 @@ def _seed(engine, steps: int, names: int) -> tuple[str, str]:
     return job_id, secret
 
 
+def _wait_healthy(client: httpx.Client, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/v1/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API did not become healthy")
+
+
 def _time(client: httpx.Client, url: str, params: dict, repeat: int) -> dict:
     client.get(url, params=params).raise_for_status()  # warm-up
     times, size, points = [], 0, 0
@@ -69,7 +79,8 @@ def _time(client: httpx.Client, url: str, params: dict, repeat: int) -> dict:
         times.append((time.perf_counter() - start) * 1000)
         response.raise_for_status()
         size = len(response.content)
-    points = sum(len(s["steps"]) for s in response.json()["data"])
+    body = response.json()
+    points = sum(len(s["steps"]) for s in body["data"]) if "data" in body else 0
     ms = np.array(times)
     return {"params": params, "points_returned": points, "bytes": size, "repeat": repeat,
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
@@ -85,23 +96,25 @@ def run(database_url: str, steps: int, names: int, repeat: int) -> dict:
     try:
         migrate(url)
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(data_dir=Path(tmp), database_url=url)
-            app = create_app(settings, enqueue=lambda job_id, queue: None)
-            job_id, secret = _seed(app.state.engine, steps, names)
+            engine = make_engine(url)
+            job_id, secret = _seed(engine, steps, names)
+            engine.dispose()
             port = _free_port()
-            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
-            while not server.started:
-                time.sleep(0.05)
-            headers = {"Authorization": f"Bearer {secret}"}
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
-                path = f"/v1/jobs/{job_id}/metrics"
-                results = [_time(client, path, {}, repeat),
-                           _time(client, path, {"max_points": 500}, repeat * 4)]
-            server.should_exit = True
-            thread.join()
-            app.state.engine.dispose()
+            env = {**os.environ, "BASIS_DATABASE_URL": url, "BASIS_DATA_DIR": tmp}
+            server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port),
+                                       "--log-level", "warning"], env=env)
+            try:
+                headers = {"Authorization": f"Bearer {secret}"}
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+                    _wait_healthy(client)
+                    path = f"/v1/jobs/{job_id}/metrics"
+                    results = [_time(client, path, {}, repeat),
+                               _time(client, path, {"max_points": 500}, repeat * 4),
+                               {**_time(client, f"/v1/jobs/{job_id}", {}, repeat * 4),
+                                "params": "baseline: GET /v1/jobs/{id}"}]
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
         return {"bench": "api_metrics_latency", "backend": "postgresql", "points": steps,
                 "series": names, "results": results}
     finally:

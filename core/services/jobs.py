@@ -15,12 +15,13 @@ Choices:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -176,15 +177,21 @@ def list_events(session: Session, job: Job, *, after: int | None, limit: int) ->
 
 
 def latest_metrics(session: Session, job_ids: Iterable[str]) -> dict[str, dict[str, float | None]]:
-    """job id -> {name: value} at that job's last logged step (index lookups, not a scan)."""
+    """job id -> {name: value} at that job's last logged step.
+
+    Two indexed queries, never a scan of a job's points: the last step of each job (a backward probe
+    of the (job_id, step) index, correlated on the few job rows), then the rows at those steps."""
     job_ids = list(job_ids)
-    if not job_ids:
-        return {}
-    inner = Metric.__table__.alias("inner")
-    last = select(func.max(inner.c.step)).where(inner.c.job_id == Metric.job_id).scalar_subquery()
-    rows = session.execute(select(Metric.job_id, Metric.name, Metric.value)
-                           .where(Metric.job_id.in_(job_ids), Metric.step == last))
     result: dict[str, dict[str, float | None]] = {job_id: {} for job_id in job_ids}
+    if not job_ids:
+        return result
+    last_step = select(func.max(Metric.step)).where(Metric.job_id == Job.id).scalar_subquery()
+    last = [(job_id, step) for job_id, step in session.execute(
+        select(Job.id, last_step).where(Job.id.in_(job_ids))) if step is not None]
+    if not last:
+        return result
+    rows = session.execute(select(Metric.job_id, Metric.name, Metric.value).where(
+        or_(*[and_(Metric.job_id == job_id, Metric.step == step) for job_id, step in last])))
     for job_id, name, value in rows:
-        result[job_id][name] = value
+        result[job_id][name] = value if value is None or math.isfinite(value) else None
     return result
