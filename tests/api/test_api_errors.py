@@ -69,7 +69,7 @@ def test_hostile_job_bodies_never_500(client, alice, body):
     assert 400 <= response.status_code < 500, response.text
 
 
-def test_nul_bytes_never_reach_the_database(client, alice, job, upload):
+def test_nul_bytes_never_reach_the_database(client, alice, job, upload, settings):
     # PostgreSQL refuses NUL in text; that must be a 4xx (or a plain miss), never a 500.
     for method, url, params in [("GET", f"/v1/jobs/{quote(chr(0))}", {}),
                                 ("GET", "/v1/jobs", {"after": "job_\x00"}),
@@ -77,6 +77,17 @@ def test_nul_bytes_never_reach_the_database(client, alice, job, upload):
                                 ("GET", f"/v1/datasets/ds_{quote(chr(0))}/rows", {})]:
         response = client.request(method, url, headers=alice, params=params)
         assert response.status_code < 500, (url, response.text)
-    assert upload(alice, name="x\x00y").status_code in (201, 422)
+    files_before = sorted(settings.datasets_dir.iterdir())
+    response = upload(alice, name="x\x00y")  # PostgreSQL refuses it at commit, after the file is written
+    assert response.status_code in (201, 422)
+    if response.status_code == 422:
+        assert sorted(settings.datasets_dir.iterdir()) == files_before  # the file was removed again
     response = client.post("/v1/jobs", headers=alice, json={"dataset_id": "\x00", "model": "tiny"})
     assert 400 <= response.status_code < 500
+
+
+def test_deeply_nested_json_body_is_a_4xx(client, alice):
+    body = b'{"dataset_id": "ds_x", "model": "tiny", "config": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    response = client.post("/v1/jobs", headers={**alice, "content-type": "application/json"}, content=body)
+    assert 400 <= response.status_code < 500
+    assert response.json()["error"]["code"] == "invalid_request"
