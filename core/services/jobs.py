@@ -61,8 +61,9 @@ def validate_train_config(config: dict[str, Any], *, model_path: str, dataset_fi
     """The validated `TrainConfig` for `config` plus the server-side fields; Invalid names the field."""
     from trainer.config import TrainConfig, format_validation_error
 
+    # A null path field is allowed: it is what GET /v1/jobs/{id} returns, so configs round-trip.
     for key in (*SERVER_FIELDS, *SERVER_PATH_FIELDS):
-        if key in config:
+        if key in config and (key in SERVER_FIELDS or config[key] is not None):
             raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
     try:
         train_config = TrainConfig.model_validate(

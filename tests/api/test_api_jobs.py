@@ -153,3 +153,9 @@ def test_models_list_only_dirs_with_config(client, alice, model_dir, settings):
     (settings.model_roots[0] / "org" / "big" / "config.json").write_text("{}")
     data = client.get("/v1/models", headers=alice).json()["data"]
     assert [m["id"] for m in data] == ["org/big", "tiny"]
+
+
+def test_a_job_config_round_trips_into_a_new_job(create_job, alice, dataset, job):
+    response = create_job(alice, dataset["id"], config=job["config"])
+    assert response.status_code == 201, response.text
+    assert response.json()["config"] == job["config"]
