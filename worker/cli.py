@@ -32,26 +32,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 DEMO_MODEL = "tiny-arith"
-DEMO_ROWS = 512
-# A BASIS run the demo model improves on within minutes on a laptop CPU.
-DEMO_CONFIG: dict[str, Any] = {
-    "estimator": "basis",
-    "reward": "exact",
-    "batch_size": 16,
-    "max_steps": 40,
-    "n0": 4,
-    "sampling": {"max_new_tokens": 8, "temperature": 1.0},
-    "optimizer": {"lr": 1e-4, "micro_batch_size": 16},
-    "checkpoint_every": 10,
-    "eval_every": 10,
-    "eval_size": 64,
-    "probe_every": 10,
-    "probe_prompts": 4,
-    "probe_rollouts": 16,
-}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,11 +76,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.celery_app import app
     from worker.config import get_worker_settings
 
+    _quiet_libraries()
     settings = get_settings()
     queue = args.queue or settings.worker_queue
     pool = args.pool or get_worker_settings().pool
     app.worker_main(worker_argv(queue, pool, args.concurrency, args.loglevel))
     return 0
+
+
+def _quiet_libraries() -> None:
+    """Progress bars from transformers/huggingface_hub would flood the worker log (one per load
+    and per checkpoint); warnings and errors still show."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 # ----------------------------------------------------------------------------- up

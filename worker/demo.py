@@ -26,13 +26,14 @@ def ensure_model(settings, warm_steps: int | None) -> None:
     ensure_demo_model(path, warm_steps=warm_steps)
 
 
-def demo_dataset(settings) -> bytes:
+def demo_dataset() -> bytes:
+    """The arithmetic dataset of `python -m trainer demo` (same rows, same seed)."""
     import json
 
+    from trainer.cli import DEMO_DATA_SEED, DEMO_ROWS
     from trainer.tasks import generate_arithmetic
-    from worker.cli import DEMO_ROWS
 
-    rows = generate_arithmetic(DEMO_ROWS, seed=0)
+    rows = generate_arithmetic(DEMO_ROWS, seed=DEMO_DATA_SEED)
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
@@ -50,7 +51,8 @@ def _check(response: httpx.Response) -> Any:
 def run_demo(settings, base_url: str, api_key: str, stack, *, steps: int | None = None,
              warm_steps: int | None = None) -> str:
     """Run the demo job; returns its final status. Raises RuntimeError if the stack dies."""
-    from worker.cli import DEMO_CONFIG, DEMO_MODEL
+    from trainer.cli import DEMO_CONFIG  # tuned for a laptop CPU (docs/benchmarks.md, "CPU demo")
+    from worker.cli import DEMO_MODEL
 
     ensure_model(settings, warm_steps)
     config = dict(DEMO_CONFIG)
@@ -61,7 +63,7 @@ def run_demo(settings, base_url: str, api_key: str, stack, *, steps: int | None 
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"},
                       timeout=60) as api:
         dataset = _check(api.post("/v1/datasets", data={"name": "arithmetic-demo"},
-                                  files={"file": ("arithmetic.jsonl", demo_dataset(settings),
+                                  files={"file": ("arithmetic.jsonl", demo_dataset(),
                                                   "application/jsonl")}))
         print(f"basis up: uploaded dataset {dataset['id']} ({dataset.get('rows')} rows)", flush=True)
         job = _check(api.post("/v1/jobs", json={"dataset_id": dataset["id"], "model": DEMO_MODEL,

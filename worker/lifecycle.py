@@ -147,8 +147,8 @@ def directory_bytes(path: Path) -> int:
 
 def record_checkpoint(conn: Connection, job_id: str, step: int, path: Path,
                       storage_dir: Path) -> None:
-    """Upsert the checkpoint row for (job, step) and its event. `path` is stored relative to
-    `storage_dir` when inside it, so the storage volume can be mounted elsewhere."""
+    """Upsert the checkpoint row for (job, step). `path` is stored relative to `storage_dir` when
+    inside it, so the storage volume can be mounted elsewhere. (The trainer logs the event.)"""
     path = Path(path).resolve()
     try:
         stored = str(path.relative_to(storage_dir.resolve()))
@@ -160,8 +160,6 @@ def record_checkpoint(conn: Connection, job_id: str, step: int, path: Path,
         {"id": new_id("ckpt"), "job_id": job_id, "step": int(step), "path": stored, "bytes": size,
          "created_at": utcnow()},
     )
-    record_event(conn, job_id, "checkpoint", f"checkpoint saved at step {step}",
-                 {"step": int(step), "bytes": size})
 
 
 def latest_checkpoint_step(conn: Connection, job_id: str) -> int | None:
