@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from dashboard.charts import Chart
 from dashboard.client import ApiError, ApiUnreachable, BasisClient, NotFound, Unauthorized
 
 T = TypeVar("T")
@@ -181,6 +182,11 @@ def clear_caches() -> None:
     """Forget cached reads (after a write: new job, upload, cancel)."""
     for fn in (fetch_jobs, fetch_job, fetch_metrics, fetch_events, fetch_checkpoints, fetch_datasets):
         fn.clear()
+
+
+def show(where: Any, chart: Chart, width: str = "stretch") -> None:
+    """Draw a `charts.Chart` in `where` (`st`, a column, a container)."""
+    where.vega_lite_chart(chart.data, chart.spec, width=width)
 
 
 def job_label(job: dict) -> str:

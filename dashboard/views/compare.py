@@ -56,7 +56,7 @@ if frame.empty:
     st.info(f"None of these jobs has logged `{metric}`" +
             ("" if x == "step" else f" together with `{x}`") + " yet.")
 else:
-    st.altair_chart(charts.line_chart(frame, y_title=metric, x=x, x_title=charts.X_AXES[x],
+    state.show(st, charts.line_chart(frame, y_title=metric, x=x, x_title=charts.X_AXES[x],
                                       points=metric.startswith(("eval/", "value_mse/")), height=380),
                     width="stretch")
     missing = [label for label in runs if label not in set(frame["series"])]

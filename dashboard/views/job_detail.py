@@ -92,7 +92,7 @@ def rewards_section(series: list[dict], smoothing: float, show_raw: bool) -> Non
     with left:
         st.markdown("**Reward** (mean per step)")
         frame = charts.series_frame(series, REWARD, smoothing=smoothing, labels={"reward/mean": "reward"})
-        st.altair_chart(charts.line_chart(frame, y_title="reward", show_raw=show_raw), width="stretch")
+        state.show(st, charts.line_chart(frame, y_title="reward", show_raw=show_raw), width="stretch")
     with right:
         st.markdown("**Accuracy**: training batch, and held-out eval")
         train = charts.series_frame(series, ["reward/accuracy"], smoothing=smoothing,
@@ -100,7 +100,7 @@ def rewards_section(series: list[dict], smoothing: float, show_raw: bool) -> Non
         # Eval points are sparse and each is already an average over the eval set: never smoothed.
         evals = charts.series_frame(series, ["eval/accuracy"], labels={"eval/accuracy": "eval (held-out)"})
         frame = pd.concat([train, evals], ignore_index=True)
-        st.altair_chart(charts.line_chart(frame, y_title="accuracy", show_raw=show_raw, points=len(evals) < 60),
+        state.show(st, charts.line_chart(frame, y_title="accuracy", show_raw=show_raw, points=len(evals) < 60),
                         width="stretch")
 
 
@@ -110,7 +110,7 @@ def value_mse_section(series: list[dict], smoothing: float) -> None:
         st.info("No value-MSE yet: the probe logs it on probe steps (set `probe_every` > 0).")
         return
     left, right = st.columns([3, 1])
-    left.altair_chart(charts.line_chart(frame, y_title="value-MSE", points=True),
+    state.show(left, charts.line_chart(frame, y_title="value-MSE", points=True),
                       width="stretch")
     with right:
         st.markdown("**Mean over probe steps**")
@@ -132,10 +132,10 @@ def advantages_section(job: dict) -> None:
             chosen = st.slider("Step", steps[0], steps[-1], steps[-1], key="adv_step")
         chosen = charts.nearest_step(steps, chosen)
         histogram = next(h for h in histograms if h["step"] == chosen)
-        st.altair_chart(charts.histogram_chart(histogram), width="stretch")
+        state.show(st, charts.histogram_chart(histogram), width="stretch")
     with right:
         st.markdown("**Over time** (fraction of the batch per advantage bin)")
-        st.altair_chart(charts.histogram_heatmap(histograms), width="stretch")
+        state.show(st, charts.histogram_heatmap(histograms), width="stretch")
 
 
 def basis_section(series: list[dict], smoothing: float, estimator: str) -> None:
@@ -147,7 +147,7 @@ def basis_section(series: list[dict], smoothing: float, estimator: str) -> None:
         with col:
             st.markdown(f"**{label}** (`{name}`)")
             frame = charts.series_frame(series, [name], smoothing=smoothing, labels={name: label})
-            st.altair_chart(charts.line_chart(frame, y_title=label), width="stretch")
+            state.show(st, charts.line_chart(frame, y_title=label), width="stretch")
 
 
 def throughput_section(series: list[dict], smoothing: float) -> None:
@@ -156,12 +156,12 @@ def throughput_section(series: list[dict], smoothing: float) -> None:
         st.markdown("**Seconds per step**, by phase")
         frame = charts.series_frame(series, THROUGHPUT_TIMES, smoothing=smoothing,
                                     labels={n: n.removeprefix("time/") for n in THROUGHPUT_TIMES})
-        st.altair_chart(charts.line_chart(frame, y_title="seconds", show_raw=False), width="stretch")
+        state.show(st, charts.line_chart(frame, y_title="seconds", show_raw=False), width="stretch")
     with right:
         st.markdown("**Tokens per second**")
         frame = charts.series_frame(series, ["throughput/tokens_per_s"], smoothing=smoothing,
                                     labels={"throughput/tokens_per_s": "tokens/s"})
-        st.altair_chart(charts.line_chart(frame, y_title="tokens/s", show_raw=False), width="stretch")
+        state.show(st, charts.line_chart(frame, y_title="tokens/s", show_raw=False), width="stretch")
 
 
 def events_and_checkpoints(job: dict) -> None:

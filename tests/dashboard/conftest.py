@@ -40,3 +40,19 @@ def stack(tmp_path_factory, _sqlite_template):
     with ApiServer(app) as server:
         yield Stack(server.url, seeded, keys, settings, app)
     app.state.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def running(stack):
+    """A BASIS job of user "dave", 50 of 100 steps done and still running: (key, job id)."""
+    from dashboard_stack import add_job
+
+    from core.models import JobStatus
+
+    with session_scope(stack.app.state.engine) as session:
+        key, secret = create_key(session, "dave")
+        owner_id = key.user_id
+    job_id, _ = add_job(stack.app.state.engine, stack.settings, owner_id, stack.seeded.dataset_id,
+                        stack.seeded.model, estimator="basis", steps=50, max_steps=100,
+                        status=JobStatus.running, checkpoint=False)
+    return secret, job_id

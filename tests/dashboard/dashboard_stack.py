@@ -28,7 +28,16 @@ import uvicorn
 from sqlalchemy import Engine, insert
 
 from core.db import migrate, session_scope
-from core.models import AdvantageHistogram, Checkpoint, Job, JobStatus, Metric, User, utcnow
+from core.models import (
+    TERMINAL_STATUSES,
+    AdvantageHistogram,
+    Checkpoint,
+    Job,
+    JobStatus,
+    Metric,
+    User,
+    utcnow,
+)
 from core.services import datasets as dataset_service
 from core.services import jobs as job_service
 from core.services.keys import create_key
@@ -170,6 +179,8 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
     started = utcnow() - timedelta(seconds=steps * (1.0 if rollouts == 1 else 4.6))
     series = _series(steps, rng, estimator)
     finished = started + timedelta(seconds=float(max(series["time/elapsed"].values())))
+    if status not in TERMINAL_STATUSES:
+        started, finished = utcnow() - timedelta(seconds=float(max(series["time/elapsed"].values()))), None
     with session_scope(engine) as session:
         job = Job(owner_id=owner_id, dataset_id=dataset_id, model=model, estimator=estimator,
                   config=config, status=status.value, queue="gpu", max_steps=max_steps or steps,
@@ -178,8 +189,8 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
         session.add(job)
         session.flush()
         job_id = job.id
-        path = ["queued", *(["estimating_priors"] if estimator == "basis" else []), "running",
-                status.value]
+        path = ["queued", *(["estimating_priors"] if estimator == "basis" else []), "running"]
+        path += [status.value] if status != JobStatus.running else []
         transitions = list(zip(path, path[1:], strict=False))
         for before, after in transitions[:-1]:
             job_service.add_event(session, job_id, "status", f"status {before} -> {after}",

@@ -33,7 +33,27 @@ def test_series_frame_labels_smooths_and_drops_nulls():
     assert frame["step"].tolist() == [1, 3] and set(frame["series"]) == {"reward"}
     assert frame["value"].tolist() == [0.1, 0.3] and frame["smoothed"].iloc[1] < 0.3
     assert charts.series_frame(series, ["missing"]).empty
-    assert charts.line_chart(frame, y_title="reward").to_dict()["layer"]
+    layers = charts.line_chart(frame, y_title="reward").spec["layer"]
+    assert [layer["encoding"]["y"]["field"] for layer in layers] == ["value", "smoothed"]
+    assert len(charts.line_chart(frame, y_title="reward", show_raw=False).spec["layer"]) == 1
+
+
+def test_every_chart_spec_is_valid_vega_lite():
+    """The specs skip Altair's validation at render time (it is slow), so it happens here."""
+    import jsonschema
+    from altair.vegalite.v6.schema.core import load_schema
+
+    frame = charts.series_frame([{"name": "m", "steps": [1, 2], "values": [0.1, 0.2]}], smoothing=0.5)
+    histogram = {"step": 1, "edges": [-1, 0, 1], "counts": [1, 2]}
+    built = [charts.line_chart(frame, y_title="m", points=True, log_y=True),
+             charts.line_chart(frame, y_title="m", x="rollouts/total", x_title="Rollouts"),
+             charts.histogram_chart(histogram), charts.histogram_heatmap([histogram])]
+    validator = jsonschema.Draft7Validator(load_schema())
+    for chart in built:
+        errors = [e.message[:200] for e in validator.iter_errors({**chart.spec, "data": {"values": []}})]
+        assert errors == [], chart.spec
+    bad = {**built[0].spec, "layer": [{"mark": "bogus"}], "data": {"values": []}}
+    assert not validator.is_valid(bad)
 
 
 def test_value_mse_frame_and_summary_compare_to_reinforce_pp():

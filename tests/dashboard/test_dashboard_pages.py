@@ -231,3 +231,32 @@ def test_sidebar_takes_url_and_key_from_the_environment(stack, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert at.sidebar.text_input(key="api_url").value == stack.url
     assert not errors(at) and len(at.dataframe[0].value) == 3
+
+
+def test_running_job_is_live_shows_new_steps_and_can_be_cancelled(stack, running):
+    import streamlit as st
+    from sqlalchemy import insert, update
+
+    from core.db import session_scope
+    from core.models import Job, Metric
+
+    key, job_id = running
+    at = app_test(stack.url, key, "views/job_detail.py", job=job_id)
+    assert not at.exception and not errors(at)
+    assert any("Live: refreshing every" in c.value for c in at.caption)
+    assert chart_with(at, '"reward"')["data"]["step"].max() == 50
+
+    # The worker writes ten more steps; the next refresh (a rerun once the short TTL is over) shows them.
+    with session_scope(stack.app.state.engine) as session:
+        session.execute(insert(Metric), [{"job_id": job_id, "name": "reward/mean", "step": s, "value": 0.5}
+                                         for s in range(51, 61)])
+        session.execute(update(Job).where(Job.id == job_id).values(current_step=60))
+    st.cache_data.clear()
+    at.run()
+    assert chart_with(at, '"reward"')["data"]["step"].max() == 60
+    assert {m.label: m.value for m in at.metric}["Step"] == "60 / 100"
+
+    at.button(key="cancel_job").click().run()
+    assert not at.exception
+    events = at.dataframe[1].value
+    assert events.iloc[0]["kind"] == "cancel_requested"
