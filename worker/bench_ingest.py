@@ -98,12 +98,37 @@ def run(engine, metrics_per_step: int, steps: int, naive: bool = False) -> dict:
             "steps_per_s": round(steps / seconds, 1)}
 
 
+def _writer(args: tuple[str, int, int]) -> dict:
+    url, size, steps = args
+    engine = make_engine(url)
+    try:
+        return run(engine, size, steps)
+    finally:
+        engine.dispose()
+
+
+def run_parallel(url: str, size: int, steps: int, writers: int) -> dict:
+    """`writers` processes (as `writers` workers would), each its own job and connection."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(writers) as pool:
+        start = time.perf_counter()
+        results = pool.map(_writer, [(url, size, steps)] * writers)
+        seconds = time.perf_counter() - start
+    points = sum(r["points"] for r in results)
+    return {"backend": results[0]["backend"], "mode": f"executemany x{writers} writers",
+            "metrics_per_step": size, "steps": steps * writers, "points": points,
+            "seconds": round(seconds, 3), "points_per_s": round(points / seconds),
+            "steps_per_s": round(steps * writers / seconds, 1)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--sizes", default="40,200,1000", help="metrics per step, comma list")
     parser.add_argument("--points", type=int, default=200_000, help="points per configuration")
     parser.add_argument("--naive", action="store_true", help="also run the row-by-row baseline")
+    parser.add_argument("--writers", type=int, default=1, help="also run N concurrent writers")
     args = parser.parse_args(argv)
     engine, cleanup = _fresh_database(args.database_url)
     try:
@@ -112,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(run(engine, size, steps)), flush=True)
             if args.naive:
                 print(json.dumps(run(engine, size, max(10, steps // 10), naive=True)), flush=True)
+            if args.writers > 1:
+                url = engine.url.render_as_string(hide_password=False)
+                print(json.dumps(run_parallel(url, size, max(5, steps // args.writers),
+                                              args.writers)), flush=True)
     finally:
         cleanup()
 

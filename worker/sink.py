@@ -8,8 +8,10 @@ Choices:
   (job_id, step, name) with the dialect's `INSERT .. ON CONFLICT DO UPDATE` (Postgres and SQLite
   share the syntax). A step written twice (a retry after a commit whose acknowledgement was lost, or
   a step replayed after resuming from a checkpoint) leaves one row holding the latest value.
-- Batched: a step's rows go in one executemany call; psycopg 3 pipelines it, so a step of 1,000
-  metrics costs one round trip's worth of latency, not 1,000 (docs/benchmarks.md).
+- Batched: on Postgres a step's metrics are ONE statement whatever their number
+  (`INSERT .. SELECT FROM unnest(names[], values[])`): psycopg's executemany still parses and
+  sends each row, which caps it near 10k rows/s in Python overhead. On SQLite, executemany is
+  already a C loop over one prepared statement. Figures in docs/benchmarks.md.
 - Retries: connection-level failures (`OperationalError`, `InterfaceError`, an invalidated
   connection: a database restart, SQLite's "database is locked") are retried with exponential
   backoff up to `retry_seconds`; the trainer blocks meanwhile, so no step is skipped. Anything else
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from core.models import AdvantageHistogram, Job, JobEvent, Metric, utcnow
@@ -125,6 +127,15 @@ def event_row(job_id: str, kind: str, message: str, data: Mapping[str, Any] | No
     }
 
 
+# One statement per step on Postgres: two arrays in, one row per element out (see module docstring).
+_PG_METRICS_UPSERT = text(
+    "INSERT INTO metrics (job_id, name, step, value) "
+    "SELECT :job_id, m.name, :step, m.value "
+    "FROM unnest(CAST(:names AS text[]), CAST(:values AS double precision[])) AS m(name, value) "
+    "ON CONFLICT (job_id, name, step) DO UPDATE SET value = excluded.value"
+)
+
+
 class DatabaseSink:
     """`trainer.sinks.MetricsSink` writing into `metrics`, `advantage_histograms` and `job_events`."""
 
@@ -133,6 +144,7 @@ class DatabaseSink:
         self.job_id = job_id
         self.retry_seconds = retry_seconds
         self._metrics = upsert(engine, Metric, ["job_id", "name", "step"], ["value"])
+        self._unnest = engine.dialect.name == "postgresql"
         self._histograms = upsert(
             engine, AdvantageHistogram, ["job_id", "step", "name"], ["edges", "counts"]
         )
@@ -151,7 +163,12 @@ class DatabaseSink:
         ]
 
         def write(conn: Connection) -> None:
-            if metric_rows:
+            if metric_rows and self._unnest:
+                conn.execute(_PG_METRICS_UPSERT, {
+                    "job_id": self.job_id, "step": step,
+                    "names": [r["name"] for r in metric_rows],
+                    "values": [r["value"] for r in metric_rows]})
+            elif metric_rows:
                 conn.execute(self._metrics, metric_rows)
             if histogram_rows:
                 conn.execute(self._histograms, histogram_rows)
