@@ -57,7 +57,7 @@ def test_hostile_ids_and_params_never_500(client, alice, text, number):
     ]:
         url = path.format(*[quote(text, safe="") or "x"] * path.count("{}"))
         response = client.request(method, url, headers=alice, params=params)
-        assert 400 <= response.status_code < 500, (method, url, params, response.text)
+        assert response.status_code < 500, (method, url, params, response.text)
 
 
 @hyp_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
