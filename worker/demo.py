@@ -62,6 +62,11 @@ def run_demo(settings, base_url: str, api_key: str, stack, *, steps: int | None 
                       probe_every=min(steps, config["probe_every"]))
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"},
                       timeout=60) as api:
+        unfinished = _unfinished_job(api)
+        if unfinished is not None:  # a previous `basis up --demo` was stopped mid-run: finish that
+            print(f"basis up: following the unfinished demo job {unfinished} (resumed, not resubmitted)",
+                  flush=True)
+            return follow(api, unfinished, stack)
         dataset = _check(api.post("/v1/datasets", data={"name": "arithmetic-demo"},
                                   files={"file": ("arithmetic.jsonl", demo_dataset(),
                                                   "application/jsonl")}))
@@ -71,6 +76,15 @@ def run_demo(settings, base_url: str, api_key: str, stack, *, steps: int | None 
         print(f"basis up: submitted job {job['id']} (BASIS, {config['max_steps']} steps); "
               f"watch it at http://127.0.0.1:{settings.dashboard_port}", flush=True)
         return follow(api, job["id"], stack)
+
+
+def _unfinished_job(api: httpx.Client) -> str | None:
+    """Newest job of user `demo` that has not ended, if any."""
+    for status in ("running", "estimating_priors", "queued"):
+        jobs = _check(api.get("/v1/jobs", params={"status": status, "limit": 1}))["data"]
+        if jobs:
+            return jobs[0]["id"]
+    return None
 
 
 def follow(api: httpx.Client, job_id: str, stack, interval: float = 2.0) -> str:

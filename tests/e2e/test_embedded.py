@@ -101,3 +101,24 @@ class session_scope_for:
         result = self.scope.__exit__(*exc)
         self.engine.dispose()
         return result
+
+
+def test_basis_up_demo_runs_the_demo_job_to_the_end(tmp_path):
+    """`make run`'s command, shortened: demo model, key, dataset, BASIS job, exit when done."""
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import REPO
+
+    env = service_env(data_dir=str(tmp_path / "data"), api_port=str(_free_port()))
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "up", "--demo", "--exit-when-done", "--no-dashboard",
+         "--demo-steps", "2", "--demo-warm-steps", "5"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    key = re.search(r"^(bk_\S+)$", result.stdout, re.MULTILINE)
+    assert key, "the demo key was not printed on a line of its own"
+    job = re.search(r"job (job_\w+) succeeded", result.stdout)
+    assert job, out[-4000:]
+    assert (tmp_path / "data" / "models" / "tiny-arith" / "config.json").is_file()
