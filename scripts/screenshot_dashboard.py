@@ -6,6 +6,7 @@ has drawn, saves a full-page PNG and prints one JSON object (time to charts, ima
 Needs Debian's chromium (scripts/install_chromium.sh).
 
     .venv/bin/python scripts/screenshot_dashboard.py [--out docs/dashboard.png] [--page job|jobs|compare]
+        [--reloads N]
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--page", choices=sorted(PAGES), default="job")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--reloads", type=int, default=0,
+                        help="then reload the page N times and report the time to drawn charts")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
@@ -41,7 +44,8 @@ def main() -> None:
         path, min_charts = PAGES[args.page]
         with ApiServer(app) as api, streamlit_server(api.url, seeded.key, free_port()) as dashboard:
             url = f"{dashboard}/{path.format(job=seeded.basis_job, grpo=seeded.grpo_job)}"
-            facts = screenshot(url, args.out, min_charts=min_charts, width=args.width)
+            facts = screenshot(url, args.out, min_charts=min_charts, width=args.width,
+                               reloads=args.reloads)
         app.state.engine.dispose()
     print(json.dumps({**facts, **image_stats(args.out)}))
 
