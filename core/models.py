@@ -13,10 +13,13 @@ Choices:
 - Children of a job cascade on delete; a dataset deleted after its jobs finished leaves
   `jobs.dataset_id` NULL rather than deleting history.
 - Timestamps are timezone-aware UTC everywhere; SQLite drops the zone, `UTCDateTime` puts it back.
+- JSON columns turn NaN/Infinity into null on write: a worker logging a NaN in an event must not
+  fail its step's transaction on PostgreSQL, nor make a later read unserialisable.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from datetime import UTC, datetime
@@ -52,7 +55,30 @@ NAMING_CONVENTION = {
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 AutoBigInt = BigInteger().with_variant(Integer(), "sqlite")
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN/Infinity replaced by None (JSON, and PostgreSQL's JSONB, have neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(child) for key, child in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(child) for child in value]
+    return value
+
+
+class JSONType(TypeDecorator):
+    """JSON (JSONB on PostgreSQL) that stores NaN/Infinity as null instead of failing the write."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return finite_json(value)
 
 
 class UTCDateTime(TypeDecorator):

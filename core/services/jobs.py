@@ -56,6 +56,22 @@ def _param_of(error: dict[str, Any]) -> str:
     return f"config.{loc}" if loc else "config"
 
 
+def _non_finite(value: Any, path: str) -> str | None:
+    """Path of the first NaN/Infinity in a JSON value (Python's json accepts them; JSON does not).
+
+    Iterative: the body's nesting is bounded only by the request size."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, dict):
+            stack.extend((child, f"{where}.{key}") for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}") for i, child in reversed(list(enumerate(item))))
+    return None
+
+
 def validate_train_config(config: dict[str, Any], *, model_path: str, dataset_file: str,
                           output_dir: str) -> Any:
     """The validated `TrainConfig` for `config` plus the server-side fields; Invalid names the field."""
@@ -65,6 +81,8 @@ def validate_train_config(config: dict[str, Any], *, model_path: str, dataset_fi
     for key in (*SERVER_FIELDS, *SERVER_PATH_FIELDS):
         if key in config and (key in SERVER_FIELDS or config[key] is not None):
             raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
+    if bad := _non_finite(config, "config"):
+        raise Invalid(f"{bad} must be a finite number (NaN and Infinity are not JSON)", bad)
     try:
         train_config = TrainConfig.model_validate(
             {**config, "model": model_path, "dataset": dataset_file, "output_dir": output_dir})

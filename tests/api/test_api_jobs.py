@@ -159,3 +159,12 @@ def test_a_job_config_round_trips_into_a_new_job(create_job, alice, dataset, job
     response = create_job(alice, dataset["id"], config=job["config"])
     assert response.status_code == 201, response.text
     assert response.json()["config"] == job["config"]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused(client, alice, dataset, model_dir, db, literal):
+    body = f'{{"dataset_id": "{dataset["id"]}", "model": "tiny", "config": {{"reward_timeout": {literal}}}}}'
+    response = client.post("/v1/jobs", headers={**alice, "content-type": "application/json"}, content=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "config.reward_timeout"
+    assert count_jobs(db) == 0

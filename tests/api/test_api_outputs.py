@@ -112,3 +112,14 @@ def test_checkpoint_outside_storage_is_not_served(client, alice, db, job, tmp_pa
     for checkpoint_id in ("ckpt_evil", "ckpt_rel", "ckpt_missing"):
         response = client.get(f"/v1/jobs/{job['id']}/checkpoints/{checkpoint_id}/content", headers=alice)
         assert response.status_code == 404, checkpoint_id
+
+
+def test_non_finite_values_written_by_the_worker_read_back_as_null(client, alice, db, job):
+    from core.services.jobs import add_event
+
+    add_event(db, job["id"], "log", "nan inside", data={"loss": float("nan"), "ok": 1.0})
+    db.add(AdvantageHistogram(job_id=job["id"], step=0, name="advantage", edges=[-1.0, 1.0], counts=[3]))
+    db.commit()
+    response = client.get(f"/v1/jobs/{job['id']}/events", headers=alice)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"][-1]["data"] == {"loss": None, "ok": 1.0}
