@@ -137,6 +137,16 @@ class JobRunner:
     def run(self, claim: lifecycle.Claim) -> str:
         if claim.cancel_requested:
             return self.finish(JobStatus.cancelled, "cancelled before it started")
+        # The heartbeat starts with the lease, not with training: building the config imports the
+        # trainer (torch), which on a busy machine can outlast `stale_after_seconds`, and a claimed
+        # job that stays silent that long is taken over by another worker while this one runs it.
+        # It stops before `_after_train`, whose release must not be overwritten by a late beat.
+        with _Heartbeat(self.engine, self.job_id, self.ws.heartbeat_seconds):
+            outcome = self._start_and_train(claim)
+        return outcome if isinstance(outcome, str) else self._after_train(outcome)
+
+    def _start_and_train(self, claim: lifecycle.Claim) -> Any:
+        """The trainer's result, or the job's final status when it failed."""
         try:
             config = build_train_config(self.engine, self.job_id, self.settings)
         except Exception as exc:  # deleted dataset, removed model, a config the trainer refuses
@@ -156,10 +166,9 @@ class JobRunner:
             train_fn = self.train_fn
         sink = DatabaseSink(self.engine, self.job_id, retry_seconds=self.ws.db_retry_seconds)
         try:
-            with _Heartbeat(self.engine, self.job_id, self.ws.heartbeat_seconds):
-                result = train_fn(config, sink, run_dir=self.settings.job_run_dir(self.job_id),
-                               should_stop=self.should_stop, on_status=self.on_status,
-                               on_checkpoint=self.on_checkpoint, resume=True)
+            return train_fn(config, sink, run_dir=self.settings.job_run_dir(self.job_id),
+                            should_stop=self.should_stop, on_status=self.on_status,
+                            on_checkpoint=self.on_checkpoint, resume=True)
         except Exception as exc:
             if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
                 raise
@@ -169,7 +178,6 @@ class JobRunner:
         finally:
             sink.close()
             _free_accelerator_memory()
-        return self._after_train(result)
 
     def _after_train(self, result: Any) -> str:
         summary = {"steps": getattr(result, "steps", None),
