@@ -105,7 +105,10 @@ def dataset_path(settings: Settings, dataset: Dataset) -> Path:
 def preview_rows(settings: Settings, dataset: Dataset, *, offset: int, limit: int) -> list[dict[str, Any]]:
     """Rows `offset .. offset+limit` of the stored file, parsed."""
     rows: list[dict[str, Any]] = []
-    data = dataset_path(settings, dataset).read_bytes()
+    try:
+        data = dataset_path(settings, dataset).read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"the file of dataset {dataset.id!r} is missing on the server", "dataset_id") from None
     for index, (_, raw) in enumerate(iter_lines(data)):
         if index >= offset + limit:
             break

@@ -154,3 +154,11 @@ def test_filenames_cannot_escape(upload, alice, settings):
     body = upload(alice, filename="../../etc/passwd").json()
     assert body["filename"] == "passwd"
     assert [p.parent for p in stored_files(settings)] == [settings.datasets_dir]
+
+
+def test_rows_of_a_dataset_whose_file_vanished_is_a_404(client, alice, dataset, settings):
+    for path in stored_files(settings):
+        path.unlink()
+    response = client.get(f"/v1/datasets/{dataset['id']}/rows", headers=alice)
+    assert response.status_code == 404 and "missing" in response.json()["error"]["message"]
+    assert client.delete(f"/v1/datasets/{dataset['id']}", headers=alice).status_code == 204
