@@ -6,7 +6,7 @@ public, and tests/api/test_auth.py fails for any such route except health.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -52,4 +52,4 @@ def get_enqueue(request: Request):
     return request.app.state.enqueue
 
 
-EnqueueDep = Annotated[object, Depends(get_enqueue)]
+EnqueueDep = Annotated[Callable[[str, str], object], Depends(get_enqueue)]

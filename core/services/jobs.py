@@ -1,11 +1,12 @@
-"""Jobs: create (validated TrainConfig), list, get, cancel, events, and the status machine.
+"""Jobs: create (validated TrainConfig), list, get, cancel, events, latest metrics.
 
 Choices:
 - The API validates the full `TrainConfig` the worker will run, with the server-side fields
   (`model`, `dataset`, `output_dir`) filled in, so a bad field fails at POST time with its name.
-  Fields that are server paths (`eval_dataset`, `priors_cache_dir`) are refused: a user must not
-  make the worker read or write an arbitrary file.
-  The stored `config` is the validated config with defaults, minus those three fields.
+  The stored `config` is the validated config with defaults, minus those three fields; the worker
+  rebuilds the full config with `train_config_for` on its own machine's paths.
+- Fields that are server paths (`eval_dataset`, `priors_cache_dir`) are refused unless null: a user
+  must not make the worker read or write an arbitrary file. NaN/Infinity are refused too.
 - The job row and its first event are committed before the caller enqueues (enqueue after commit).
 - Cancel is one conditional UPDATE: a queued job becomes cancelled at once; if the worker won the race
   and the job already started, `cancel_requested` is set and the worker stops it at the next step.
