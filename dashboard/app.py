@@ -2,7 +2,7 @@
 
 Reads everything through the REST API (`BASIS_API_URL`, `BASIS_API_KEY`, both editable in the
 sidebar). Pages are declared with `st.navigation`, so their URLs are stable and can be shared:
-`/jobs`, `/job?job=<id>`, `/compare?jobs=<id>,<id>`, `/new`. The page scripts live in `views/`, not
+`/` (jobs), `/job?job=<id>`, `/compare?jobs=<id>,<id>`, `/new`. The page scripts live in `views/`, not
 `pages/`: a `pages/` folder beside the main script switches Streamlit into its legacy multipage mode,
 where a deep link runs the page file alone (no sidebar, no page config) and the navigation lists files.
 Icons are Material icons (bundled with Streamlit), not emoji, which many servers lack fonts for.

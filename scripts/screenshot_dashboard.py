@@ -24,8 +24,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "dashboard")]
 from dashboard_browser import image_stats, screenshot, streamlit_server  # noqa: E402
 from dashboard_stack import ApiServer, free_port, seeded_stack  # noqa: E402
 
-PAGES = {"job": ("job?job={job}", 9), "jobs": ("jobs", 0),
-         "compare": ("compare?jobs={job},{grpo}", 1)}
+PAGES = {  # page: (URL path, charts, tables to wait for)
+    "job": ("job?job={job}", 9, 3), "jobs": ("", 0, 1), "compare": ("compare?jobs={job},{grpo}", 1, 1),
+}
 
 
 def main() -> None:
@@ -41,11 +42,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="basis-screenshot-") as tmp:
         _, app, seeded = seeded_stack(Path(tmp), steps=args.steps)
-        path, min_charts = PAGES[args.page]
+        path, min_charts, min_tables = PAGES[args.page]
         with ApiServer(app) as api, streamlit_server(api.url, seeded.key, free_port()) as dashboard:
             url = f"{dashboard}/{path.format(job=seeded.basis_job, grpo=seeded.grpo_job)}"
             facts = screenshot(url, args.out, min_charts=min_charts, width=args.width,
-                               reloads=args.reloads)
+                               reloads=args.reloads, min_tables=min_tables)
         app.state.engine.dispose()
     print(json.dumps({**facts, **image_stats(args.out)}))
 

@@ -41,9 +41,10 @@ st.dataframe(
     column_config={
         "id": st.column_config.TextColumn("job", width="medium"),
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                    format="percent"),
-        "latest reward": st.column_config.NumberColumn("latest reward", format="%.3f"),
-        "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
+                                                    format="percent", width="small"),
+        "latest reward": st.column_config.NumberColumn("reward", format="%.3f",
+                                                       help="reward/mean at the latest step"),
+        "started": st.column_config.DatetimeColumn("started (UTC)", format="MMM D, HH:mm"),
     },
 )
 st.caption(f"{len(jobs)} job(s). Select a row, or pick one below, to open it.")

@@ -45,7 +45,8 @@ PAGE_STATE_JS = """(() => {
                                    + block.scrollHeight) : document.body.scrollHeight;
   const errors = [...document.querySelectorAll('[data-testid="stAlertContentError"], [data-testid="stException"]')]
                  .map(e => e.innerText.slice(0, 300));
-  return {charts: embeds.length, drawn, running, height, errors};
+  const tables = document.querySelectorAll('[data-testid="stDataFrame"] canvas').length;
+  return {charts: embeds.length, drawn, tables, running, height, errors};
 })()"""
 
 
@@ -148,12 +149,14 @@ def chromium(width: int = 1400, height: int = 2000) -> Iterator[DevTools]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for_charts(browser: DevTools, min_charts: int, timeout: float) -> dict:
-    """Poll the page until `min_charts` charts are drawn and Streamlit is idle; returns its state."""
+def wait_for_charts(browser: DevTools, min_charts: int, timeout: float, min_tables: int = 0) -> dict:
+    """Poll the page until `min_charts` charts and `min_tables` tables are drawn and Streamlit is
+    idle; returns its state."""
     start, stable = time.monotonic(), 0
     while True:
         state = browser.evaluate(PAGE_STATE_JS) or {}
-        ready = state.get("drawn", 0) >= min_charts and not state.get("running")
+        ready = (state.get("drawn", 0) >= min_charts and state.get("tables", 0) >= min_tables
+                 and not state.get("running"))
         stable = stable + 1 if ready else 0
         if stable >= 2:
             return state
@@ -163,7 +166,7 @@ def wait_for_charts(browser: DevTools, min_charts: int, timeout: float) -> dict:
 
 
 def screenshot(url: str, path: Path, *, min_charts: int, width: int = 1400, height: int = 3200,
-               timeout: float = 120.0, reloads: int = 0) -> dict:
+               timeout: float = 120.0, reloads: int = 0, min_tables: int = 0) -> dict:
     """Open `url`, wait for `min_charts` drawn charts, save a full-page PNG; returns page facts.
 
     The viewport is `height` tall from the start; a longer page is reloaded in a viewport of its
@@ -175,7 +178,7 @@ def screenshot(url: str, path: Path, *, min_charts: int, width: int = 1400, heig
     with chromium(width, height) as browser:
         start = time.monotonic()
         browser.call("Page.navigate", url=url)
-        state = wait_for_charts(browser, min_charts, timeout)
+        state = wait_for_charts(browser, min_charts, timeout, min_tables)
         seconds = time.monotonic() - start
         content = int(state["height"])
         if content > height:
@@ -183,7 +186,7 @@ def screenshot(url: str, path: Path, *, min_charts: int, width: int = 1400, heig
                          deviceScaleFactor=1, mobile=False)
             browser.call("Page.reload")
             time.sleep(1.0)
-            state = wait_for_charts(browser, min_charts, timeout)
+            state = wait_for_charts(browser, min_charts, timeout, min_tables)
             content = int(state["height"])
         time.sleep(1.0)  # tables and charts finish their last paint
         clip = {"x": 0, "y": 0, "width": width, "height": max(content, 400), "scale": 1}
@@ -193,7 +196,7 @@ def screenshot(url: str, path: Path, *, min_charts: int, width: int = 1400, heig
             start = time.monotonic()
             browser.call("Page.reload")
             time.sleep(0.2)  # let the old page go before polling the new one
-            wait_for_charts(browser, min_charts, timeout)
+            wait_for_charts(browser, min_charts, timeout, min_tables)
             reload_seconds.append(round(time.monotonic() - start, 2))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
