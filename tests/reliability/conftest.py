@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -146,15 +147,17 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def owned_postgres(tmp_path_factory) -> Iterator[PostgresServer]:
+def owned_postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL cluster (initdb) that tests may stop and restart at will."""
     initdb = _pg_bin("initdb")
     if initdb is None or _pg_bin("pg_ctl") is None:
         _unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql "
                      "(apt-get install postgresql) to run the Postgres-restart test")
-    base = tmp_path_factory.mktemp("owned-pg")
+    # Not under pytest's tmp dir: that is private to the user running pytest, and as root the
+    # server must run as `postgres` (initdb refuses root), which could not enter it.
+    base = Path(tempfile.mkdtemp(prefix="basis-owned-pg-"))
     as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
+    if os.geteuid() == 0:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres")
     datadir = base / "data"
@@ -170,6 +173,7 @@ def owned_postgres(tmp_path_factory) -> Iterator[PostgresServer]:
             server.stop()
         except subprocess.CalledProcessError:
             pass
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass
