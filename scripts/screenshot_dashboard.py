@@ -26,6 +26,7 @@ from dashboard_stack import ApiServer, free_port, seeded_stack  # noqa: E402
 
 PAGES = {  # page: (URL path, charts, tables to wait for)
     "job": ("job?job={job}", 9, 3), "jobs": ("", 0, 1), "compare": ("compare?jobs={job},{grpo}", 1, 1),
+    "new": ("new", 0, 0),
 }
 
 

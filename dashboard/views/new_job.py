@@ -78,7 +78,8 @@ with st.form("new_job"):
         ("seed", "Seed", dict(min_value=0, value=0)),
         ("eval_every", "Eval every (steps)", dict(min_value=0, value=25)),
         ("checkpoint_every", "Checkpoint every (steps)", dict(min_value=0, value=50)),
-        ("probe_every", "Value-MSE probe every (steps, 0 = off)", dict(min_value=0, value=0)),
+        ("probe_every", "Probe every (steps)", dict(min_value=0, value=0,
+                                                  help="value-MSE probe of every estimator; 0 = off")),
     ]
     cols = st.columns(4)
     for i, (field, label, kwargs) in enumerate(numeric):

@@ -46,7 +46,8 @@ PAGE_STATE_JS = """(() => {
   const errors = [...document.querySelectorAll('[data-testid="stAlertContentError"], [data-testid="stException"]')]
                  .map(e => e.innerText.slice(0, 300));
   const tables = document.querySelectorAll('[data-testid="stDataFrame"] canvas').length;
-  return {charts: embeds.length, drawn, tables, running, height, errors};
+  const titled = !!document.querySelector('[data-testid="stMainBlockContainer"] h1');
+  return {charts: embeds.length, drawn, tables, titled, running, height, errors};
 })()"""
 
 
@@ -155,8 +156,8 @@ def wait_for_charts(browser: DevTools, min_charts: int, timeout: float, min_tabl
     start, stable = time.monotonic(), 0
     while True:
         state = browser.evaluate(PAGE_STATE_JS) or {}
-        ready = (state.get("drawn", 0) >= min_charts and state.get("tables", 0) >= min_tables
-                 and not state.get("running"))
+        ready = (state.get("titled") and state.get("drawn", 0) >= min_charts
+                 and state.get("tables", 0) >= min_tables and not state.get("running"))
         stable = stable + 1 if ready else 0
         if stable >= 2:
             return state
