@@ -202,23 +202,25 @@ def live() -> None:
     header(job, charts.by_name(series))
     if job["status"] in state.ACTIVE:
         st.caption(f"Live: refreshing every {state.REFRESH_SECONDS} s.")
-    if not series and job["status"] != "failed":
-        st.info("No metrics yet: they appear after the first training step.")
-    c1, c2, _ = st.columns([2, 1, 3])
-    smoothing = c1.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
-                          help="Exponential moving average weight (as TensorBoard's).")
-    show_raw = c2.toggle("Raw values", True, key="show_raw")
-
-    st.subheader("Reward and accuracy")
-    rewards_section(series, smoothing, show_raw)
-    st.subheader("Value-MSE by estimator (probe, bias-corrected)")
-    value_mse_section(series, smoothing)
+    if not series:
+        if job["status"] != "failed":
+            st.info("No metrics yet: they appear after the first training step.")
+    else:
+        c1, c2, _ = st.columns([2, 1, 3])
+        smoothing = c1.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+                              help="Exponential moving average weight (as TensorBoard's).")
+        show_raw = c2.toggle("Raw values", True, key="show_raw")
+        st.subheader("Reward and accuracy")
+        rewards_section(series, smoothing, show_raw)
+        st.subheader("Value-MSE by estimator (probe, bias-corrected)")
+        value_mse_section(series, smoothing)
     st.subheader("Advantage distributions")
     advantages_section(job)
-    st.subheader("BASIS internals")
-    basis_section(series, smoothing, job["estimator"])
-    st.subheader("Throughput")
-    throughput_section(series, smoothing)
+    if series:
+        st.subheader("BASIS internals")
+        basis_section(series, smoothing, job["estimator"])
+        st.subheader("Throughput")
+        throughput_section(series, smoothing)
     st.subheader("Events and checkpoints")
     events_and_checkpoints(job)
     with st.expander("Config"):

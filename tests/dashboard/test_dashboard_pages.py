@@ -260,3 +260,24 @@ def test_running_job_is_live_shows_new_steps_and_can_be_cancelled(stack, running
     assert not at.exception
     events = at.dataframe[1].value
     assert events.iloc[0]["kind"] == "cancel_requested"
+
+
+def test_queued_job_without_any_output_renders_its_waiting_state(stack, running):
+    from core.db import session_scope
+    from core.models import ApiKey, Job
+
+    key, _ = running
+    with session_scope(stack.app.state.engine) as session:
+        owner_id = session.query(ApiKey).filter(ApiKey.prefix == key[:11]).one().user_id
+        job = Job(owner_id=owner_id, dataset_id=stack.seeded.dataset_id, model=stack.seeded.model,
+                  estimator="rloo", config={"estimator": "rloo"}, status="queued", queue="gpu",
+                  max_steps=10)
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    at = app_test(stack.url, key, "views/job_detail.py", job=job_id)
+    assert not at.exception and not errors(at)
+    infos = " ".join(i.value for i in at.info)
+    assert "waiting for a worker" in infos and "No metrics yet" in infos
+    assert "No advantage histograms yet" in infos and not charts(at)  # no empty axes either
+    assert {m.label: m.value for m in at.metric}["Reward"] == "–"
