@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 
 from core.settings import Settings, get_settings
 from worker.config import WorkerSettings, get_worker_settings
@@ -71,12 +71,20 @@ def create_celery(settings: Settings | None = None,
 app = create_celery()
 
 
-@signals.worker_ready.connect
-def _on_worker_ready(sender=None, **_kwargs) -> None:
-    """Reconcile the queue with the database, then keep sweeping for orphaned jobs."""
-    from worker.reconcile import start_sweeper
+class ReconcileOnConnect(bootsteps.StartStopStep):
+    """Reconcile the queue with the database each time this worker's consumer (re)connects to the
+    broker: at start-up, and after a broker restart that may have lost every queued message. The
+    first start also starts the periodic orphan sweep."""
 
-    start_sweeper(include_queued_first=True)
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, consumer) -> None:
+        from worker.reconcile import on_consumer_start
+
+        on_consumer_start()
+
+
+app.steps["consumer"].add(ReconcileOnConnect)
 
 
 @signals.worker_shutting_down.connect

@@ -1,7 +1,8 @@
 """Make the queue agree with the database, which is the source of truth about jobs.
 
 Choices:
-- `reconcile(include_queued=True)` runs when a worker becomes ready and when `basis up` starts: it
+- `reconcile(include_queued=True)` runs when a worker connects to the broker (at start-up and after
+  a broker restart) and when `basis up` starts: it
   enqueues every never-started `queued` job (the broker may have been flushed or restarted empty)
   and every active job whose heartbeat is stale (its worker died). Duplicates are harmless because
   `run_job` claims a lease before doing anything.
@@ -93,8 +94,33 @@ class Sweeper:
 
 
 def start_sweeper(include_queued_first: bool = True) -> Sweeper:
-    """Start the sweep thread for this worker process (called on Celery's `worker_ready`)."""
+    """Start the sweep thread for this worker process."""
     sweeper = Sweeper(get_worker_settings())
     threading.Thread(target=sweeper.run, args=(include_queued_first,), name="basis-sweeper",
                      daemon=True).start()
     return sweeper
+
+
+_sweeper: Sweeper | None = None
+
+
+def on_consumer_start() -> None:
+    """Called each time the worker's consumer connects to the broker (worker/celery_app.py).
+
+    First time: start the sweep, which reconciles queued jobs first. Later (a reconnection after
+    the broker went away, possibly empty): one full reconcile in the background, so the consumer
+    does not wait on the database.
+    """
+    global _sweeper
+    if _sweeper is None:
+        _sweeper = start_sweeper(include_queued_first=True)
+        return
+    log.info("reconnected to the broker: re-enqueueing queued jobs it may have lost")
+    threading.Thread(target=_reconcile_quietly, name="basis-reconcile", daemon=True).start()
+
+
+def _reconcile_quietly() -> None:
+    try:
+        reconcile(include_queued=True)
+    except Exception as exc:  # noqa: BLE001 - the periodic sweep will try again
+        log.warning("reconcile after reconnect failed: %s", exc)
