@@ -166,6 +166,17 @@ def wait_for_charts(browser: DevTools, min_charts: int, timeout: float, min_tabl
         time.sleep(0.5)
 
 
+def wait_for_text(browser: DevTools, text: str, timeout: float) -> float:
+    """Seconds until `text` appears in the page's visible text (TimeoutError after `timeout`)."""
+    start = time.monotonic()
+    probe = f"document.body.innerText.includes({json.dumps(text)})"
+    while not browser.evaluate(probe):
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{text!r} did not appear within {timeout:.0f} s")
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
 def screenshot(url: str, path: Path, *, min_charts: int, width: int = 1400, height: int = 3200,
                timeout: float = 120.0, reloads: int = 0, min_tables: int = 0) -> dict:
     """Open `url`, wait for `min_charts` drawn charts, save a full-page PNG; returns page facts.

@@ -32,3 +32,24 @@ def test_job_detail_in_chromium_draws_every_chart(stack, tmp_path, chromium_avai
     # A blank, white or error page has almost no grey-level spread and no coloured pixels; the
     # curves, heatmap and histogram give both.
     assert stats["grey_stddev"] > 10 and stats["coloured_fraction"] > 0.005, stats
+
+
+def test_running_job_refreshes_live_in_the_browser(stack, running, chromium_available):
+    """The fragment's timer (which AppTest cannot run) picks up steps written after page load."""
+    from dashboard_browser import chromium, wait_for_charts, wait_for_text
+    from sqlalchemy import update
+
+    from core.db import session_scope
+    from core.models import Job
+
+    key, job_id = running
+    with streamlit_server(stack.url, key, free_port()) as dashboard, chromium() as browser:
+        browser.call("Page.navigate", url=f"{dashboard}/job?job={job_id}")
+        wait_for_charts(browser, min_charts=9, timeout=120)
+        step = next(s for s in ("60 / 100", "50 / 100")  # an earlier test may have added 10 steps
+                    if browser.evaluate(f"document.body.innerText.includes('{s}')"))
+        with session_scope(stack.app.state.engine) as session:
+            session.execute(update(Job).where(Job.id == job_id).values(current_step=77))
+        assert step != "77 / 100"
+        # One refresh period (5 s) plus the cache TTL (3 s), with room for a loaded machine.
+        assert wait_for_text(browser, "77 / 100", timeout=60) < 60
