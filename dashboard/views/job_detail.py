@@ -124,6 +124,8 @@ def advantages_section(job: dict) -> None:
     if not histograms:
         st.info("No advantage histograms yet.")
         return
+    if state.histogram_window(job):
+        st.caption(f"The latest {state.MAX_HISTOGRAM_STEPS:,} steps.")
     steps = sorted({h["step"] for h in histograms})
     left, right = st.columns(2)
     with left:

@@ -149,3 +149,12 @@ def test_build_config_nests_fields_handles_lora_and_merges_advanced_json():
 ])
 def test_error_field_maps_api_params_to_form_fields(param, message, field):
     assert forms.error_field(param, message) == field
+
+
+def test_histogram_window_keeps_long_runs_bounded():
+    from dashboard.state import MAX_HISTOGRAM_STEPS, histogram_window
+
+    assert histogram_window({"current_step": 2000}) == 0
+    assert histogram_window({"current_step": None}) == 0
+    long_run = 3 * MAX_HISTOGRAM_STEPS
+    assert long_run - histogram_window({"current_step": long_run}) + 1 == MAX_HISTOGRAM_STEPS
