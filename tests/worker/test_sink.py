@@ -112,10 +112,9 @@ def test_retry_gives_up_on_non_transient_errors_at_once(engine):
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sqlite_lock_is_retried_until_released(settings, make_job, engine, caplog):
     """A real 'database is locked': another connection holds the write lock for ~1 s."""
-    if not settings.database_url.startswith("sqlite"):
-        pytest.skip("SQLite locking")
     job_id = make_job()
     impatient = create_engine(settings.database_url, connect_args={"timeout": 0.05})
     holder = engine.raw_connection()
