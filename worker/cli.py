@@ -174,6 +174,8 @@ def build_stack(settings, *, api_key: str | None, dashboard: bool, grace: float)
     if dashboard and app_file.is_file():
         children.append(Child("dashboard", [
             python, "-m", "streamlit", "run", str(app_file),
+            # Same interface as the API (loopback by default): the demo's key is in this process.
+            "--server.address", settings.api_host,
             "--server.port", str(settings.dashboard_port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false"], env))
     elif dashboard:
@@ -232,7 +234,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         wait_for_api(base_url, stack)
         print(f"basis up: API {base_url}/docs", flush=True)
         if not args.no_dashboard:
-            print(f"basis up: dashboard http://127.0.0.1:{settings.dashboard_port}", flush=True)
+            print(f"basis up: dashboard http://{settings.api_host}:{settings.dashboard_port}",
+                  flush=True)
         if args.demo:
             from worker.demo import run_demo
 
