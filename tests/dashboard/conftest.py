@@ -7,13 +7,13 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
-from dashboard_apptest import STEPS
-from dashboard_stack import ApiServer, Seeded, seeded_stack
 
 from core.db import session_scope
 from core.models import User
 from core.services import datasets as dataset_service
 from core.services.keys import create_key
+from tests.dashboard.dashboard_apptest import STEPS
+from tests.dashboard.dashboard_stack import ApiServer, Seeded, seeded_stack
 
 
 class Stack:
@@ -45,9 +45,8 @@ def stack(tmp_path_factory, _sqlite_template):
 @pytest.fixture(scope="session")
 def running(stack):
     """A BASIS job of user "dave", 50 of 100 steps done and still running: (key, job id)."""
-    from dashboard_stack import add_job
-
     from core.models import JobStatus
+    from tests.dashboard.dashboard_stack import add_job
 
     with session_scope(stack.app.state.engine) as session:
         key, secret = create_key(session, "dave")

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from dashboard_browser import CHROMIUM, image_stats, screenshot, streamlit_server
-from dashboard_stack import free_port
+
+from tests.dashboard.dashboard_browser import CHROMIUM, image_stats, screenshot, streamlit_server
+from tests.dashboard.dashboard_stack import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +37,11 @@ def test_job_detail_in_chromium_draws_every_chart(stack, tmp_path, chromium_avai
 
 def test_running_job_refreshes_live_in_the_browser(stack, running, chromium_available):
     """The fragment's timer (which AppTest cannot run) picks up steps written after page load."""
-    from dashboard_browser import chromium, wait_for_charts, wait_for_text
     from sqlalchemy import update
 
     from core.db import session_scope
     from core.models import Job
+    from tests.dashboard.dashboard_browser import chromium, wait_for_charts, wait_for_text
 
     key, job_id = running
     with streamlit_server(stack.url, key, free_port()) as dashboard, chromium() as browser:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from dashboard_stack import free_port
 
 from dashboard.client import ApiError, ApiUnreachable, BasisClient, NotFound, Unauthorized
+from tests.dashboard.dashboard_stack import free_port
 
 
 @pytest.fixture

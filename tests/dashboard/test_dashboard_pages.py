@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 
-from dashboard_apptest import APP, STEPS, app_test, chart_with, charts
-
 from dashboard.state import MAX_POINTS
+from tests.dashboard.dashboard_apptest import APP, STEPS, app_test, chart_with, charts
 
 
 def errors(at) -> list[str]:
@@ -214,7 +213,7 @@ def test_wrong_key_state(stack):
 
 
 def test_unreachable_api_state(stack):
-    from dashboard_stack import free_port
+    from tests.dashboard.dashboard_stack import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     for page in (None, "views/job_detail.py", "views/compare.py", "views/new_job.py"):
