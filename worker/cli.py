@@ -208,6 +208,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from core.settings import get_settings
     from worker.reconcile import reconcile
 
+    _quiet_libraries()  # for the demo model build here, and inherited by the children
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"basis up: data in {settings.data_dir}", flush=True)
