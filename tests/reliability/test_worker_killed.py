@@ -21,6 +21,7 @@ from tests.reliability.conftest import make_lab, running
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 STEPS, EVERY = 9, 3
+LONG = 40  # long enough that a SIGTERM lands before the job ends on its own
 
 
 def _progress(lab, job_id):
@@ -90,3 +91,35 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_on_the_survivor(
     print(f"\nFIGURES sigkill: killed at step {step_at_kill}, checkpoint {ckpt_at_kill}, "
           f"replayed {len(replayed)} step(s), steps stored {STEPS}/{STEPS}, duplicates 0, "
           f"events {kinds}")
+
+
+def test_sigterm_gives_the_job_back_and_the_next_worker_resumes_at_once(
+        tmp_path, tiny_model, postgres_schema_url, redis_url):
+    """A clean stop (`docker compose stop`, a node drain): the job stops at a step boundary, gives
+    its lease back and is requeued. The stale limit is 60 s here, so only the release (not a
+    heartbeat timing out) lets the next worker resume within the test's wait."""
+    lab = make_lab(tmp_path, tiny_model, postgres_schema_url, redis_url,
+                   worker_stale_after_seconds="60")
+    with running(lab):
+        first = lab.start_worker("worker-a")
+        job_id = lab.submit(max_steps=LONG, checkpoint_every=EVERY)
+        lab.wait(lambda: (lambda s, c: c is not None and s > c)(*_progress(lab, job_id)),
+                 timeout=240, what="a step past the first checkpoint")
+        os.killpg(first.pid, signal.SIGTERM)
+        assert first.wait(timeout=60) == 0, "warm shutdown should exit cleanly"
+        step_at_stop, ckpt_at_stop = _progress(lab, job_id)
+        assert lab.db_status(job_id) == "running"
+
+        lab.start_worker("worker-b")
+        lab.wait(lambda: lab.db_status(job_id) in {"succeeded", "failed", "cancelled"},
+                 timeout=45, what="the next worker to resume the released job")
+
+    events = lab.events(job_id)
+    assert lab.db_status(job_id) == "succeeded", [(e.kind, e.message) for e in events]
+    assert lab.metric_steps(job_id) == list(range(1, LONG + 1))
+    kinds = [e.kind for e in events]
+    assert kinds.count("interrupted") == 1 and kinds.count("resumed") == 1, kinds
+    resumed = next(e for e in events if e.kind == "resumed")
+    assert resumed.data["checkpoint_step"] == ckpt_at_stop
+    print(f"\nFIGURES sigterm: stopped after step {step_at_stop}, checkpoint {ckpt_at_stop}, "
+          f"resumed by the next worker, steps stored {LONG}/{LONG}")

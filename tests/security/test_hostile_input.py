@@ -62,6 +62,7 @@ def _fuzz(strategy, examples: int, check) -> None:
     run()
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error(world, capsys):
     schema = schemathesis.openapi.from_asgi("/openapi.json", world.app)
     auth = {"Authorization": world.alice.headers["Authorization"]}
