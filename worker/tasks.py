@@ -229,6 +229,11 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
 
     Raises `JobInterrupted` when `stop` was set (worker shutdown) and the job was left resumable.
     """
+    stop = stop or shutting_down
+    if stop.is_set():
+        # A shutting-down worker may still be handed a message (the one it just requeued, or a
+        # prefetched one): give it back untouched rather than load a model only to stop at once.
+        raise JobInterrupted(job_id)
     settings = settings or get_settings()
     ws = worker_settings or get_worker_settings()
     engine = engine or get_engine(settings.database_url)
@@ -242,7 +247,7 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
                  job_id, status)
         return status or "missing"
     log.info("job %s claimed (%s)", job_id, "resume" if claim.resumed else "start")
-    return JobRunner(job_id, engine, settings, ws, stop or shutting_down, train_fn).run(claim)
+    return JobRunner(job_id, engine, settings, ws, stop, train_fn).run(claim)
 
 
 @app.task(name="basis.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -191,6 +191,16 @@ def test_shutdown_leaves_the_job_resumable(engine, make_job, run):
     assert run(job_id, trainer) == "succeeded" and trainer.calls[0]["resume"] is True
 
 
+def test_a_stopping_worker_hands_new_deliveries_back_untouched(engine, make_job, run):
+    job_id = make_job(config=GOOD_CONFIG)
+    stop = threading.Event()
+    stop.set()
+    trainer = FakeTrainer()
+    with pytest.raises(JobInterrupted):
+        run(job_id, trainer, stop=stop)
+    assert trainer.calls == [] and _job(engine, job_id).started_at is None
+
+
 def test_heartbeat_keeps_a_slow_job_alive(engine, make_job, run, worker_settings):
     """A step longer than the stale limit must not let another delivery take the job."""
     job_id = make_job(config=GOOD_CONFIG)
