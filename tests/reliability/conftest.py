@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -158,6 +159,12 @@ def owned_postgres() -> Iterator[PostgresServer]:
     base = Path(tempfile.mkdtemp(prefix="basis-owned-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(base, ignore_errors=True)
+            _unavailable("running as root, and initdb refuses root: create a 'postgres' user "
+                         "(the postgresql package does) or run the tests as another user")
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres")
     datadir = base / "data"

@@ -14,7 +14,6 @@ import shutil
 
 import pytest
 
-from tests.reliability import faulty_rewards  # noqa: F401 - registers the rewards for the API
 from tests.reliability.conftest import REPO, make_lab, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -32,6 +31,9 @@ def _broken_models(root) -> None:
 
 def test_failing_jobs_fail_cleanly_and_the_worker_takes_the_next(tmp_path, tiny_model,
                                                                   postgres_schema_url, redis_url):
+    # Registered here, not at collection, so other tests in the session see the built-ins only.
+    from tests.reliability import faulty_rewards  # noqa: F401 - the API validates reward names
+
     lab = make_lab(tmp_path, tiny_model, postgres_schema_url, redis_url)
     plugin = tmp_path / "plugin"
     plugin.mkdir()
