@@ -5,11 +5,21 @@ from collections import Counter
 
 import pytest
 
-from trainer.tasks import LEVELS, generate_arithmetic, write_jsonl
+from trainer.tasks import (
+    DEFAULT_LEVELS,
+    LEVELS,
+    generate_arithmetic,
+    sample_arithmetic,
+    write_jsonl,
+)
 
 
 def test_answers_are_the_arithmetic_result():
-    for row in generate_arithmetic(500, seed=3):
+    every_level = range(len(LEVELS))
+    rows = generate_arithmetic(500, seed=3, levels=every_level) + sample_arithmetic(
+        500, seed=3, levels=every_level)
+    assert {r["difficulty"] for r in rows} == set(every_level)
+    for row in rows:
         expression = row["prompt"]
         assert expression.endswith("=")
         assert str(eval(expression[:-1])) == row["answer"]  # noqa: S307 - digits and one operator
@@ -24,7 +34,17 @@ def test_rows_are_distinct_deterministic_and_cover_every_level():
     assert rows == generate_arithmetic(2000, seed=7)
     assert rows != generate_arithmetic(2000, seed=8)
     counts = Counter(r["difficulty"] for r in rows)
-    assert set(counts) == set(range(len(LEVELS)))
+    assert set(counts) == set(DEFAULT_LEVELS)
+    assert counts[0] == 100  # the single-digit level holds only 100 problems; others take the rest
+
+
+def test_sampling_repeats_problems_in_proportion_to_weights():
+    rows = sample_arithmetic(4000, seed=2, levels=[0, 1], weights=[3, 1])
+    assert rows == sample_arithmetic(4000, seed=2, levels=[0, 1], weights=[3, 1])
+    counts = Counter(r["difficulty"] for r in rows)
+    assert 2800 < counts[0] < 3200
+    assert len({r["prompt"] for r in rows if r["difficulty"] == 0}) == 100  # repeats allowed
+    assert len({r["id"] for r in rows}) == 4000
 
 
 def test_small_levels_are_capped_and_their_share_goes_elsewhere():

@@ -4,9 +4,15 @@ import shutil
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.tasks import generate_arithmetic
+from trainer.tasks import DEFAULT_LEVELS, generate_arithmetic
 from trainer.tiny import build_tiny_model
-from trainer.warmstart import _batch, accuracy_by_difficulty, greedy_answers, warm_start
+from trainer.warmstart import (
+    _batch,
+    accuracy_by_difficulty,
+    default_rows,
+    greedy_answers,
+    warm_start,
+)
 
 
 def test_batch_supervises_only_answer_and_eos(tiny_tokenizer):
@@ -37,3 +43,11 @@ def test_loss_falls_output_loads_and_runs_repeat(tmp_path):
     assert len(answers) == 3 and all(isinstance(a, str) and len(a) <= 4 for a in answers)
     accuracy = accuracy_by_difficulty(tmp_path / "a", rows[:16])
     assert set(accuracy) == {"0", "all"} and 0.0 <= accuracy["all"] <= 1.0
+
+
+def test_default_stream_teaches_the_sum_table_first():
+    stream = default_rows(steps=30, batch_size=8, seed=0)
+    assert len(stream) == 240
+    assert {r["difficulty"] for r in stream[:80]} == {0}  # first third: single-digit sums
+    assert {r["difficulty"] for r in stream[80:]} == set(DEFAULT_LEVELS)
+    assert stream == default_rows(steps=30, batch_size=8, seed=0)
