@@ -270,7 +270,10 @@ class VllmEngine:
             self._push_adapter(model)
         else:
             weights = list(hf_weights(model))
-            self.llm.apply_model(lambda m: m.load_weights(iter(weights)))
+            loaded = self.llm.apply_model(lambda m: m.load_weights(iter(weights)))
+            if not all(loaded):  # a set of loaded names per worker; empty = names did not match
+                raise RuntimeError("vLLM loaded none of the trainer's weights; are the engine "
+                                   "and the trainer the same architecture?")
         self.llm.reset_prefix_cache()
         return time.perf_counter() - start
 
