@@ -252,7 +252,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"basis up: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        stack.stop()
+        try:
+            stack.stop()
+        except KeyboardInterrupt:  # a second Ctrl-C while waiting: stop() already killed them
+            print("basis up: killed the remaining processes", flush=True)
         signal.signal(signal.SIGTERM, previous)
 
 
