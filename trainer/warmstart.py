@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,14 +45,23 @@ def recipe(*, steps: int | None = None, batch_size: int = DEFAULT_BATCH,
             "levels": list(DEFAULT_LEVELS), "seed_offset": WARM_SEED_OFFSET}
 
 
-def default_rows(steps: int, batch_size: int, seed: int) -> list[dict]:
+def default_rows(steps: int, batch_size: int, seed: int,
+                 exclude: Collection[str] = frozenset()) -> list[dict]:
     """The default warm-start stream, one row per training example in order: a table phase of
-    single-digit sums, then the demo levels mixed by WARM_WEIGHTS (drawn with repeats)."""
+    single-digit sums, then the demo levels mixed by WARM_WEIGHTS (drawn with repeats).
+    `exclude`: prompts never to show (a control for how much the result is memorisation)."""
     table = int(round(TABLE_FRACTION * steps)) * batch_size
     rest = steps * batch_size - table
-    return (sample_arithmetic(table, seed + WARM_SEED_OFFSET, levels=[DEFAULT_LEVELS[0]])
-            + sample_arithmetic(rest, seed + WARM_SEED_OFFSET + 1, levels=DEFAULT_LEVELS,
-                                weights=WARM_WEIGHTS))
+    stream = []
+    for count, levels, weights, offset in ((table, [DEFAULT_LEVELS[0]], None, 0),
+                                            (rest, DEFAULT_LEVELS, WARM_WEIGHTS, 1)):
+        drawn = sample_arithmetic(count + count // 2 if exclude else count,
+                                  seed + WARM_SEED_OFFSET + offset, levels=levels, weights=weights)
+        kept = [row for row in drawn if row["prompt"] not in exclude][:count]
+        if len(kept) < count:
+            raise ValueError("`exclude` removes too much of the warm-start stream")
+        stream.extend(kept)
+    return stream
 
 
 @dataclass
@@ -99,12 +108,13 @@ def _batch(rows: Sequence[dict], tokenizer, cache: dict[str, list[int]] | None =
     return ids, lab, mask
 
 
-def _batches(rows: Sequence[dict] | None, steps: int, batch_size: int, seed: int):
+def _batches(rows: Sequence[dict] | None, steps: int, batch_size: int, seed: int,
+             exclude: Collection[str] = frozenset()):
     """Yield `steps` lists of rows: the default stream in order, or given rows reshuffled per epoch."""
     import torch
 
     if rows is None:
-        stream = default_rows(steps, batch_size, seed)
+        stream = default_rows(steps, batch_size, seed, exclude)
         for step in range(steps):
             yield stream[step * batch_size:(step + 1) * batch_size]
         return
@@ -121,12 +131,14 @@ def _batches(rows: Sequence[dict] | None, steps: int, batch_size: int, seed: int
 
 def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = None,
                steps: int | None = None, batch_size: int = DEFAULT_BATCH, lr: float = DEFAULT_LR,
-               seed: int = 0, threads: int | None = None) -> WarmStartReport:
+               seed: int = 0, threads: int | None = None,
+               exclude: Collection[str] = frozenset()) -> WarmStartReport:
     """Fine-tune the model in `model_dir` in place; returns what it did.
 
     rows: dicts with "prompt" (text) and "answer", reshuffled every epoch; default: the arithmetic
     curriculum of `default_rows`. steps: AdamW steps at constant `lr` (default DEFAULT_STEPS).
-    threads: torch CPU threads for the run (default 1), restored afterwards.
+    threads: torch CPU threads for the run (default 1), restored afterwards. exclude: prompts
+    the default stream must not contain.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -147,7 +159,8 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
         cache: dict[str, list[int]] = {}
         losses: list[float] = []
         start = time.perf_counter()
-        for batch in _batches(None if rows is None else list(rows), steps, batch_size, seed):
+        for batch in _batches(None if rows is None else list(rows), steps, batch_size, seed,
+                              exclude):
             ids, labels, mask = _batch(batch, tokenizer, cache)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
@@ -251,15 +264,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=DEFAULT_LR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--exclude-eval", action="store_true",
+                        help="control run: never train on the eval problems above the sum table")
     args = parser.parse_args(argv)
-    build_tiny_model(args.out_dir, seed=args.seed, **DEMO_MODEL)
-    report = warm_start(args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, threads=args.threads)
     demo = generate_arithmetic(2000, seed=0)
     by_id = {r["id"]: r for r in demo}
     _, held = split([Row(id=r["id"], prompt=r["prompt"], answer=r["answer"]) for r in demo], 0.1,
                     seed=0)
     eval_rows = [by_id[r.id] for r in held]
+    exclude = {r["prompt"] for r in eval_rows if r["difficulty"] > 0} if args.exclude_eval else ()
+    build_tiny_model(args.out_dir, seed=args.seed, **DEMO_MODEL)
+    report = warm_start(args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed, threads=args.threads, exclude=frozenset(exclude))
     start = time.perf_counter()
     demo_eval = accuracy_by_difficulty(args.out_dir, eval_rows, threads=args.threads)
     wide = accuracy_by_difficulty(args.out_dir, generate_arithmetic(1000, seed=12345),
@@ -267,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rates = np.asarray(sampled_success(args.out_dir, eval_rows))
     print(json.dumps({
         "steps": report.steps, "seconds": report.seconds, "threads": args.threads,
+        "excluded_eval_prompts": len(exclude),
         "loss_first": round(report.loss_first, 4), "loss_last": round(report.loss_last, 4),
         "demo_eval_greedy": {k: round(v, 3) for k, v in demo_eval.items()},
         "by_difficulty_greedy_1000": {k: round(v, 3) for k, v in wide.items()},

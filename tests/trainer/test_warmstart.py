@@ -51,3 +51,10 @@ def test_default_stream_teaches_the_sum_table_first():
     assert {r["difficulty"] for r in stream[:80]} == {0}  # first third: single-digit sums
     assert {r["difficulty"] for r in stream[80:]} == set(DEFAULT_LEVELS)
     assert stream == default_rows(steps=30, batch_size=8, seed=0)
+
+
+def test_default_stream_can_leave_out_given_prompts():
+    plain = default_rows(steps=30, batch_size=8, seed=0)
+    banned = {r["prompt"] for r in plain[80:120]}
+    stream = default_rows(steps=30, batch_size=8, seed=0, exclude=banned)
+    assert len(stream) == 240 and not banned & {r["prompt"] for r in stream}
