@@ -346,6 +346,14 @@ def _mp_context():
 STARTUP_TIMEOUT_S = 120.0
 
 
+def _clean(score: Any) -> float | None:
+    """A scorer's value as float; None and NaN both mean unscorable."""
+    if score is None:
+        return None
+    value = float(score)
+    return None if math.isnan(value) else value
+
+
 class _Worker:
     def __init__(self, ctx, modules: Sequence[str]):
         self.conn, child = ctx.Pipe()
@@ -411,7 +419,7 @@ class RewardRunner:
         if len(completions) != len(answers):
             raise ValueError(f"{len(completions)} completions but {len(answers)} answers")
         if not self.workers:
-            return REWARDS[self.name].fn(list(completions), list(answers), **self.options)
+            return self._score_here(list(completions), list(answers))
         self._start()
         results: list[float | None] = [None] * len(completions)
         pending = list(range(len(completions)))[::-1]
@@ -443,7 +451,7 @@ class RewardRunner:
                         busy.remove(worker)
                         self._replace(worker)
                         continue
-                    results[worker.item] = None if value is None else float(value)
+                    results[worker.item] = _clean(value)
                     busy.remove(worker)
                 elif worker.process.sentinel in ready or time.monotonic() >= worker.deadline:
                     if worker.process.is_alive():
@@ -451,6 +459,20 @@ class RewardRunner:
                     busy.remove(worker)
                     self._replace(worker)
         return results
+
+    def _score_here(self, completions: list[str], answers: list[str]) -> list[float | None]:
+        """In-process scoring with the pool's rules: an item whose scorer raises is None."""
+        fn = REWARDS[self.name].fn
+        try:
+            scores = fn(completions, answers, **self.options)
+        except Exception:  # find the culprit(s); the rest of the batch still counts
+            scores = []
+            for completion, answer in zip(completions, answers, strict=True):
+                try:
+                    scores.append(fn([completion], [answer], **self.options)[0])
+                except Exception:
+                    scores.append(None)
+        return [_clean(score) for score in scores]
 
     def close(self) -> None:
         for worker in self._pool:

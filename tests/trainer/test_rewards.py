@@ -115,6 +115,11 @@ def test_runner_in_process_matches_direct_call():
         assert runner.score(["19", "x", "18"], ["19", "19", "19"]) == [1.0, 0.0, 0.0]
 
 
+def test_runner_in_process_makes_a_raising_item_unscorable():
+    with RewardRunner("_test_sleep", workers=0) as runner:
+        assert runner.score(["ok", "raise", "ok"], ["x"] * 3) == [1.0, None, 1.0]
+
+
 def test_runner_pool_scores_math_in_workers():
     with RewardRunner("math", workers=2, timeout_s=30) as runner:
         assert runner.score(["\\boxed{3}", "blah", "$\\frac{6}{2}$"], ["3", "3", "3"]) == [1.0, None, 1.0]
