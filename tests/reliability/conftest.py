@@ -289,10 +289,10 @@ class Lab:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
-    def wait(self, predicate, *, timeout: float, what: str) -> Any:
+    def wait(self, predicate, *, timeout: float, what: str, interval: float = 0.2) -> Any:
         live = tuple(p for p, _ in self.workers if p.poll() is None)
         return wait_until(predicate, timeout=timeout, what=what, processes=live,
-                          logs=tuple(log for _, log in self.workers))
+                          logs=tuple(log for _, log in self.workers), interval=interval)
 
     # --- the user's side, through the API
 

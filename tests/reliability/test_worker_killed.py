@@ -20,7 +20,8 @@ from tests.reliability.conftest import make_lab, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-STEPS, EVERY = 9, 3
+# Many short windows between checkpoints, so the kill lands in one even on a fast machine.
+STEPS, EVERY = 24, 5
 LONG = 40  # long enough that a SIGTERM lands before the job ends on its own
 
 
@@ -49,7 +50,7 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_on_the_survivor(
         # Kill between checkpoints, so at least one step after the newest checkpoint is lost
         # with the process and has to be replayed.
         lab.wait(lambda: (lambda s, c: c is not None and s > c)(*_progress(lab, job_id)),
-                 timeout=240, what="a step past the first checkpoint")
+                 timeout=240, what="a step past the first checkpoint", interval=0.05)
         victim = next(p for p in (first, second)
                       if f"job {job_id} claimed" in lab.log_of(p).read_text(errors="replace"))
         survivor = second if victim is first else first
