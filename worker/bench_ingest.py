@@ -92,7 +92,7 @@ def run(engine, metrics_per_step: int, steps: int, naive: bool = False) -> dict:
             sink.log_step(step, metrics, {"advantage": hist})
     seconds = time.perf_counter() - start
     points = metrics_per_step * steps
-    return {"backend": engine.dialect.name, "mode": "row_by_row" if naive else "executemany",
+    return {"backend": engine.dialect.name, "mode": "row_by_row" if naive else "batched",
             "metrics_per_step": metrics_per_step, "steps": steps, "points": points,
             "seconds": round(seconds, 3), "points_per_s": round(points / seconds),
             "steps_per_s": round(steps / seconds, 1)}
@@ -119,7 +119,7 @@ def run_parallel(url: str, size: int, steps: int, writers: int) -> dict:
     # Wall time from the first writer's start to the last one's end (process start-up excluded).
     seconds = max(r["ended"] for r in results) - min(r["started"] for r in results)
     points = sum(r["points"] for r in results)
-    return {"backend": results[0]["backend"], "mode": f"executemany x{writers} writers",
+    return {"backend": results[0]["backend"], "mode": f"batched x{writers} writers",
             "metrics_per_step": size, "steps": steps * writers, "points": points,
             "seconds": round(seconds, 3), "points_per_s": round(points / seconds),
             "steps_per_s": round(steps * writers / seconds, 1)}
