@@ -18,7 +18,7 @@ from tests.reliability.conftest import make_lab, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-STEPS = 12
+STEPS = 40  # long enough that the outage always lands mid-job, even on a fast machine
 DOWN_SECONDS = 4.0
 
 
@@ -34,8 +34,9 @@ def test_postgres_restart_mid_job_loses_no_step(tmp_path, tiny_model, owned_post
     with running(lab):
         worker = lab.start_worker()
         job_id = lab.submit(max_steps=STEPS, checkpoint_every=4)
-        lab.wait(lambda: _current_step(lab, job_id) >= 2, timeout=240, what="step 2")
-
+        lab.wait(lambda: _current_step(lab, job_id) >= 2, timeout=240, what="step 2",
+                 interval=0.05)
+        step_at_stop = _current_step(lab, job_id)
         owned_postgres.stop()
         stopped_at = time.monotonic()
         time.sleep(DOWN_SECONDS)
@@ -52,7 +53,8 @@ def test_postgres_restart_mid_job_loses_no_step(tmp_path, tiny_model, owned_post
     assert lab.db_status(job_id) == "succeeded", [(e.kind, e.message) for e in events]
     assert lab.metric_steps(job_id) == list(range(1, STEPS + 1))
     retries = log.count("retrying in")
+    assert step_at_stop < STEPS - 5, "the job was nearly done before the outage; raise STEPS"
     assert retries >= 2, "the outage should have been ridden out by retries:\n" + log[-3000:]
     assert not [e for e in events if e.level == "error"]
-    print(f"\nFIGURES postgres: down {downtime:.1f}s, {retries} retried writes logged, "
+    print(f"\nFIGURES postgres: down {downtime:.1f}s after step {step_at_stop}, {retries} retried writes logged, "
           f"steps stored {STEPS}/{STEPS}, status succeeded")
