@@ -23,7 +23,7 @@ from tests.e2e.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-STEPS = 12  # long enough that the shutdown below lands mid-run (a step takes ~0.3 s)
+STEPS = 30  # long enough that the shutdown below lands mid-run (a step takes ~0.3 s)
 
 
 def _free_port() -> int:
@@ -58,7 +58,7 @@ def test_basis_up_runs_a_job_and_resumes_it_after_a_restart(tmp_path, tiny_model
         assert upload.status_code == 201, upload.text
         job = client.post("/v1/jobs", headers=headers, json={
             "dataset_id": upload.json()["id"], "model": "tiny",
-            "config": {**SHORT_JOB, "max_steps": STEPS, "probe_every": 4, "checkpoint_every": 2}})
+            "config": {**SHORT_JOB, "max_steps": STEPS, "probe_every": 10, "checkpoint_every": 2}})
         assert job.status_code == 201, job.text
         job_id = job.json()["id"]
 
