@@ -105,6 +105,10 @@ def save_tokenizer(out_dir: str | os.PathLike) -> Any:
     config_path = out_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    # transformers 4 reads `extra_special_tokens` as a dict and fails on v5's list form; both
+    # versions read the older `additional_special_tokens` list.
+    config.pop("extra_special_tokens", None)
+    config["additional_special_tokens"] = [IM_START, IM_END]
     config["chat_template"] = CHAT_TEMPLATE  # older transformers read it only from here
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     return tokenizer

@@ -6,13 +6,17 @@ Choices:
 - A two-phase curriculum (`default_rows`): the first third of the steps shows only single-digit
   sums, the rest mixes the demo levels (WARM_WEIGHTS). Without the first phase the sum table, which
   every other level builds on, is learned several times slower when mixed with harder problems.
-- Deliberately short (DEFAULT_STEPS AdamW steps at a constant lr): held-out greedy accuracy lands
-  at about 0.25-0.35 with single-digit sums solved, two-digit-and-one-digit sums and differences
-  partly, two-digit sums hardly, and per-prompt sampled success rates spread over (0, 1); the
-  learning curve is still steep there, so RL has room to climb. Figures: docs/benchmarks.md.
+- Deliberately short: it stops at the first check where greedy accuracy on a validation set
+  reaches DEFAULT_TARGET (0.3), or after DEFAULT_STEPS. Stopping on a measured target rather than
+  a fixed step count keeps the result in range although the step at which the tiny model "gets"
+  carrying varies by hundreds of steps between seeds (0.10-0.33 at a fixed 1200 steps). There
+  single-digit sums are solved, two-digit-and-one-digit sums and differences partly, two-digit
+  sums hardly, and per-prompt sampled success rates spread over (0, 1); the learning curve is
+  still steep, so RL has room to climb. Figures: docs/benchmarks.md.
 - Problems are drawn with repeats from the whole problem space, so the warm start may have seen a
-  demo eval problem ("held out" means held out from RL). Measured on problems it never saw the
-  accuracy is the same (docs/benchmarks.md), so what it learns is skill, not a lookup table.
+  demo eval problem ("held out" means held out from RL); `python -m trainer.warmstart
+  --exclude-eval` is the control that never does (docs/benchmarks.md: somewhat lower, so part of
+  the skill is recall).
 - Deterministic under `seed` for a fixed thread count (`threads`, default 1 so the figure does not
   depend on the machine's core count and the run leaves the other core free).
 """
@@ -29,20 +33,31 @@ from typing import Any
 
 from trainer.tasks import DEFAULT_LEVELS, generate_arithmetic, sample_arithmetic
 
-DEFAULT_STEPS = 1200
+DEFAULT_STEPS = 2400           # the most steps; the target usually stops it near 1000-1500
+DEFAULT_TARGET = 0.3           # stop once greedy validation accuracy reaches this
 DEFAULT_BATCH = 64
 DEFAULT_LR = 3e-3
-TABLE_FRACTION = 1 / 3         # first third of the steps: single-digit sums only (curriculum)
+TABLE_STEPS = 400              # first phase: single-digit sums only (curriculum); <= steps / 3
 WARM_WEIGHTS = (3.0, 3.0, 3.0, 1.0)  # then this mix over DEFAULT_LEVELS
+CHECK_EVERY = 100              # steps between validation checks once the table phase is over
+VALIDATION_ROWS = 300
 WARM_SEED_OFFSET = 1_000_003
+VALIDATION_SEED = 2_000_003
 
 
-def recipe(*, steps: int | None = None, batch_size: int = DEFAULT_BATCH,
-           lr: float = DEFAULT_LR) -> dict[str, Any]:
+def recipe(*, steps: int | None = None, target_accuracy: float | None = DEFAULT_TARGET,
+           batch_size: int = DEFAULT_BATCH, lr: float = DEFAULT_LR) -> dict[str, Any]:
     """The settings that decide a default warm start's result (for the demo model's marker)."""
-    return {"steps": DEFAULT_STEPS if steps is None else steps, "batch_size": batch_size,
-            "lr": lr, "table_fraction": TABLE_FRACTION, "weights": list(WARM_WEIGHTS),
-            "levels": list(DEFAULT_LEVELS), "seed_offset": WARM_SEED_OFFSET}
+    return {"max_steps": DEFAULT_STEPS if steps is None else steps,
+            "target_accuracy": target_accuracy, "batch_size": batch_size, "lr": lr,
+            "table_steps": TABLE_STEPS, "weights": list(WARM_WEIGHTS),
+            "levels": list(DEFAULT_LEVELS), "check_every": CHECK_EVERY,
+            "validation": [VALIDATION_ROWS, VALIDATION_SEED], "seed_offset": WARM_SEED_OFFSET}
+
+
+def table_steps(steps: int) -> int:
+    """Length of the single-digit phase of a default run of at most `steps` steps."""
+    return min(TABLE_STEPS, steps // 3)
 
 
 def default_rows(steps: int, batch_size: int, seed: int,
@@ -50,7 +65,7 @@ def default_rows(steps: int, batch_size: int, seed: int,
     """The default warm-start stream, one row per training example in order: a table phase of
     single-digit sums, then the demo levels mixed by WARM_WEIGHTS (drawn with repeats).
     `exclude`: prompts never to show (a control for how much the result is memorisation)."""
-    table = int(round(TABLE_FRACTION * steps)) * batch_size
+    table = table_steps(steps) * batch_size
     rest = steps * batch_size - table
     stream = []
     for count, levels, weights, offset in ((table, [DEFAULT_LEVELS[0]], None, 0),
@@ -68,11 +83,12 @@ def default_rows(steps: int, batch_size: int, seed: int,
 class WarmStartReport:
     """What a warm start did; saved into the demo model's `demo.json`."""
 
-    steps: int
+    steps: int                 # steps taken (fewer than asked when the target stopped it)
     seconds: float
     loss_first: float
     loss_last: float
     losses: list[float] = field(default_factory=list)
+    validation: list[tuple[int, float]] = field(default_factory=list)  # (step, greedy accuracy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,15 +146,20 @@ def _batches(rows: Sequence[dict] | None, steps: int, batch_size: int, seed: int
 
 
 def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = None,
-               steps: int | None = None, batch_size: int = DEFAULT_BATCH, lr: float = DEFAULT_LR,
-               seed: int = 0, threads: int | None = None,
-               exclude: Collection[str] = frozenset()) -> WarmStartReport:
+               steps: int | None = None, target_accuracy: float | None = DEFAULT_TARGET,
+               batch_size: int = DEFAULT_BATCH, lr: float = DEFAULT_LR, seed: int = 0,
+               threads: int | None = None, exclude: Collection[str] = frozenset(),
+               validation: Sequence[dict] | None = None) -> WarmStartReport:
     """Fine-tune the model in `model_dir` in place; returns what it did.
 
     rows: dicts with "prompt" (text) and "answer", reshuffled every epoch; default: the arithmetic
-    curriculum of `default_rows`. steps: AdamW steps at constant `lr` (default DEFAULT_STEPS).
-    threads: torch CPU threads for the run (default 1), restored afterwards. exclude: prompts
-    the default stream must not contain.
+    curriculum of `default_rows`. steps: the most AdamW steps, at constant `lr` (default
+    DEFAULT_STEPS). target_accuracy: stop at the first check (every CHECK_EVERY steps, after the
+    table phase) where greedy exact-match accuracy on `validation` (default: VALIDATION_ROWS
+    arithmetic problems) reaches it; None trains all `steps`. Stopping on a measured target rather
+    than a step count keeps the result in range although the step at which the tiny model "gets"
+    carrying varies by a few hundred steps from seed to seed. threads: torch CPU threads for the
+    run (default 1), restored afterwards. exclude: prompts the default stream must not contain.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -147,20 +168,24 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model_dir = Path(model_dir)
+    if target_accuracy is not None and validation is None:
+        validation = generate_arithmetic(VALIDATION_ROWS, VALIDATION_SEED)
+    first_check = table_steps(steps) if rows is None else 0
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
         torch.manual_seed(seed)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01,
                                       betas=(0.9, 0.98))
         cache: dict[str, list[int]] = {}
         losses: list[float] = []
+        checks: list[tuple[int, float]] = []
         start = time.perf_counter()
-        for batch in _batches(None if rows is None else list(rows), steps, batch_size, seed,
-                              exclude):
+        batches = _batches(None if rows is None else list(rows), steps, batch_size, seed, exclude)
+        for step, batch in enumerate(batches, start=1):
+            model.train()
             ids, labels, mask = _batch(batch, tokenizer, cache)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
@@ -168,12 +193,23 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             losses.append(loss.item())
+            if target_accuracy is not None and step >= first_check and step % CHECK_EVERY == 0:
+                checks.append((step, _exact_accuracy(model, tokenizer, validation)))
+                if checks[-1][1] >= target_accuracy:
+                    break
         seconds = time.perf_counter() - start
         model.save_pretrained(model_dir, safe_serialization=True)
     finally:
         torch.set_num_threads(previous_threads)
-    return WarmStartReport(steps=steps, seconds=round(seconds, 3), loss_first=losses[0],
-                           loss_last=losses[-1], losses=[round(x, 5) for x in losses])
+    return WarmStartReport(steps=len(losses), seconds=round(seconds, 3), loss_first=losses[0],
+                           loss_last=losses[-1], losses=[round(x, 5) for x in losses],
+                           validation=[(s, round(a, 4)) for s, a in checks])
+
+
+def _exact_accuracy(model, tokenizer, rows: Sequence[dict]) -> float:
+    answers = greedy_answers(model, tokenizer, [r["prompt"] for r in rows])
+    return sum(a.strip() == str(r["answer"]).strip() for a, r in zip(answers, rows, strict=True)
+               ) / len(rows)
 
 
 def greedy_answers(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 8,
@@ -259,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m trainer.warmstart")
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="the most steps")
+    parser.add_argument("--target", type=float, default=DEFAULT_TARGET,
+                        help="validation accuracy that ends the run; <= 0 trains every step")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     parser.add_argument("--lr", type=float, default=DEFAULT_LR)
     parser.add_argument("--seed", type=int, default=0)
@@ -275,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     exclude = {r["prompt"] for r in eval_rows if r["difficulty"] > 0} if args.exclude_eval else ()
     build_tiny_model(args.out_dir, seed=args.seed, **DEMO_MODEL)
     report = warm_start(args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, threads=args.threads, exclude=frozenset(exclude))
+                        seed=args.seed, threads=args.threads, exclude=frozenset(exclude),
+                        target_accuracy=args.target if args.target > 0 else None)
     start = time.perf_counter()
     demo_eval = accuracy_by_difficulty(args.out_dir, eval_rows, threads=args.threads)
     wide = accuracy_by_difficulty(args.out_dir, generate_arithmetic(1000, seed=12345),
@@ -283,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rates = np.asarray(sampled_success(args.out_dir, eval_rows))
     print(json.dumps({
         "steps": report.steps, "seconds": report.seconds, "threads": args.threads,
-        "excluded_eval_prompts": len(exclude),
+        "excluded_eval_prompts": len(exclude), "validation": report.validation,
         "loss_first": round(report.loss_first, 4), "loss_last": round(report.loss_last, 4),
         "demo_eval_greedy": {k: round(v, 3) for k, v in demo_eval.items()},
         "by_difficulty_greedy_1000": {k: round(v, 3) for k, v in wide.items()},

@@ -58,3 +58,15 @@ def test_default_stream_can_leave_out_given_prompts():
     banned = {r["prompt"] for r in plain[80:120]}
     stream = default_rows(steps=30, batch_size=8, seed=0, exclude=banned)
     assert len(stream) == 240 and not banned & {r["prompt"] for r in stream}
+
+
+def test_target_accuracy_stops_the_run_at_a_check(tmp_path, monkeypatch):
+    monkeypatch.setattr("trainer.warmstart.CHECK_EVERY", 5)
+    model = build_tiny_model(tmp_path / "m", hidden=64, layers=1, seed=0)
+    rows = generate_arithmetic(32, seed=0, levels=[0])
+    report = warm_start(model, rows=rows, steps=40, batch_size=8, target_accuracy=0.0,
+                        validation=rows[:4])
+    assert report.steps == 5 and report.validation[0][0] == 5 and len(report.losses) == 5
+    report = warm_start(model, rows=rows, steps=12, batch_size=8, target_accuracy=1.01,
+                        validation=rows[:4])
+    assert report.steps == 12 and [s for s, _ in report.validation] == [5, 10]
