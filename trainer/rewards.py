@@ -18,6 +18,8 @@ values in [0, 1], where ``None`` means *unscorable*: left out of every baseline,
   forkserver does not exist. `workers=0` scores in-process (tests, tiny runs).
 - Rewards registered outside this module must live in an importable module that the workers import
   by name (`RewardRunner(..., modules=[...])`), since workers do not share the parent's memory.
+  Like any multiprocessing start method but fork, workers re-import the main module: a script
+  needs the `if __name__ == "__main__":` guard, and one read from stdin cannot use workers.
 """
 
 from __future__ import annotations
@@ -373,7 +375,10 @@ class _Worker:
             detail = f"not ready after {STARTUP_TIMEOUT_S:.0f} s"
         if status != "ready":
             self.kill()
-            raise RuntimeError(f"reward worker failed to start: {detail}")
+            raise RuntimeError(
+                f"reward worker failed to start: {detail}. Workers re-import the main module (as "
+                "all multiprocessing does); a script read from stdin cannot be, so use workers=0 "
+                "there")
 
     def kill(self) -> None:
         self.process.kill()
