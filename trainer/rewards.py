@@ -31,6 +31,7 @@ import multiprocessing.connection
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -402,6 +403,12 @@ class RewardRunner:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.name = name
         self.options = validate_reward_options(name, options)
+        if workers and mp.current_process().daemon:
+            # A daemonic process (e.g. a Celery prefork child) may not start children; score here,
+            # where math-verify's own SIGALRM timeouts still apply on the main thread.
+            warnings.warn("RewardRunner: this process is daemonic and cannot start reward "
+                          "workers; scoring in-process (workers=0)", RuntimeWarning, stacklevel=2)
+            workers = 0
         self.workers = workers
         self.timeout_s = float(timeout_s)
         self.modules = [__name__, *modules]

@@ -143,3 +143,24 @@ def test_runner_validates_up_front():
         RewardRunner("nope", workers=0)
     with pytest.raises(ValueError, match="timeout_s"):
         RewardRunner("exact", workers=1, timeout_s=0)
+
+
+def _score_in_daemon(queue):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner = RewardRunner("numeric", workers=2)
+        queue.put((runner.workers, runner.score(["19"], ["19"]), [str(w.message) for w in caught]))
+
+
+def test_runner_in_a_daemonic_process_falls_back_to_in_process():
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=_score_in_daemon, args=(queue,), daemon=True)
+    process.start()
+    workers, scores, warned = queue.get(timeout=120)
+    process.join(timeout=30)
+    assert workers == 0 and scores == [1.0] and any("daemonic" in w for w in warned)
