@@ -176,12 +176,13 @@ def is_demo_model(path: str | os.PathLike, recipe: dict[str, Any] | None = None)
 
 def ensure_demo_model(path: str | os.PathLike, *, seed: int = 0, warm_steps: int | None = None,
                       threads: int | None = None) -> Path:
-    """The warm-started demo model at `path`, built (about 2 CPU minutes) if not there yet.
+    """The warm-started demo model at `path`, built (under a CPU minute) if not there yet.
 
     Idempotent: a directory whose `demo.json` marker matches the current `demo_recipe` is
     returned as is. Otherwise the model is built and warm-started (trainer/warmstart.py,
     `warm_steps` overriding its default) in a temporary sibling directory that is renamed into
-    place; a stale demo model (older recipe) is replaced the same way. Raises FileExistsError if
+    place; a stale demo model (older recipe) is replaced the same way (old moved aside, new renamed
+    in: a reader may find no directory for that instant). Raises FileExistsError if
     `path` exists, is not empty and is not a demo model.
     """
     from trainer import warmstart
