@@ -12,8 +12,10 @@ values in [0, 1], where ``None`` means *unscorable*: left out of every baseline,
   to None. Set ``unparsed=0.0`` to punish answer-less completions instead.
 - `RewardRunner` scores each item in a worker process's *main thread* (math-verify's timeouts use
   SIGALRM, which only works there), one item at a time per worker, with a hard per-item deadline
-  enforced by the parent: an item that runs past it or kills its worker is None, never 0, and
-  the worker is replaced. Workers come from a `forkserver` context (preloaded with this module, so a
+  enforced by the parent: an item that runs past it, kills its worker or raises is None, never 0,
+  and a lost worker is replaced. But when *every* item of a batch raised, the reward itself is
+  broken: `score` raises `RewardError` with the first exception, so the job fails visibly instead
+  of training on nothing. Workers come from a `forkserver` context (preloaded with this module, so a
   replacement starts in milliseconds, and fork-safe next to torch threads); `spawn` where
   forkserver does not exist. `workers=0` scores in-process (tests, tiny runs).
 - Rewards registered outside this module must live in an importable module that the workers import
@@ -314,7 +316,8 @@ def math_reward(completions: list[str], answers: list[str], *, timeout_s: int,
 
 
 def _worker_main(conn, modules: Sequence[str]) -> None:
-    """Worker loop: receive (name, options, completion, answer), send back a score or None."""
+    """Worker loop: receive (name, options, completion, answer), send back ("ok", score) or
+    ("raised", "ExceptionType: message")."""
     try:
         for module in modules:
             importlib.import_module(module)
@@ -331,10 +334,10 @@ def _worker_main(conn, modules: Sequence[str]) -> None:
             return
         name, options, completion, answer = message
         try:
-            score = REWARDS[name].fn([completion], [answer], **options)[0]
-        except Exception:  # a scorer bug on one item makes that item unscorable, not the batch
-            score = None
-        conn.send(score)
+            reply = ("ok", REWARDS[name].fn([completion], [answer], **options)[0])
+        except Exception as exc:  # unscorable item; the parent decides if the reward is broken
+            reply = ("raised", f"{type(exc).__name__}: {exc}")
+        conn.send(reply)
 
 
 def _mp_context():
@@ -347,6 +350,18 @@ def _mp_context():
 
 
 STARTUP_TIMEOUT_S = 120.0
+
+
+class RewardError(RuntimeError):
+    """The reward itself is broken: it raised on every item of a batch."""
+
+
+def _check_not_broken(name: str, items: int, raised: Sequence[str]) -> None:
+    """One item raising is an odd completion (unscorable); all of them raising is a bug in the
+    reward, which must fail the run loudly rather than train on nothing."""
+    if items and len(raised) == items:
+        raise RewardError(f"reward {name!r} raised on every item of a batch of {items}; "
+                          f"first error: {raised[0]}")
 
 
 def _clean(score: Any) -> float | None:
@@ -391,7 +406,8 @@ class RewardRunner:
     """Score batches with reward `name` in `workers` processes, `timeout_s` per item.
 
     `score(completions, answers) -> list[float | None]` in input order. An item past its deadline,
-    or whose worker dies, is None and its worker is replaced. workers=0 scores in this process
+    whose worker dies or whose scorer raises is None (a lost worker is replaced); if every item of
+    the batch raised, `score` raises RewardError instead. workers=0 scores in this process
     (no timeout enforcement beyond the reward's own). Use as a context manager or call close().
     """
 
@@ -434,6 +450,7 @@ class RewardRunner:
             return self._score_here(list(completions), list(answers))
         self._start()
         results: list[float | None] = [None] * len(completions)
+        raised: list[str] = []
         pending = list(range(len(completions)))[::-1]
         busy: list[_Worker] = []
         while pending or busy:
@@ -463,28 +480,37 @@ class RewardRunner:
                         busy.remove(worker)
                         self._replace(worker)
                         continue
-                    results[worker.item] = _clean(value)
+                    status, value = value
+                    if status == "ok":
+                        results[worker.item] = _clean(value)
+                    else:
+                        raised.append(value)
                     busy.remove(worker)
                 elif worker.process.sentinel in ready or time.monotonic() >= worker.deadline:
                     if worker.process.is_alive():
                         self.timeouts += 1
                     busy.remove(worker)
                     self._replace(worker)
+        _check_not_broken(self.name, len(completions), raised)
         return results
 
     def _score_here(self, completions: list[str], answers: list[str]) -> list[float | None]:
         """In-process scoring with the pool's rules: an item whose scorer raises is None."""
         fn = REWARDS[self.name].fn
         try:
-            scores = fn(completions, answers, **self.options)
+            return [_clean(score) for score in fn(completions, answers, **self.options)]
         except Exception:  # find the culprit(s); the rest of the batch still counts
-            scores = []
-            for completion, answer in zip(completions, answers, strict=True):
-                try:
-                    scores.append(fn([completion], [answer], **self.options)[0])
-                except Exception:
-                    scores.append(None)
-        return [_clean(score) for score in scores]
+            pass
+        scores: list[float | None] = []
+        raised: list[str] = []
+        for completion, answer in zip(completions, answers, strict=True):
+            try:
+                scores.append(_clean(fn([completion], [answer], **self.options)[0]))
+            except Exception as exc:
+                scores.append(None)
+                raised.append(f"{type(exc).__name__}: {exc}")
+        _check_not_broken(self.name, len(completions), raised)
+        return scores
 
     def close(self) -> None:
         for worker in self._pool:

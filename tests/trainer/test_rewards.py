@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from trainer.rewards import (
     REWARDS,
+    RewardError,
     RewardOptionsError,
     RewardRunner,
     extract_choice,
@@ -134,6 +135,15 @@ def test_runner_timeouts_and_crashes_are_unscorable_and_the_pool_recovers():
         assert time.monotonic() - start < 15
         assert runner.timeouts == 1 and runner.restarts == 2
         assert runner.score(["ok"] * 4, ["x"] * 4) == [1.0] * 4  # replaced workers serve on
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_reward_that_raises_on_every_item_fails_loudly(workers):
+    with RewardRunner("_test_sleep", workers=workers, timeout_s=30, modules=[__name__]) as runner:
+        with pytest.raises(RewardError, match="'_test_sleep' raised on every item of a batch of 2; "
+                                              "first error: RuntimeError: scorer bug"):
+            runner.score(["raise", "raise"], ["x", "x"])
+        assert runner.score(["raise", "ok"], ["x", "x"]) == [None, 1.0]
 
 
 def test_runner_validates_up_front():
