@@ -1,6 +1,7 @@
 """Reward registry, built-in scorers, and the process-pool runner's timeout/crash handling."""
 
 import os
+import re
 import time
 
 import pytest
@@ -23,7 +24,8 @@ def test_registry_has_builtins_rejects_duplicates_and_lists_names():
     assert {"math", "exact", "numeric", "regex", "choice"} <= set(REWARDS)
     with pytest.raises(ValueError, match="already registered"):
         register_reward("exact")(lambda c, a: [1.0] * len(c))
-    with pytest.raises(ValueError, match="valid names: (_test_sleep, )?choice, exact, math, numeric, regex$"):
+    # Other test modules register rewards of their own, so the list is whatever is registered now.
+    with pytest.raises(ValueError, match=re.escape("valid names: " + ", ".join(sorted(REWARDS))) + "$"):
         get_reward("nope")
 
 
