@@ -71,14 +71,9 @@ def test_failing_jobs_fail_cleanly_and_the_worker_takes_the_next(tmp_path, tiny_
           + "; worker up; next job succeeded. errors: "
           + " | ".join(f"{n}: {(jobs[n]['error'] or '')[:90]}" for n in cases))
 
-    # Rewards: since trainer commit fc071ce a reward that raises is scored "unscorable" item by
-    # item (in the pool it always was), so a reward raising on *every* item trains on nothing and
-    # the job succeeds with reward/unscorable_frac 1.0 and no error anywhere. Issue 8 wants it
-    # failed with the error; until the trainer does that this part is an expected failure.
+    # A reward that raises on every item of a batch fails the job with its error (RewardError),
+    # rather than training on nothing.
     reward_cases = ("reward raises", "out of memory")
-    if any(jobs[name]["status"] != "failed" for name in reward_cases):
-        pytest.xfail("a reward raising on every item does not fail the job: "
-                     + ", ".join(f"{n} -> {jobs[n]['status']}" for n in reward_cases))
     for name in reward_cases:
         _assert_failed_with(lab, jobs[name], cases[name][1], name)
 
