@@ -81,3 +81,12 @@ def test_demo_smoke_json_last_line(tmp_path):
     for key in ("initial_eval_accuracy", "final_eval_accuracy", "seconds"):
         assert key in result
     assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_configs_demo_yaml_matches_demo_config():
+    from trainer.config import TrainConfig
+
+    on_disk = TrainConfig.from_file(ROOT / "configs" / "demo.yaml").model_dump()
+    built = demo_config(Path(on_disk["model"]), Path(on_disk["dataset"]),
+                        Path(on_disk["output_dir"]), Path(".cache/basis")).model_dump()
+    assert on_disk == built
