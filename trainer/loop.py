@@ -440,6 +440,7 @@ def _start_fresh(run: Run, on_status) -> None:
     run.counters.initial_eval_accuracy = run.counters.last_eval_accuracy = metrics["eval/accuracy"]
     metrics["time/eval"] = time.perf_counter() - t
     metrics["rollouts/total"] = float(run.counters.rollouts_total)
+    metrics["time/train_elapsed"] = run.counters.train_seconds
     run.sink.log_step(0, metrics, {})
 
 

@@ -7,8 +7,9 @@ Choices:
 - `JsonlSink` writes one JSON object per line and flushes each one: a killed run loses at most
   the line being written, and `tail -f` works. Steps: `{"type": "step", "step", "metrics",
   "histograms"}`; events: `{"type": "event", "kind", "message", "data", "time"}`.
-- `ConsoleSink` shows a tqdm bar over `max_steps` plus a compact line every `every` steps
-  (reward, accuracy, eval, loss, seconds); output goes to stderr so `--json` keeps stdout clean.
+- `ConsoleSink` shows a tqdm bar over `max_steps` (only on a terminal: redrawn bars would flood a
+  log file) plus a compact line every `every` steps and on eval steps (reward, accuracy, eval,
+  loss, BASIS value-MSE, seconds); output goes to stderr so `--json` keeps stdout clean.
 - The advantage histogram has fixed edges (-1..1, 20 bins) so the dashboard can stack steps;
   values outside are folded into the end bins (docs/architecture.md).
 """
@@ -145,8 +146,9 @@ class ConsoleSink:
 
         self.stream = stream or sys.stderr
         self.every = max(1, every)
+        # disable=None: no bar when the stream is not a terminal (logs, CI); lines still print.
         self.bar = tqdm(total=max_steps, file=self.stream, dynamic_ncols=True, leave=True,
-                        desc="train")
+                        desc="train", disable=None)
 
     def _line(self, step: int, metrics: Mapping[str, float]) -> str:
         parts = [f"step {step}"]
