@@ -212,7 +212,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
     run.counters.rollouts_total += len(rollouts)
     metrics = {
         **_reward_metrics(rewards),
-        **_advantage_metrics(result.advantages, rewards),
+        **_advantage_metrics(result.advantages),
         **result.info,
         **update,
         **probe_metrics,
@@ -257,7 +257,7 @@ def _reward_metrics(rewards: np.ndarray) -> dict[str, float]:
     }
 
 
-def _advantage_metrics(adv: np.ndarray, rewards: np.ndarray) -> dict[str, float]:
+def _advantage_metrics(adv: np.ndarray) -> dict[str, float]:
     return {
         "adv/mean": float(adv.mean()),
         "adv/std": float(adv.std()),
