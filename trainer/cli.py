@@ -55,9 +55,13 @@ DEMO_CONFIG: dict[str, Any] = {
 
 
 def _threads(n: int | None) -> None:
-    import torch
+    """Set torch's CPU threads when asked. The demo defaults to 1: its matrices are 64 wide, so a
+    second thread buys little, and on a shared machine two processes with 2 OpenMP threads each on
+    2 cores ran 60x slower per step (spinning threads), measured in docs/benchmarks.md."""
+    if n:
+        import torch
 
-    torch.set_num_threads(n or min(2, torch.get_num_threads()))
+        torch.set_num_threads(n)
 
 
 def _quiet_transformers() -> None:
@@ -147,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="path to a .yaml/.yml/.json config")
     run.add_argument("--json", action="store_true", help="last stdout line: result as JSON")
     run.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="torch CPU threads (default: torch's, one per core)")
     run.set_defaults(fn=cmd_run)
 
     demo = sub.add_parser("demo", help="tiny model + arithmetic task, end to end on CPU")
@@ -160,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="run directory (default runs/demo-...)")
     demo.add_argument("--cache-dir", default=".cache/basis",
                       help="where the demo model, dataset and priors are kept")
-    demo.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
+    demo.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     demo.add_argument("--rows", type=int, default=DEMO_ROWS, help="arithmetic dataset rows")
     demo.add_argument("--warm-steps", type=int, default=None,
                       help="supervised warm-start steps (default: trainer.warmstart's)")
