@@ -50,6 +50,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "checkpoint_every": 500,
     "max_steps": 2500,
     "device": "cpu",
+    "cpu_threads": 1,  # see _threads: a second thread buys little and hurts on a shared box
     "seed": 0,
 }
 
@@ -131,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cache = Path(args.cache_dir).expanduser()
     out = Path(args.out) if args.out else Path("runs") / f"demo-{args.estimator}-{time.strftime('%Y%m%d-%H%M%S')}"
     overrides: dict[str, Any] = {"estimator": args.estimator, "max_steps": args.max_steps,
-                                 "seed": args.seed}
+                                 "seed": args.seed, "cpu_threads": args.threads}
     if args.rollouts_per_prompt:
         overrides["rollouts_per_prompt"] = args.rollouts_per_prompt
     # Validate before the (slow) model build: a bad --estimator fails at once.
@@ -165,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="run directory (default runs/demo-...)")
     demo.add_argument("--cache-dir", default=".cache/basis",
                       help="where the demo model, dataset and priors are kept")
-    demo.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="torch CPU threads (default: the config's cpu_threads, 1)")
     demo.add_argument("--rows", type=int, default=DEMO_ROWS, help="arithmetic dataset rows")
     demo.add_argument("--warm-steps", type=int, default=None,
                       help="supervised warm-start steps (default: trainer.warmstart's)")

@@ -133,6 +133,9 @@ class TrainConfig(_Strict):
     max_steps: int = Field(100, ge=1, description="training steps")
     output_dir: str = Field("runs/default", description="run directory (checkpoints, metrics)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
+    cpu_threads: int | None = Field(
+        None, ge=1, le=256, description="torch CPU threads for this run; None = torch's default"
+    )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="compute dtype: auto = bfloat16 autocast on GPU, float32 on CPU"
     )

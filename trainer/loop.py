@@ -569,6 +569,8 @@ def _tokenize(rows: list[Row], tokenizer) -> Prompts:
 
 def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
     device, autocast_dtype = _resolve_device(cfg)
+    if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
+        torch.set_num_threads(cfg.cpu_threads)
     model, tokenizer, reference = _load_model(cfg, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,

@@ -31,7 +31,8 @@ ARMS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_arm(name: str, steps: int, out: Path, cache: Path, seed: int) -> dict[str, Any]:
+def run_arm(name: str, steps: int, out: Path, cache: Path, seed: int, threads: int = 1
+            ) -> dict[str, Any]:
     from trainer.cli import DEMO_CONFIG, demo_config, prepare_demo
     from trainer.loop import train
     from trainer.sinks import ConsoleSink, JsonlSink, MultiSink, read_jsonl_metrics
@@ -42,7 +43,8 @@ def run_arm(name: str, steps: int, out: Path, cache: Path, seed: int) -> dict[st
     if arm["rollouts_per_prompt"] > 1:
         arm["batch_size"] = max(DEMO_CONFIG["probe_prompts"], batch // arm["rollouts_per_prompt"])
     run_dir = out / name
-    cfg = demo_config(model, data, run_dir, cache, max_steps=steps, seed=seed, **arm)
+    cfg = demo_config(model, data, run_dir, cache, max_steps=steps, seed=seed,
+                      cpu_threads=threads, **arm)
     sink = MultiSink(ConsoleSink(steps, every=max(1, steps // 10)), JsonlSink(run_dir / "metrics.jsonl"))
     try:
         result = train(cfg, sink, run_dir=run_dir, resume=False)
@@ -103,14 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    import torch
-
     from trainer.cli import DEMO_CONFIG, _quiet_transformers
 
-    torch.set_num_threads(args.threads)
     _quiet_transformers()
     steps = args.steps or DEMO_CONFIG["max_steps"]
-    rows = [run_arm(n, steps, Path(args.out), Path(args.cache_dir), args.seed) for n in args.only]
+    rows = [run_arm(n, steps, Path(args.out), Path(args.cache_dir), args.seed, args.threads)
+            for n in args.only]
     print(table(rows), file=sys.stderr)
     if args.json:
         print(json.dumps({"steps": steps, "arms": rows}))
