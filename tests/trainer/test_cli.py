@@ -71,7 +71,7 @@ def test_demo_config_and_example_configs_are_valid(tmp_path):
 @pytest.mark.slow
 def test_demo_smoke_json_last_line(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", "demo", "--json", "--max-steps", "2", "--rows", "120",
+        [sys.executable, "-m", "trainer", "demo", "--json", "--max-steps", "2", "--rows", "400",
          "--warm-steps", "3", "--cache-dir", str(tmp_path / "cache"), "--out",
          str(tmp_path / "run")],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
