@@ -62,6 +62,11 @@ class LossConfig(_Strict):
     ppo_epochs: int = Field(
         1, ge=1, le=16, description="update passes per batch; 1 = on-policy REINFORCE"
     )
+    tis_cap: float | None = Field(
+        None, gt=1, le=100,
+        description="truncated importance sampling: weight each token by min(pi_trainer / "
+        "pi_engine, tis_cap) to correct the engine/trainer logprob mismatch; None = off (2 typical)",
+    )
 
 
 class OptimizerConfig(_Strict):

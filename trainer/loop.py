@@ -57,6 +57,7 @@ from trainer.priors import load_priors, priors_cache_key, priors_from_rewards, s
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import Rollout, SamplingParams, get_engine
+from trainer.rollout.tis import tis_metrics, tis_weights
 from trainer.sinks import MetricsSink, advantage_histogram
 
 __all__ = ["TrainResult", "train"]
@@ -141,6 +142,7 @@ def train(
         ckpt = latest_checkpoint(run_dir) if resume else None
         if ckpt is not None:
             _restore(run, ckpt)
+            run.engine.sync_weights(run.model)  # the engine was built before the restore
             sink.log_event("resume", f"resumed from {ckpt.name}", {"step": run.counters.step})
         else:
             _start_fresh(run, on_status)
@@ -336,16 +338,26 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                 continue
             lp = _forward_logprobs(run, run.model, b)
             mask = b.response.to(run.device)
+            base = lp.detach() if old[j] is None else old[j]
+            weights = None
+            if cfg.loss.tis_cap is not None:
+                engine_lp = _engine_logprobs(lp, chunks[j])
+                weights = tis_weights(base, engine_lp, cfg.loss.tis_cap)
+                if epoch == 0:
+                    for key, value in tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap).items():
+                        n = float(b.response.sum())
+                        sums[key] = sums.get(key, 0.0) + value * n
+                        sums[key + ":n"] = sums.get(key + ":n", 0.0) + n
             loss, stats = policy_loss(
-                lp, lp.detach() if old[j] is None else old[j], a.to(run.device), mask,
+                lp, base, a.to(run.device), mask,
                 clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
                 kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
-                **totals)
+                token_weights=weights, **totals)
             loss.backward()
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + float(value) / cfg.loss.ppo_epochs
             if epoch == 0:
-                sums["gap"] = sums.get("gap", 0.0) + _logprob_gap(lp.detach(), chunks[j])
+                sums["gap"] = sums.get("gap", 0.0) + _logprob_gap(lp.detach(), chunks[j], mask)
                 sums["gap_tokens"] = sums.get("gap_tokens", 0.0) + float(b.response.sum())
         grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
@@ -359,6 +371,9 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
     }
     if run.reference is not None:
         out["kl/mean"] = sums.get("kl_mean", 0.0)
+    if cfg.loss.tis_cap is not None:
+        for key in ("tis/mean_weight", "tis/clipped_frac"):
+            out[key] = sums.get(key, 0.0) / max(sums.get(key + ":n", 0.0), 1.0)
     return out
 
 
@@ -367,14 +382,19 @@ def _no_grad_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
         return _forward_logprobs(run, model, b)
 
 
-def _logprob_gap(lp: torch.Tensor, rollouts: list[Rollout]) -> float:
-    """Sum over response tokens of |trainer logprob - engine logprob|; lp (n, L-1)."""
-    total = 0.0
+def _engine_logprobs(lp: torch.Tensor, rollouts: list[Rollout]) -> torch.Tensor:
+    """The engine's sampling logprobs laid out like the trainer's lp (n, L-1); 0 off-response."""
+    out = torch.zeros_like(lp, dtype=torch.float32)
     for i, r in enumerate(rollouts):
         start = len(r.prompt_ids) - 1
-        ours = lp[i, start:start + len(r.response_ids)].cpu()
-        total += float((ours - torch.tensor(r.logprobs)).abs().sum())
-    return total
+        out[i, start:start + len(r.response_ids)] = torch.tensor(r.logprobs, dtype=torch.float32)
+    return out.to(lp.dtype)
+
+
+def _logprob_gap(lp: torch.Tensor, rollouts: list[Rollout], mask: torch.Tensor) -> float:
+    """Sum over response tokens of |trainer logprob - engine logprob|; lp, mask (n, L-1)."""
+    gap = (lp.float() - _engine_logprobs(lp, rollouts).float()).abs() * mask
+    return float(gap.sum())
 
 
 def _clip(run: Run, max_norm: float) -> float:

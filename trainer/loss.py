@@ -99,14 +99,19 @@ def policy_loss(
     kl_kind: Literal["k1", "k3"] = "k3",
     total_tokens: float | None = None,
     total_seqs: float | None = None,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss (scalar) = PPO-clip term + kl_coef * KL term, both aggregated the same way.
 
     logprobs, old_logprobs, mask, ref_logprobs: (B, T); advantages: (B,).
+    token_weights: optional (B, T) detached per-token weights on the policy term (truncated
+    importance sampling against the rollout engine's logprobs); None = all 1.
     Returns (loss, {"policy", "kl", "kl_mean", "clip_frac"}) — detached scalars for metrics, where
     "kl" is the weighted KL term of the loss and "kl_mean" the unweighted estimate.
     """
     pg, was_clipped = ppo_clip_objective(logprobs, old_logprobs, advantages, clip_eps)
+    if token_weights is not None:
+        pg = pg * token_weights
     agg = {"mode": aggregation, "total_tokens": total_tokens, "total_seqs": total_seqs}
     pg_loss = aggregate(pg, mask, **agg)
     zero = torch.zeros((), dtype=pg_loss.dtype)

@@ -116,3 +116,16 @@ def test_bad_paths_and_batch_size_fail_early(assets, tmp_path):
         train(config(assets, model=str(tmp_path)), NullSink(), run_dir=tmp_path / "r")
     with pytest.raises(ConfigError, match="batch_size: 500"):
         train(config(assets, batch_size=500), NullSink(), run_dir=tmp_path / "r")
+
+
+def test_truncated_importance_sampling_is_logged_and_off_by_default(assets, tmp_path):
+    train(config(assets, max_steps=1, probe_every=0), JsonlSink(tmp_path / "off.jsonl"),
+          run_dir=tmp_path / "off")
+    assert "tis/mean_weight" not in read_jsonl_metrics(tmp_path / "off.jsonl")[1]
+    cfg = config(assets, max_steps=2, probe_every=0, loss={"tis_cap": 2.0})
+    train(cfg, JsonlSink(tmp_path / "on.jsonl"), run_dir=tmp_path / "on")
+    m = read_jsonl_metrics(tmp_path / "on.jsonl")
+    # The hf engine samples from the trainer's own weights: the weights are ~1 and never capped.
+    for step in (1, 2):
+        assert m[step]["tis/mean_weight"] == pytest.approx(1.0, abs=1e-3)
+        assert m[step]["tis/clipped_frac"] == 0.0

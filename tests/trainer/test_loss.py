@@ -4,7 +4,9 @@ import math
 
 import pytest
 import torch
+from pydantic import ValidationError
 
+from trainer.config import LossConfig
 from trainer.loss import aggregate, kl_estimate, policy_loss, ppo_clip_objective, token_logprobs
 
 
@@ -88,3 +90,16 @@ def test_policy_loss_adds_weighted_kl():
     assert stats["kl"].item() == pytest.approx(0.1 * kl)
     assert loss.item() == pytest.approx(-1.0 + 0.1 * kl)
     assert stats["clip_frac"].item() == 0.0
+
+
+def test_token_weights_scale_the_policy_term_per_token():
+    lp = torch.tensor([[-1.0, -2.0, -0.5]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    adv = torch.tensor([2.0])
+    weights = torch.tensor([[0.5, 2.0, 7.0]])
+    loss, _ = policy_loss(lp, lp.detach(), adv, mask, token_weights=weights)
+    loss.backward()
+    # token_mean over the 2 response tokens of -w * A * ratio: gradient -w * A / 2 per token.
+    assert torch.allclose(lp.grad, torch.tensor([[-0.5, -2.0, 0.0]]))
+    with pytest.raises(ValidationError, match="tis_cap"):
+        LossConfig(tis_cap=1.0)  # a cap at or below 1 would only ever shrink the gradient
