@@ -101,3 +101,12 @@ def db_url(request, tmp_path, _sqlite_template):
 def settings(db_url, tmp_path) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=db_url,
                     model_roots=[tmp_path / "models"], api_key=None)
+
+
+@pytest.fixture
+def model_dir(settings):
+    """A model named "tiny" under the settings' model root (a config.json is all the API checks)."""
+    path = settings.model_roots[0] / "tiny"
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"model_type": "qwen2"}')
+    return path

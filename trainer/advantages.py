@@ -297,13 +297,11 @@ class DrGRPO(_GroupEstimator):
 
 
 @register_estimator("group_mean")
-class GroupMean(_GroupEstimator):
-    """k-rollout group mean (own reward included): the multi-rollout value-MSE reference."""
+class GroupMean(DrGRPO):
+    """k-rollout group mean (own reward included): the multi-rollout value-MSE reference.
 
-    def compute(self, batch: AdvantageBatch) -> AdvantageResult:
-        r, ok, inv, _, _, mean = self._stats(batch)
-        b = mean[inv]
-        return AdvantageResult(b, _finish(r, ok, b))
+    The same computation as Dr. GRPO; registered under its own name so the value-MSE tables and
+    the probe name the reference for what it is."""
 
 
 @register_estimator("rloo")

@@ -71,14 +71,6 @@ def bob(make_key) -> dict[str, str]:
 
 
 @pytest.fixture
-def model_dir(settings):
-    path = settings.model_roots[0] / "tiny"
-    path.mkdir(parents=True)
-    (path / "config.json").write_text('{"model_type": "qwen2"}')
-    return path
-
-
-@pytest.fixture
 def upload(client):
     """`upload(headers, content=..., filename=..., content_type=..., name=...)` -> response."""
 

@@ -73,14 +73,6 @@ class World:
 
 
 @pytest.fixture
-def model_dir(settings):
-    path = settings.model_roots[0] / "tiny"
-    path.mkdir(parents=True)
-    (path / "config.json").write_text('{"model_type": "qwen2"}')
-    return path
-
-
-@pytest.fixture
 def app(settings, model_dir) -> Iterator[FastAPI]:
     enqueued: list[str] = []
     application = create_app(settings, enqueue=lambda job_id, queue: enqueued.append(job_id))
