@@ -8,7 +8,7 @@ import pytest
 from trainer.bench.__main__ import available
 from trainer.bench.__main__ import main as bench_main
 from trainer.bench.scenarios import Scenario, load_scenario, make_scenario, save_scenario
-from trainer.bench.value_mse import DEFAULT_VARIANTS, main, run_scenario
+from trainer.bench.value_mse import DEFAULT_VARIANTS, first_visit_bound, main, run_scenario
 
 
 def small_scenario(seed=0, levels=1):
@@ -117,3 +117,35 @@ def test_estimator_cost_times_every_estimator():
     out = time_estimators(256, repeats=2)
     assert {"basis", "reinforce_pp", "grpo (k=8)", "rloo (k=8)"} <= set(out)
     assert all(0 < s < 1 for s in out.values())
+
+
+def test_first_visit_bound_is_zero_when_the_reference_outcome_fixes_the_value():
+    """Two difficulty classes the n0 = 8 reference rollouts cannot confuse (values 0 and 1):
+    the oracle given the reference rewards is exact, so the bound is 0, while the group means
+    (which ignore the reference) still pay nothing either and REINFORCE++ pays the spread."""
+    v = np.tile(np.r_[np.zeros(30), np.ones(30)], (6, 1))
+    sc = Scenario("two", v, v[0], batch_size=10, n0=8, seed=3)
+    out = first_visit_bound(sc)
+    assert out["bound"] == 0.0
+    assert out["mse_first_visit"]["reinforce_pp"] > 0.1
+    # 60 prompts, 6 steps of 10 distinct prompts: a prompt is new with probability < 1.
+    assert 0.5 < out["first_visit_share"] <= 1.0
+
+
+def test_first_visit_bound_never_above_what_basis_reaches():
+    out = first_visit_bound(make_scenario("hard_fast"))
+    mse = out["mse_first_visit"]
+    # Nearly every one of the 4096 prompts is visited at least once in 128 steps of 256.
+    assert out["first_visit_share"] == pytest.approx(4096 / (128 * 256), rel=0.01)
+    assert out["bound"] <= mse["basis"] < mse["reinforce_pp"]
+    # The shared-calibration estimate is close to the oracle on first visits (within 10 %).
+    assert mse["basis"] <= 1.1 * out["bound"]
+
+
+def test_bound_cli_table_and_json(tmp_path, capsys):
+    path = tmp_path / "s.npz"
+    save_scenario(path, small_scenario())
+    assert main(["--scenario", str(path), "--bound"]) == 0
+    assert "bound / group_mean_8 on first visits" in capsys.readouterr().out
+    out = run_json(capsys, "--scenario", str(path), "--bound")
+    assert set(out) == {"scenario", "first_visit_share", "mse_first_visit", "bound"}

@@ -65,13 +65,17 @@ def _draw(rng: np.random.Generator, v: np.ndarray, levels: int, size: tuple[int,
     return rng.binomial(levels, np.broadcast_to(v, size)) / levels
 
 
-def run_scenario(sc: Scenario, variants: Sequence[Variant] = DEFAULT_VARIANTS) -> dict[str, float]:
-    """Value-MSE of every variant on one scenario; deterministic given `sc.seed`."""
+def _simulate(sc: Scenario, variants: Sequence[Variant]):
+    """Run the protocol; yield (t, idx (B,), value (B,), baselines (len(variants), B), ref_sum (N,)).
+
+    Deterministic given `sc.seed`. ref_sum is each prompt's sum of offline rewards (n0 of them).
+    """
     rng = np.random.default_rng(sc.seed)
     t_steps, n = sc.true_value.shape
     ids = np.char.add("p", np.arange(n).astype(str))
     ref = _draw(rng, sc.ref_value[:, None], sc.reward_levels, (n, sc.n0)) if sc.n0 else None
-    priors = estimate_priors(ref.sum(axis=1) if ref is not None else np.zeros(n), sc.n0)
+    ref_sum = ref.sum(axis=1) if ref is not None else np.zeros(n)
+    priors = estimate_priors(ref_sum, sc.n0)
     estimators = []
     for v in variants:
         est = get_estimator(v.estimator, **v.options)
@@ -79,17 +83,63 @@ def run_scenario(sc: Scenario, variants: Sequence[Variant] = DEFAULT_VARIANTS) -
             est.set_priors(ids, priors, n0=sc.n0)
         estimators.append(est)
     k_max = max(v.k for v in variants)
-    sq = np.zeros(len(variants))
     for t in range(t_steps):
         idx = rng.choice(n, size=sc.batch_size, replace=False)
         value = sc.true_value[t, idx]  # (B,)
         rewards = _draw(rng, value[:, None], sc.reward_levels, (idx.size, k_max))  # (B, k_max)
+        b = np.empty((len(variants), idx.size))
         for j, (v, est) in enumerate(zip(variants, estimators, strict=True)):
             batch = AdvantageBatch(rewards[:, : v.k].reshape(-1), np.repeat(ids[idx], v.k))
-            b = est.compute(batch).baselines.reshape(idx.size, v.k)[:, 0]
-            sq[j] += np.sum((b - value) ** 2)
-    mse = sq / (t_steps * sc.batch_size)
+            b[j] = est.compute(batch).baselines.reshape(idx.size, v.k)[:, 0]
+        yield t, idx, value, b, ref_sum
+
+
+def run_scenario(sc: Scenario, variants: Sequence[Variant] = DEFAULT_VARIANTS) -> dict[str, float]:
+    """Value-MSE of every variant on one scenario; deterministic given `sc.seed`."""
+    sq = np.zeros(len(variants))
+    for _, _, value, b, _ in _simulate(sc, variants):
+        sq += np.sum((b - value[None, :]) ** 2, axis=1)
+    mse = sq / (sc.true_value.shape[0] * sc.batch_size)
     return {v.label: float(m) for v, m in zip(variants, mse, strict=True)}
+
+
+def first_visit_bound(
+    sc: Scenario, variants: Sequence[Variant] = DEFAULT_VARIANTS
+) -> dict[str, Any]:
+    """How well *any* single-rollout estimator can do on a prompt's first online visit.
+
+    Before a prompt's first visit, all a single-rollout estimator knows about it is its offline
+    reference rewards; everything else it can learn (c_t, the difficulty mix) is shared by every
+    prompt with the same reference outcome. The best such estimate is the population mean
+    E[V_t(x) | s(x) = s] over all prompts with the same reference-reward sum s, which the
+    simulation knows exactly (an oracle no estimator can beat). Returns the share of first-visit
+    samples, each variant's MSE on them, and the oracle's (`bound`).
+    """
+    n = sc.true_value.shape[1]
+    seen = np.zeros(n, dtype=bool)
+    sq = np.zeros(len(variants))
+    sq_bound = 0.0
+    count = 0
+    total = 0
+    for t, idx, value, b, ref_sum in _simulate(sc, variants):
+        first = ~seen[idx]
+        seen[idx] = True
+        total += idx.size
+        if not first.any():
+            continue
+        levels, group = np.unique(ref_sum, return_inverse=True)
+        cond_mean = np.bincount(group, weights=sc.true_value[t], minlength=levels.size)
+        cond_mean /= np.bincount(group, minlength=levels.size)
+        sq += np.sum((b[:, first] - value[first][None, :]) ** 2, axis=1)
+        sq_bound += float(np.sum((cond_mean[group[idx[first]]] - value[first]) ** 2))
+        count += int(first.sum())
+    mse = {v.label: float(s / max(count, 1)) for v, s in zip(variants, sq, strict=True)}
+    return {
+        "scenario": sc.name,
+        "first_visit_share": count / max(total, 1),
+        "mse_first_visit": mse,
+        "bound": sq_bound / max(count, 1),
+    }
 
 
 def report(name: str, mse: dict[str, float]) -> dict[str, Any]:
@@ -141,6 +191,28 @@ def _summary(reps: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _bound_table(bounds: list[dict[str, Any]]) -> str:
+    keys = list(bounds[0]["mse_first_visit"])
+    head = f"{'scenario':<16}{'first visits':>14}{'bound':>10}" + "".join(
+        f"{k:>{max(len(k) + 2, 12)}}" for k in keys
+    )
+    rows = ["value-MSE on first online visits (bound: oracle mean given the reference rewards)", head]
+    for b in bounds:
+        rows.append(
+            f"{b['scenario']:<16}{b['first_visit_share']:>14.3f}{b['bound']:>10.5f}"
+            + "".join(
+                f"{b['mse_first_visit'][k]:>{max(len(k) + 2, 12)}.5f}" for k in keys
+            )
+        )
+    if "group_mean_8" in keys:
+        rows.append("bound / group_mean_8 on first visits:")
+        rows.extend(
+            f"  {b['scenario']:<16}{b['bound'] / b['mse_first_visit']['group_mean_8']:.3f}"
+            for b in bounds
+        )
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m trainer.bench value-mse",
@@ -162,6 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0, help="seed for generating built-ins")
     ap.add_argument("--ablation", action="store_true", help="compare BASIS variants")
+    ap.add_argument(
+        "--bound",
+        action="store_true",
+        help="first online visits only: each estimator next to the best any single-rollout "
+        "estimator can do there (oracle population mean given the reference rewards)",
+    )
     ap.add_argument("--n0", type=int, help="override the scenarios' offline rollouts per prompt")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = ap.parse_args(argv)
@@ -183,6 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n0 is not None:
         for sc in scenarios:
             sc.n0 = args.n0
+    if args.bound:
+        bounds = [first_visit_bound(sc, variants) for sc in scenarios]
+        if args.json:
+            json.dump(bounds if len(bounds) > 1 else bounds[0], sys.stdout, indent=2)
+            print()
+        else:
+            print(_bound_table(bounds))
+        return 0
     reps = [report(sc.name, run_scenario(sc, variants)) for sc in scenarios]
 
     if args.json:
