@@ -5,8 +5,9 @@ Choices:
   silently ignored key. Every field carries a description (the API and the docs read them).
 - Cross-field rules live in one place, `TrainConfig._cross_check`; each error names the field and
   says what to change. Names of estimators, rewards and rollout engines are checked against their
-  registries, and estimator/reward options are validated by building the object once, so a bad
-  option fails here and not after the model has loaded.
+  registries, estimator/reward options are validated by building the object once and engine
+  options against the engine's model (trainer.rollout.options), so a bad option fails here and not
+  after the model has loaded.
 - Paths are *not* checked for existence by the model itself: the API validates a config before the
   worker has filled `model`, `dataset` and `output_dir`. `check_paths()` does that; `train()` calls
   it first, before loading anything.
@@ -148,13 +149,15 @@ class TrainConfig(_Strict):
         None, description="BASIS priors cache; None = ~/.cache/basis/priors"
     )
     engine_options: dict[str, Any] = Field(
-        default_factory=dict, description="engine-specific options, e.g. {'max_batch_size': 64}"
+        default_factory=dict, description="options of the chosen engine, checked against it "
+        "(trainer.rollout.options), e.g. {'max_batch_size': 64} for hf"
     )
 
     @model_validator(mode="after")
     def _cross_check(self) -> TrainConfig:
         from trainer.advantages import ESTIMATORS, get_estimator
         from trainer.rollout import available_engines
+        from trainer.rollout.options import validate_engine_options
 
         if self.estimator not in ESTIMATORS:
             raise ValueError(
@@ -175,6 +178,7 @@ class TrainConfig(_Strict):
         engines = available_engines()
         if self.engine not in engines:
             raise ValueError(f"engine: unknown {self.engine!r}; choose one of {engines}")
+        validate_engine_options(self.engine, self.engine_options)  # names engine_options.<key>
         if self.eval_dataset is None and self.eval_fraction == 0 and self.eval_every > 0:
             raise ValueError(
                 "eval_fraction: 0 leaves no held-out prompts; set eval_fraction > 0, give "

