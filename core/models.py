@@ -177,6 +177,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     current_step: Mapped[int] = mapped_column(Integer, default=0)
+    # Fencing token of the worker lease: +1 on every claim; a worker's writes require its value.
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_steps: Mapped[int | None] = mapped_column(Integer, default=None)
     queue: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
