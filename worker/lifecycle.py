@@ -13,6 +13,14 @@ Leases: which worker runs a job is decided in the database, not the broker (see 
 - a started, still-active job is claimable only when its heartbeat (`updated_at`) is older than
   the stale limit: its worker died (SIGKILL, OOM kill, power loss) and this delivery resumes it.
 `release()` backdates the heartbeat so the next delivery may resume at once (a clean shutdown).
+
+Fencing: a worker that is alive but silent past the stale limit (a long GC pause, SIGSTOP, a
+network partition, a database outage) loses its job to another worker without knowing it. So every
+claim increments `jobs.lease_epoch` in its UPDATE and hands the new value to its worker, and every
+write that worker makes for the job (heartbeat, steps, events, checkpoints, status, release) runs in
+a transaction that first checks `lease_epoch` still equals its value (`hold_lease`, worker/sink.py).
+A stale owner's write fails with `LeaseLost`, rolls back, and the worker stops the job without
+writing anything more: the rows are the new owner's alone.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from core.models import (
     new_id,
     utcnow,
 )
-from worker.sink import event_row, upsert
+from worker.sink import LeaseLost, event_row, upsert
 
 ALLOWED: dict[str, frozenset[str]] = {
     JobStatus.queued: frozenset({JobStatus.estimating_priors, JobStatus.running, JobStatus.failed,
@@ -53,6 +61,7 @@ class Claim:
     status: str
     resumed: bool  # the job had started before: a previous worker died or shut down mid-run
     cancel_requested: bool
+    epoch: int  # the job's `lease_epoch` after this claim: the token every later write must show
 
 
 def transition(conn: Connection, job_id: str, to: str, *, message: str = "",
@@ -97,33 +106,50 @@ def claim(conn: Connection, job_id: str, *, stale_after_seconds: float) -> Claim
         return None
     now = utcnow()
     stale_before = datetime.fromtimestamp(now.timestamp() - stale_after_seconds, UTC)
-    changed = conn.execute(
+    epoch = conn.scalar(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES),
                or_(Job.started_at.is_(None), Job.updated_at < stale_before))
-        .values(updated_at=now, started_at=func.coalesce(Job.started_at, now))
-    ).rowcount
-    if changed != 1:
+        .values(updated_at=now, started_at=func.coalesce(Job.started_at, now),
+                lease_epoch=Job.lease_epoch + 1)
+        .returning(Job.lease_epoch)
+    )
+    if epoch is None:
         return None
     return Claim(job_id, row.status, resumed=row.started_at is not None,
-                 cancel_requested=bool(row.cancel_requested))
+                 cancel_requested=bool(row.cancel_requested), epoch=epoch)
 
 
-def heartbeat(conn: Connection, job_id: str) -> None:
-    """Tell other workers this job's worker is alive."""
-    conn.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
-                 .values(updated_at=utcnow()))
+def _touch(conn: Connection, job_id: str, epoch: int, when: datetime) -> None:
+    """Set the heartbeat of an active job to `when` if `epoch` still holds its lease; a job that
+    has finished is left alone, a lease that moved on raises `LeaseLost`."""
+    changed = conn.execute(
+        update(Job).where(Job.id == job_id, Job.lease_epoch == epoch, Job.status.in_(ACTIVE_STATUSES))
+        .values(updated_at=when)
+    ).rowcount
+    if changed != 1:
+        current = conn.scalar(select(Job.lease_epoch).where(Job.id == job_id))
+        if current != epoch:
+            raise LeaseLost(job_id, epoch, current)
 
 
-def release(conn: Connection, job_id: str) -> None:
-    """Give the lease up now (clean shutdown): the next delivery may resume without waiting."""
-    conn.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
-                 .values(updated_at=RELEASED_AT))
+def heartbeat(conn: Connection, job_id: str, epoch: int) -> None:
+    """Tell other workers this job's worker (lease `epoch`) is alive."""
+    _touch(conn, job_id, epoch, utcnow())
 
 
-def cancel_requested(conn: Connection, job_id: str) -> bool:
-    """The job's cancel flag (one primary-key lookup)."""
-    return bool(conn.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+def release(conn: Connection, job_id: str, epoch: int) -> None:
+    """Give lease `epoch` up now (clean shutdown): the next delivery may resume without waiting."""
+    _touch(conn, job_id, epoch, RELEASED_AT)
+
+
+def cancel_requested(conn: Connection, job_id: str, epoch: int | None = None) -> bool:
+    """The job's cancel flag (one primary-key lookup). With `epoch`, also checks the lease is still
+    held and raises `LeaseLost` when it is not (a read: nothing is written either way)."""
+    row = conn.execute(select(Job.cancel_requested, Job.lease_epoch).where(Job.id == job_id)).first()
+    if epoch is not None and (row is None or row.lease_epoch != epoch):
+        raise LeaseLost(job_id, epoch, row.lease_epoch if row is not None else None)
+    return bool(row.cancel_requested) if row is not None else False
 
 
 def orphaned_jobs(conn: Connection, *, stale_after_seconds: float,

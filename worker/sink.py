@@ -4,6 +4,12 @@ Choices:
 - One transaction per step: every metric, every histogram and the job's `current_step` (and its
   heartbeat, `updated_at`) commit together, so a reader never sees half a step and `current_step`
   never points past the data.
+- Fenced: a sink made with the worker's lease `epoch` starts each transaction with
+  `UPDATE jobs .. WHERE id = :id AND lease_epoch = :epoch`; no row means another worker has claimed
+  the job since (the epoch moved on), so the transaction rolls back and `LeaseLost` is raised. On
+  PostgreSQL that UPDATE also holds the row lock until commit, so a claim cannot slip between the
+  check and the writes after it; SQLite has one writer at a time anyway. (`LeaseLost` and
+  `hold_lease` live here rather than in worker/lifecycle.py, which imports this module.)
 - Idempotent: metrics upsert on their primary key (job_id, name, step) and histograms on
   (job_id, step, name) with the dialect's `INSERT .. ON CONFLICT DO UPDATE` (Postgres and SQLite
   share the syntax). A step written twice (a retry after a commit whose acknowledgement was lost, or
@@ -29,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from core.models import AdvantageHistogram, Job, JobEvent, Metric, utcnow
@@ -39,6 +45,34 @@ T = TypeVar("T")
 
 # Event kinds whose rows are shown as errors/warnings in the dashboard.
 _LEVELS = {"error": "error", "failed": "error", "warning": "warning"}
+
+
+class LeaseLost(Exception):
+    """Another worker claimed the job after this one (the job's `lease_epoch` moved past ours).
+
+    Nothing of the transaction that found out was written. The job belongs to the new owner: this
+    worker must stop running it and write nothing more for it, not even a `failed` status.
+    """
+
+    def __init__(self, job_id: str, epoch: int, current: int | None):
+        self.job_id, self.epoch, self.current = job_id, epoch, current
+        now = "the job is gone" if current is None else f"the job is at epoch {current}"
+        super().__init__(f"job {job_id}: lease lost (this worker held epoch {epoch}, {now}); "
+                         "another worker took it over, so this one stops without writing")
+
+
+def lease_lost(conn: Connection, job_id: str, epoch: int) -> LeaseLost:
+    """The `LeaseLost` to raise after a fenced UPDATE matched no row (reads the current epoch)."""
+    return LeaseLost(job_id, epoch, conn.scalar(select(Job.lease_epoch).where(Job.id == job_id)))
+
+
+def hold_lease(conn: Connection, job_id: str, epoch: int) -> None:
+    """First statement of a fenced transaction: refresh the heartbeat if `epoch` is still the
+    job's lease, else raise `LeaseLost` (which rolls the transaction back)."""
+    changed = conn.execute(update(Job).where(Job.id == job_id, Job.lease_epoch == epoch)
+                           .values(updated_at=utcnow())).rowcount
+    if changed != 1:
+        raise lease_lost(conn, job_id, epoch)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -137,11 +171,17 @@ _PG_METRICS_UPSERT = text(
 
 
 class DatabaseSink:
-    """`trainer.sinks.MetricsSink` writing into `metrics`, `advantage_histograms` and `job_events`."""
+    """`trainer.sinks.MetricsSink` writing into `metrics`, `advantage_histograms` and `job_events`.
 
-    def __init__(self, engine: Engine, job_id: str, *, retry_seconds: float = 900.0):
+    `epoch` is the worker's lease (`Claim.epoch`): every write is fenced on it (module docstring).
+    None writes unfenced, for tools and benchmarks that hold no lease; the worker always passes it.
+    """
+
+    def __init__(self, engine: Engine, job_id: str, *, epoch: int | None = None,
+                 retry_seconds: float = 900.0):
         self.engine = engine
         self.job_id = job_id
+        self.epoch = epoch
         self.retry_seconds = retry_seconds
         self._metrics = upsert(engine, Metric, ["job_id", "name", "step"], ["value"])
         self._unnest = engine.dialect.name == "postgresql"
@@ -163,6 +203,13 @@ class DatabaseSink:
         ]
 
         def write(conn: Connection) -> None:
+            # First, so the fence (and on Postgres the row lock) comes before any row is written.
+            job = update(Job).where(Job.id == self.job_id)
+            if self.epoch is not None:
+                job = job.where(Job.lease_epoch == self.epoch)
+            changed = conn.execute(job.values(current_step=step, updated_at=utcnow())).rowcount
+            if changed != 1 and self.epoch is not None:
+                raise lease_lost(conn, self.job_id, self.epoch)
             if metric_rows and self._unnest:
                 conn.execute(_PG_METRICS_UPSERT, {
                     "job_id": self.job_id, "step": step,
@@ -172,9 +219,6 @@ class DatabaseSink:
                 conn.execute(self._metrics, metric_rows)
             if histogram_rows:
                 conn.execute(self._histograms, histogram_rows)
-            conn.execute(
-                update(Job).where(Job.id == self.job_id).values(current_step=step, updated_at=utcnow())
-            )
 
         run_in_transaction(self.engine, write, retry_seconds=self.retry_seconds,
                            what=f"job {self.job_id} step {step}")
@@ -182,8 +226,14 @@ class DatabaseSink:
     def log_event(self, kind: str, message: str, data: Mapping[str, Any] | None = None) -> None:
         """Append one row to `job_events` (`kind` "error"/"warning" set the row's level)."""
         row = event_row(self.job_id, kind, message, data)
-        run_in_transaction(self.engine, lambda conn: conn.execute(JobEvent.__table__.insert(), row),
-                           retry_seconds=self.retry_seconds, what=f"job {self.job_id} event")
+
+        def write(conn: Connection) -> None:
+            if self.epoch is not None:
+                hold_lease(conn, self.job_id, self.epoch)
+            conn.execute(JobEvent.__table__.insert(), row)
+
+        run_in_transaction(self.engine, write, retry_seconds=self.retry_seconds,
+                           what=f"job {self.job_id} event")
 
     def close(self) -> None:
         """Nothing to flush: every call commits before it returns. The engine belongs to the caller."""

@@ -12,6 +12,12 @@ Choices:
   task returns normally, so the worker takes the next job. Only the database being unreachable for
   longer than `db_retry_seconds` escapes: the job stays active, its heartbeat goes stale, and the
   orphan sweep hands it to a worker again later.
+- The claim's lease epoch fences every write for the job (worker/lifecycle.py): `JobRunner.tx`
+  checks it first in each transaction, the sink in each step and event, the heartbeat in each beat,
+  `should_stop` before each step. When another worker has claimed the job since (this one was
+  silent past the stale limit), that check raises `LeaseLost`: the transaction rolls back, the
+  trainer stops, and the job is left alone, not failed, because it is the new owner's now. The
+  delivery ends with a warning in the log and nothing in the database.
 - A warm shutdown (SIGTERM, Ctrl-C in `basis up`) stops the trainer at its next step boundary;
   the job keeps its status, gives its lease back and its message is requeued (`Reject(requeue)`),
   so the next worker resumes it from its last checkpoint.
@@ -40,7 +46,7 @@ from core.settings import Settings, get_settings
 from worker import lifecycle
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
-from worker.sink import DatabaseSink, is_transient, run_in_transaction
+from worker.sink import DatabaseSink, LeaseLost, hold_lease, is_transient, run_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +76,11 @@ def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Any:
 class _Heartbeat:
     """A daemon thread touching the job row every few seconds, so long steps (prior estimation, a
     slow rollout) never make a live job look orphaned. A failed beat is logged, not fatal: the sink
-    is what blocks the job during a database outage."""
+    is what blocks the job during a database outage. A lost lease ends the beats (the trainer
+    learns of it at its next write or stop check)."""
 
-    def __init__(self, engine: Engine, job_id: str, every: float):
-        self._engine, self._job_id, self._every = engine, job_id, every
+    def __init__(self, engine: Engine, job_id: str, epoch: int, every: float):
+        self._engine, self._job_id, self._epoch, self._every = engine, job_id, epoch, every
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
@@ -89,30 +96,40 @@ class _Heartbeat:
         while not self._done.wait(self._every):
             try:
                 with self._engine.begin() as conn:
-                    lifecycle.heartbeat(conn, self._job_id)
+                    lifecycle.heartbeat(conn, self._job_id, self._epoch)
+            except LeaseLost as exc:
+                log.warning("heartbeat stopped: %s", exc)
+                return
             except Exception as exc:  # noqa: BLE001 - a missed beat must never kill the job
                 log.warning("heartbeat for %s failed: %s", self._job_id, exc)
 
 
 class JobRunner:
-    """Runs one claimed job: builds the trainer's callbacks around the database."""
+    """Runs one claimed job: builds the trainer's callbacks around the database. Every write is
+    fenced on the claim's lease `epoch` (module docstring)."""
 
-    def __init__(self, job_id: str, engine: Engine, settings: Settings,
+    def __init__(self, job_id: str, epoch: int, engine: Engine, settings: Settings,
                  worker_settings: WorkerSettings, stop: threading.Event,
                  train_fn: Callable[..., Any] | None = None):
-        self.job_id, self.engine, self.settings = job_id, engine, settings
+        self.job_id, self.epoch, self.engine, self.settings = job_id, epoch, engine, settings
         self.ws, self.stop, self.train_fn = worker_settings, stop, train_fn
 
     def tx(self, work, what: str):
-        return run_in_transaction(self.engine, work, retry_seconds=self.ws.db_retry_seconds,
+        """`work(conn)` in one transaction that first checks this worker still holds the lease."""
+
+        def fenced(conn):
+            hold_lease(conn, self.job_id, self.epoch)
+            return work(conn)
+
+        return run_in_transaction(self.engine, fenced, retry_seconds=self.ws.db_retry_seconds,
                                   what=f"job {self.job_id} {what}")
 
     def should_stop(self) -> bool:
         if self.stop.is_set():
             return True
         try:
-            with self.engine.connect() as conn:
-                return lifecycle.cancel_requested(conn, self.job_id)
+            with self.engine.connect() as conn:  # raises LeaseLost before a step of a lost job
+                return lifecycle.cancel_requested(conn, self.job_id, self.epoch)
         except Exception as exc:
             if is_transient(exc):  # the database is away; the sink will wait for it at the step
                 return False
@@ -141,7 +158,7 @@ class JobRunner:
         # trainer (torch), which on a busy machine can outlast `stale_after_seconds`, and a claimed
         # job that stays silent that long is taken over by another worker while this one runs it.
         # It stops before `_after_train`, whose release must not be overwritten by a late beat.
-        with _Heartbeat(self.engine, self.job_id, self.ws.heartbeat_seconds):
+        with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
             outcome = self._start_and_train(claim)
         return outcome if isinstance(outcome, str) else self._after_train(outcome)
 
@@ -164,11 +181,14 @@ class JobRunner:
             from trainer.loop import train as train_fn
         else:
             train_fn = self.train_fn
-        sink = DatabaseSink(self.engine, self.job_id, retry_seconds=self.ws.db_retry_seconds)
+        sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
+                            retry_seconds=self.ws.db_retry_seconds)
         try:
             return train_fn(config, sink, run_dir=self.settings.job_run_dir(self.job_id),
                             should_stop=self.should_stop, on_status=self.on_status,
                             on_checkpoint=self.on_checkpoint, resume=True)
+        except LeaseLost:  # the job is another worker's now: failing it would overwrite its run
+            raise
         except Exception as exc:
             if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
                 raise
@@ -187,7 +207,7 @@ class JobRunner:
         if not getattr(result, "stopped", False):
             return self.finish(JobStatus.succeeded, f"finished {summary['steps']} steps", data=summary)
         with self.engine.connect() as conn:
-            cancelled = lifecycle.cancel_requested(conn, self.job_id)
+            cancelled = lifecycle.cancel_requested(conn, self.job_id, self.epoch)
         if cancelled:
             return self.finish(JobStatus.cancelled, f"cancelled after {summary['steps']} steps",
                                data=summary)
@@ -196,7 +216,7 @@ class JobRunner:
             lifecycle.record_event(conn, self.job_id, "interrupted",
                                    "worker shutting down; the job will resume from its last checkpoint",
                                    summary)
-            lifecycle.release(conn, self.job_id)
+            lifecycle.release(conn, self.job_id, self.epoch)
 
         self.tx(give_back, "release")
         raise JobInterrupted(self.job_id)
@@ -227,7 +247,8 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
 
     `train_fn` stands in for `trainer.loop.train` (same signature) in tests of the lifecycle.
 
-    Raises `JobInterrupted` when `stop` was set (worker shutdown) and the job was left resumable.
+    Raises `JobInterrupted` when `stop` was set (worker shutdown) and the job was left resumable,
+    and `LeaseLost` when another worker claimed the job meanwhile (nothing more was written).
     """
     stop = stop or shutting_down
     if stop.is_set():
@@ -246,8 +267,13 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
         log.info("job %s not claimed (status %s): finished, missing, or running elsewhere",
                  job_id, status)
         return status or "missing"
-    log.info("job %s claimed (%s)", job_id, "resume" if claim.resumed else "start")
-    return JobRunner(job_id, engine, settings, ws, stop, train_fn).run(claim)
+    log.info("job %s claimed (%s, lease epoch %d)", job_id, "resume" if claim.resumed else "start",
+             claim.epoch)
+    try:
+        return JobRunner(job_id, claim.epoch, engine, settings, ws, stop, train_fn).run(claim)
+    except LeaseLost as exc:
+        log.warning("%s", exc)
+        raise
 
 
 @app.task(name="basis.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -258,6 +284,8 @@ def run_job(self, job_id: str) -> str:
     except JobInterrupted:
         # Back into the queue for whichever worker starts next; the lease is already released.
         raise Reject(f"job {job_id} interrupted by shutdown", requeue=True) from None
+    except LeaseLost:
+        return "lease_lost"  # logged by execute_job; the new owner runs the job, nothing to redo
 
 
 def enqueue_job(job_id: str, queue: str, *, settings: Settings | None = None) -> None:

@@ -18,6 +18,10 @@ def _events(engine, job_id):
                             .where(JobEvent.job_id == job_id).order_by(JobEvent.id)).all()
 
 
+def _job_epoch(conn, job_id):
+    return conn.scalar(select(Job.lease_epoch).where(Job.id == job_id))
+
+
 def _job(engine, job_id):
     with Session(engine) as session:
         return session.get(Job, job_id)
@@ -75,8 +79,20 @@ def test_released_job_is_claimable_at_once(engine, make_job):
     job_id = make_job(status=JobStatus.running, started=LONG_AGO)
     with engine.begin() as conn:
         assert lifecycle.claim(conn, job_id, stale_after_seconds=3600) is None
-        lifecycle.release(conn, job_id)
+        lifecycle.release(conn, job_id, 0)
         assert lifecycle.claim(conn, job_id, stale_after_seconds=3600) is not None
+
+
+def test_each_claim_takes_the_next_lease_epoch(engine, make_job):
+    job_id = make_job()
+    with engine.begin() as conn:
+        first = lifecycle.claim(conn, job_id, stale_after_seconds=60)
+        assert lifecycle.claim(conn, job_id, stale_after_seconds=60) is None  # a lost race ...
+        assert _job_epoch(conn, job_id) == 1  # ... leaves the epoch alone
+        lifecycle.release(conn, job_id, first.epoch)
+        second = lifecycle.claim(conn, job_id, stale_after_seconds=60)
+        assert _job_epoch(conn, job_id) == 2
+    assert (first.epoch, second.epoch) == (1, 2)
 
 
 def test_terminal_jobs_are_never_claimed(engine, make_job):
