@@ -111,3 +111,35 @@ def test_generate_logs_no_generation_flag_warning(engine, temperature):
     finally:
         root.removeHandler(handler)
     assert [r.getMessage() for r in records] == []
+
+
+def test_checkpoint_generation_config_does_not_change_what_is_sampled(tmp_path):
+    """A hub checkpoint's generation_config.json (repetition penalty, min_p, no-repeat n-grams,
+    min_new_tokens) would be applied by transformers after our logprob recorder, so the recorded
+    logprobs would not describe the sampled tokens. The engine switches it off while generating."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.tiny import build_tiny_model
+
+    path = build_tiny_model(tmp_path / "m", layers=1, hidden=64)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    cfg = model.generation_config
+    cfg.repetition_penalty, cfg.min_p, cfg.no_repeat_ngram_size = 50.0, 0.5, 1
+    cfg.top_k, cfg.min_new_tokens = 1, 6
+    eng = get_engine("hf", model, tok, None)
+    out = eng.generate(prompts(tok), 3, SamplingParams(max_new_tokens=6, seed=5))
+    for r in out:
+        ids = torch.tensor([r.prompt_ids + r.response_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(r.prompt_ids) - 1:-1]
+        ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(r.response_ids)[:, None])
+        assert torch.allclose(ref.squeeze(-1), torch.tensor(r.logprobs), atol=1e-4)
+    greedy = eng.generate(prompts(tok), 1, SamplingParams(temperature=0, max_new_tokens=5))
+    for r in greedy:  # plain argmax decoding, no penalty or forced length
+        ids = list(r.prompt_ids)
+        for token in r.response_ids:
+            with torch.no_grad():
+                assert int(model(torch.tensor([ids])).logits[0, -1].argmax()) == token
+            ids.append(token)
+    assert model.generation_config is cfg and cfg.repetition_penalty == 50.0  # restored

@@ -12,6 +12,12 @@ Choices:
   instead of the (T, B, V) of `output_scores`, which matters at a 150k vocabulary.
 - Determinism: each call runs under `torch.random.fork_rng` seeded with `params.seed`, so results
   depend on the seed and the inputs only, and the global RNG is untouched.
+- The model's own `generation_config.json` (repetition_penalty, min_p, no_repeat_ngram_size,
+  min_new_tokens, ... as hub checkpoints ship them) is switched off while we generate: transformers
+  fills every setting a call leaves unset from it, and any such processor would change the
+  distribution we sample from after the recorder saw it, so the recorded logprobs (and the
+  trainer's importance ratios) would no longer describe the sampled tokens. The run's
+  SamplingParams are the whole sampling definition.
 - Stop at any EOS id of the model's generation config (plus the tokenizer's); `finish_reason` is
   "stop" when one was generated, "length" otherwise.
 """
@@ -23,6 +29,7 @@ from typing import Any
 
 import torch
 from transformers import (
+    GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
     TemperatureLogitsWarper,
@@ -125,22 +132,39 @@ class HFEngine:
         warpers, and passing these would make transformers warn that they are unused."""
         return {} if params.greedy else {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
 
+    @contextlib.contextmanager
+    def _model_generation_defaults_off(self):
+        """Swap the checkpoint's generation config for a blank one (module docstring)."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        saved = getattr(base, "generation_config", None)
+        if saved is None:
+            yield
+            return
+        base.generation_config = GenerationConfig(
+            bos_token_id=saved.bos_token_id, eos_token_id=saved.eos_token_id,
+            pad_token_id=saved.pad_token_id, decoder_start_token_id=saved.decoder_start_token_id)
+        try:
+            yield
+        finally:
+            base.generation_config = saved
+
     def _generate_chunk(self, prompts, chunk: list[int], params: SamplingParams) -> list[Rollout]:
         seqs = [prompts[i] for i in chunk]
         width = max(map(len, seqs))
         ids = torch.tensor([[self.pad_id] * (width - len(s)) + list(s) for s in seqs])
         mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(s) for s in seqs])[:, None])
         recorder = _LogprobRecorder()
-        generated = self.model.generate(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.long().to(self.device),
-            do_sample=not params.greedy,
-            **self._neutral_warpers(params),
-            max_new_tokens=params.max_new_tokens,
-            logits_processor=LogitsProcessorList([*self._processors(params), recorder]),
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_ids,
-        )
+        with self._model_generation_defaults_off():
+            generated = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.long().to(self.device),
+                do_sample=not params.greedy,
+                **self._neutral_warpers(params),
+                max_new_tokens=params.max_new_tokens,
+                logits_processor=LogitsProcessorList([*self._processors(params), recorder]),
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_ids,
+            )
         new = generated[:, width:].cpu()  # (B, steps)
         logprobs = recorder.finish(new[:, -1]) if new.shape[1] else torch.zeros(len(chunk), 0)
         return [
