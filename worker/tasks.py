@@ -267,8 +267,8 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
         log.info("job %s not claimed (status %s): finished, missing, or running elsewhere",
                  job_id, status)
         return status or "missing"
-    log.info("job %s claimed (%s, lease epoch %d)", job_id, "resume" if claim.resumed else "start",
-             claim.epoch)
+    log.info("job %s claimed (%s) with lease epoch %d", job_id,
+             "resume" if claim.resumed else "start", claim.epoch)
     try:
         return JobRunner(job_id, claim.epoch, engine, settings, ws, stop, train_fn).run(claim)
     except LeaseLost as exc:
