@@ -122,11 +122,12 @@ MetricsPublic = ListPublic[MetricSeries]
 
 
 class HistogramPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    step: int
+    step: int = Field(description="The last step the histogram covers (= step_to).")
+    step_from: int = Field(description="First step merged into it; equals `step` unless downsampled.")
+    step_to: int = Field(description="Last step merged into it.")
     name: str
-    edges: list[float]
-    counts: list[int]
+    edges: list[float] = Field(description="(bins+1,) bin edges.")
+    counts: list[int] = Field(description="(bins,) samples per bin, summed over the merged steps.")
 
 
 HistogramsPublic = ListPublic[HistogramPublic]

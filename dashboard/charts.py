@@ -10,8 +10,10 @@ Choices:
   than treated as zeros.
 - Every chart is built from a long data frame (`step`, `series`, `value`, ...) so the same frame
   feeds a chart and a test; the frames are the testable part, the Altair specs are thin.
-- Advantage histograms over time are drawn as a heatmap of per-step fractions; steps are merged
-  into at most `max_columns` columns (counts summed) so 2,000 steps stay a few thousand rectangles.
+- Advantage histograms come from the API already merged over consecutive steps (`step_from` ..
+  `step_to`, at most a few hundred per run); over time they are drawn as a heatmap of fractions,
+  merged further into at most `max_columns` columns (counts summed) so it stays a few thousand
+  rectangles.
 - Comparing jobs against wall-clock or rollouts maps each point's step onto the x metric by linear
   interpolation, because a sparse series (eval accuracy) and the x series are logged, and
   downsampled, at different steps.
@@ -157,14 +159,33 @@ def histogram_frame(histogram: Mapping[str, Any]) -> pd.DataFrame:
                          "fraction": counts / total if total else counts})
 
 
+def histogram_span(histogram: Mapping[str, Any]) -> tuple[int, int]:
+    """(first, last) step a histogram covers; one step when the API did not merge any."""
+    return histogram.get("step_from", histogram["step"]), histogram.get("step_to", histogram["step"])
+
+
+def histogram_label(histogram: Mapping[str, Any]) -> str:
+    first, last = histogram_span(histogram)
+    return f"step {last}" if first == last else f"steps {first}-{last}"
+
+
+def histogram_at(histograms: Sequence[Mapping[str, Any]], step: int) -> Mapping[str, Any]:
+    """The histogram (of a non-empty list) covering `step`, else the nearest (the earlier on a tie)."""
+    def distance(histogram: Mapping[str, Any]) -> int:
+        first, last = histogram_span(histogram)
+        return max(first - step, step - last, 0)
+
+    return min(sorted(histograms, key=lambda h: h["step"]), key=distance)
+
+
 def histogram_chart(histogram: Mapping[str, Any], *, height: int = 260) -> Chart:
-    """Bar chart of one step's advantage distribution."""
+    """Bar chart of one histogram's advantage distribution (one step, or several merged)."""
     frame = histogram_frame(histogram)
     return Chart({
         "height": height,
         "mark": {"type": "rect", "stroke": "white", "strokeWidth": 0.5},
         "encoding": {
-            "x": {"field": "lo", "type": "quantitative", "title": f"advantage (step {histogram['step']})"},
+            "x": {"field": "lo", "type": "quantitative", "title": f"advantage ({histogram_label(histogram)})"},
             "x2": {"field": "hi"},
             "y": {"field": "count", "type": "quantitative", "title": "samples"},
             "y2": {"datum": 0},
@@ -178,11 +199,12 @@ def histogram_chart(histogram: Mapping[str, Any], *, height: int = 260) -> Chart
 
 def histogram_heatmap_frame(histograms: Sequence[Mapping[str, Any]], *,
                             max_columns: int = 200) -> pd.DataFrame:
-    """Heatmap cells `step_lo, step_hi, lo, hi, fraction` from per-step histograms.
+    """Heatmap cells `step_lo, step_hi, lo, hi, fraction` from histograms (each one step or a span).
 
-    Steps are merged into at most `max_columns` consecutive groups (counts summed, then each
-    group normalised to fractions). Histograms whose bins differ from the first one's are skipped:
-    the trainer uses fixed edges, so that only happens with foreign data.
+    Histograms are merged into at most `max_columns` consecutive groups (counts summed, then each
+    group normalised to fractions); a column runs from its first step to after its last. Histograms
+    whose bins differ from the first one's are skipped: the trainer uses fixed edges, so that only
+    happens with foreign data.
     """
     columns = ["step_lo", "step_hi", "lo", "hi", "fraction"]
     if not histograms:
@@ -190,18 +212,18 @@ def histogram_heatmap_frame(histograms: Sequence[Mapping[str, Any]], *,
     ordered = sorted(histograms, key=lambda h: h["step"])
     edges = list(ordered[0]["edges"])
     kept = [h for h in ordered if h["edges"] == edges]  # list equality: exact, and cheap
-    steps = np.asarray([h["step"] for h in kept], dtype=np.int64)  # (T,)
+    spans = np.asarray([histogram_span(h) for h in kept], dtype=np.int64)  # (T, 2) first, last step
     counts = np.asarray([h["counts"] for h in kept], dtype=np.float64)  # (T, bins)
-    n_groups = min(max_columns, steps.size)
-    starts = np.asarray([idx[0] for idx in np.array_split(np.arange(steps.size), n_groups)])  # (G,)
-    ends = np.append(starts[1:], steps.size) - 1  # (G,) index of each group's last step
+    n_groups = min(max_columns, len(kept))
+    starts = np.asarray([idx[0] for idx in np.array_split(np.arange(len(kept)), n_groups)])  # (G,)
+    ends = np.append(starts[1:], len(kept)) - 1  # (G,) index of each group's last histogram
     summed = np.add.reduceat(counts, starts, axis=0)  # (G, bins)
     totals = summed.sum(axis=1, keepdims=True)  # (G, 1)
     fraction = np.divide(summed, totals, out=np.zeros_like(summed), where=totals > 0)
     bins = counts.shape[1]
     edge = np.asarray(edges, dtype=np.float64)
     return pd.DataFrame({
-        "step_lo": np.repeat(steps[starts], bins), "step_hi": np.repeat(steps[ends] + 1, bins),
+        "step_lo": np.repeat(spans[starts, 0], bins), "step_hi": np.repeat(spans[ends, 1] + 1, bins),
         "lo": np.tile(edge[:-1], n_groups), "hi": np.tile(edge[1:], n_groups),
         "fraction": fraction.ravel(),
     })
@@ -227,12 +249,6 @@ def histogram_heatmap(histograms: Sequence[Mapping[str, Any]], *, max_columns: i
                         {"field": "fraction", "type": "quantitative", "format": ".1%"}],
         },
     }, frame)
-
-
-def nearest_step(steps: Sequence[int], wanted: int) -> int:
-    """The element of `steps` (non-empty) closest to `wanted` (the earlier one on a tie)."""
-    array = np.asarray(steps)
-    return int(array[np.argmin(np.abs(array - wanted))])
 
 
 def compare_frame(runs: Mapping[str, Iterable[Mapping[str, Any]]], metric: str, *,

@@ -74,10 +74,12 @@ class MetricSeries(TypedDict):
 
 
 class Histogram(TypedDict):
-    step: int
+    step: int  # the last step it covers
     name: str
     edges: list[float]
     counts: list[int]
+    step_from: NotRequired[int]  # first step merged into it (downsampled reads; = step otherwise)
+    step_to: NotRequired[int]
 
 
 class Event(TypedDict):
@@ -230,13 +232,19 @@ class BasisClient:
                               max_points=max_points)
         return self._json("GET", f"/v1/jobs/{job_id}/metrics", params=params)["data"]
 
-    def advantages(self, job_id: str, *, since_step: int | None = None, page_size: int = 1000,
-                   max_items: int = 20_000) -> list[Histogram]:
-        """Per-step advantage histograms from `since_step` on, following the API's pages."""
+    def advantages(self, job_id: str, *, since_step: int | None = None, max_steps: int | None = None,
+                   page_size: int = 1000, max_items: int = 20_000) -> list[Histogram]:
+        """Advantage histograms from `since_step` on.
+
+        With `max_steps`, one request: the API merges consecutive steps into at most that many
+        histograms per name, covering every step to the latest (`step_from`..`step_to` each).
+        Without it, one histogram per step, following the API's pages up to `max_items`."""
+        path = f"/v1/jobs/{job_id}/advantages"
+        if max_steps is not None:
+            return self._json("GET", path, params=self._params(since_step=since_step, max_steps=max_steps))["data"]
         histograms: list[Histogram] = []
         while len(histograms) < max_items:
-            page = self._json("GET", f"/v1/jobs/{job_id}/advantages",
-                              params=self._params(since_step=since_step, limit=page_size))
+            page = self._json("GET", path, params=self._params(since_step=since_step, limit=page_size))
             histograms.extend(page["data"])
             if not page.get("has_more") or not page["data"]:
                 break

@@ -31,8 +31,9 @@ MAX_POINTS = 500  # per metric series: about one point per pixel column of a wid
 # Cumulative x axes (wall-clock, rollouts) are fetched nearly raw: a bucket mean of a cumulative
 # series is not a value it ever had. 5,000 is the API's default cap on max_points.
 X_MAX_POINTS = 5000
-# The histogram endpoint cannot downsample, so a very long run shows its latest steps only.
-MAX_HISTOGRAM_STEPS = 5000
+# Advantage histograms per job: the API merges consecutive steps into at most this many, so the
+# charts cover the whole run however long it is.
+HISTOGRAM_STEPS = 500
 REFRESH_SECONDS = 5
 ACTIVE = ("queued", "estimating_priors", "running")
 
@@ -119,13 +120,13 @@ def fetch_metrics_final(url: str, key: str, job_id: str, names: tuple[str, ...] 
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def fetch_advantages(url: str, key: str, job_id: str, since_step: int = 0) -> list[dict]:
-    return _client(url, key).advantages(job_id, since_step=since_step or None)
+def fetch_advantages(url: str, key: str, job_id: str, max_steps: int = HISTOGRAM_STEPS) -> list[dict]:
+    return _client(url, key).advantages(job_id, max_steps=max_steps)
 
 
 @st.cache_data(ttl=TERMINAL_TTL_SECONDS, show_spinner=False)
-def fetch_advantages_final(url: str, key: str, job_id: str, since_step: int = 0) -> list[dict]:
-    return _client(url, key).advantages(job_id, since_step=since_step or None)
+def fetch_advantages_final(url: str, key: str, job_id: str, max_steps: int = HISTOGRAM_STEPS) -> list[dict]:
+    return _client(url, key).advantages(job_id, max_steps=max_steps)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
@@ -155,15 +156,11 @@ def job_metrics(job: dict, names: tuple[str, ...] | None = None,
     return call(fetch, *connection(), job["id"], names, max_points)
 
 
-def histogram_window(job: dict) -> int:
-    """First step of the advantage histograms shown: the latest `MAX_HISTOGRAM_STEPS` steps."""
-    return max(0, (job.get("current_step") or 0) - MAX_HISTOGRAM_STEPS + 1)
-
-
 def job_advantages(job: dict) -> list[dict]:
-    """Advantage histograms of `job` (its latest steps), cached longer once it is finished."""
+    """Advantage histograms of `job` over its whole run (steps merged by the API), cached longer
+    once it is finished."""
     fetch = fetch_advantages if job["status"] in ACTIVE else fetch_advantages_final
-    return call(fetch, *connection(), job["id"], histogram_window(job))
+    return call(fetch, *connection(), job["id"], HISTOGRAM_STEPS)
 
 
 def prefetch(job: dict) -> None:
@@ -177,7 +174,7 @@ def prefetch(job: dict) -> None:
     tasks = [
         (fetch_metrics if active else fetch_metrics_final, (url, key, job["id"], None, MAX_POINTS)),
         (fetch_advantages if active else fetch_advantages_final,
-         (url, key, job["id"], histogram_window(job))),
+         (url, key, job["id"], HISTOGRAM_STEPS)),
         (fetch_events, (url, key, job["id"])),
         (fetch_checkpoints, (url, key, job["id"])),
     ]

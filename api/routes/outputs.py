@@ -22,6 +22,8 @@ from core.services.jobs import get_job
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["job outputs"])
 ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}
+# Like a page's `limit`, it bounds one response: ~250 kB per histogram name at 20 bins.
+MAX_HISTOGRAM_STEPS = 1000
 
 
 @router.get("/metrics", response_model=MetricsPublic, responses=ERRORS)
@@ -44,12 +46,20 @@ def read_metrics(job_id: str, user: CurrentUser, session: SessionDep, settings: 
 @router.get("/advantages", response_model=HistogramsPublic, responses=ERRORS)
 def read_advantages(job_id: str, user: CurrentUser, session: SessionDep,
                     since_step: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Inclusive.")] = None,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> HistogramsPublic:
-    """Advantage histograms per step; `next_cursor` is the `since_step` of the next page."""
+                    limit: Annotated[int, Query(ge=1, le=1000, description="Page size; not used with max_steps.")] = 100,
+                    max_steps: Annotated[int | None, Query(ge=1, le=MAX_HISTOGRAM_STEPS, description=(
+                        "Merge consecutive steps so that at most this many histograms per name cover "
+                        "the whole run (one response, no paging); see step_from/step_to."))] = None,
+                    ) -> HistogramsPublic:
+    """Advantage histograms per step, paged (`next_cursor` is the next `since_step`), or downsampled."""
     job = get_job(session, user, job_id)
+    if max_steps is not None:
+        merged = service.downsample_histograms(session, job, since_step=since_step, max_steps=max_steps)
+        return HistogramsPublic(data=[HistogramPublic(**h) for h in merged])
     rows, has_more, next_step = service.list_histograms(session, job, since_step=since_step, limit=limit)
-    return HistogramsPublic(data=[HistogramPublic.model_validate(r) for r in rows], has_more=has_more,
-                            next_cursor=str(next_step) if has_more else None)
+    return HistogramsPublic(data=[HistogramPublic(step=r.step, step_from=r.step, step_to=r.step, name=r.name,
+                                                  edges=r.edges, counts=r.counts) for r in rows],
+                            has_more=has_more, next_cursor=str(next_step) if has_more else None)
 
 
 @router.get("/checkpoints", response_model=CheckpointsPublic, responses=ERRORS)

@@ -124,17 +124,17 @@ def advantages_section(job: dict) -> None:
     if not histograms:
         st.info("No advantage histograms yet.")
         return
-    if state.histogram_window(job):
-        st.caption(f"The latest {state.MAX_HISTOGRAM_STEPS:,} steps.")
-    steps = sorted({h["step"] for h in histograms})
+    spans = [charts.histogram_span(h) for h in histograms]
+    first, last = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+    widest = max(hi - lo + 1 for lo, hi in spans)
+    if widest > 1:
+        st.caption(f"Steps {first:,}-{last:,}; each histogram merges up to {widest:,} consecutive steps.")
     left, right = st.columns(2)
     with left:
-        chosen = steps[-1]
-        if len(steps) > 1:
-            chosen = st.slider("Step", steps[0], steps[-1], steps[-1], key="adv_step")
-        chosen = charts.nearest_step(steps, chosen)
-        histogram = next(h for h in histograms if h["step"] == chosen)
-        state.show(st, charts.histogram_chart(histogram), width="stretch")
+        chosen = last
+        if first < last:
+            chosen = st.slider("Step", first, last, last, key="adv_step")
+        state.show(st, charts.histogram_chart(charts.histogram_at(histograms, chosen)), width="stretch")
     with right:
         st.markdown("**Over time** (fraction of the batch per advantage bin)")
         state.show(st, charts.histogram_heatmap(histograms), width="stretch")

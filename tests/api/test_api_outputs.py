@@ -5,9 +5,13 @@ from __future__ import annotations
 import io
 import tarfile
 
+import numpy as np
 import pytest
+from sqlalchemy import insert
 
 from core.models import AdvantageHistogram, Checkpoint, Metric
+
+EDGES = [round(-1 + 0.1 * i, 6) for i in range(21)]  # the trainer's fixed edges: 20 bins on [-1, 1]
 
 
 @pytest.fixture
@@ -81,7 +85,78 @@ def test_advantage_histograms_page_by_step(client, alice, db, job):
     assert page["has_more"] and page["next_cursor"] == "1"
     rest = client.get(url, headers=alice, params={"since_step": 1, "limit": 100}).json()
     assert len(rest["data"]) == 8 and not rest["has_more"]
-    assert rest["data"][0] == {"step": 1, "name": "advantage", "edges": [-1.0, 0.0, 1.0], "counts": [1, 1]}
+    assert rest["data"][0] == {"step": 1, "step_from": 1, "step_to": 1, "name": "advantage",
+                               "edges": [-1.0, 0.0, 1.0], "counts": [1, 1]}
+
+
+@pytest.fixture
+def long_job(db, job) -> tuple[dict, np.ndarray]:
+    """A 20,000-step job (steps 5..20004) with one `advantage` histogram per step: (job, counts (T, 20))."""
+    counts = np.random.default_rng(0).integers(0, 50, size=(20_000, 20))
+    db.execute(insert(AdvantageHistogram), [
+        {"job_id": job["id"], "step": 5 + t, "name": "advantage", "edges": EDGES, "counts": row.tolist()}
+        for t, row in enumerate(counts)])
+    db.commit()
+    return job, counts
+
+
+def get_advantages(client, headers, job, **params) -> list[dict]:
+    response = client.get(f"/v1/jobs/{job['id']}/advantages", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["has_more"], body["next_cursor"]) == (False, None)
+    return body["data"]
+
+
+def test_advantages_downsampled_over_a_whole_long_run(client, alice, long_job):
+    job, counts = long_job
+    data = get_advantages(client, alice, job, max_steps=300)
+    assert 250 <= len(data) <= 300
+    # Consecutive buckets tile first..last step with no gap and no overlap, `step` is a bucket's last.
+    assert data[0]["step_from"] == 5 and data[-1]["step_to"] == data[-1]["step"] == 20_004
+    assert all(a["step_to"] + 1 == b["step_from"] for a, b in zip(data, data[1:], strict=False))
+    for h in data:  # each bucket's counts are the sums over exactly the steps it covers
+        assert h["edges"] == EDGES
+        assert h["counts"] == counts[h["step_from"] - 5:h["step_to"] - 4].sum(axis=0).tolist()
+    assert np.sum([h["counts"] for h in data]) == counts.sum()
+    assert len(get_advantages(client, alice, job, max_steps=1)) == 1
+    late = get_advantages(client, alice, job, max_steps=10, since_step=20_000)
+    assert [(h["step_from"], h["step_to"]) for h in late] == [(s, s) for s in range(20_000, 20_005)]
+
+
+def test_advantages_downsampling_rebins_differing_edges(client, alice, db, job):
+    rows = [(0, "advantage", [-1.0, 0.0, 1.0], [4, 6]),
+            (1, "advantage", [-1.0, -0.5, 0.0, 0.5, 1.0], [1, 2, 3, 4]),
+            (2, "advantage", [-1.0, 1.0], [7]),
+            (3, "advantage", [-2.0, 0.0, 2.0], [10, 30]),  # the latest edges: the bucket's target
+            (0, "advantage/other", [-1.0, 1.0], [5]),
+            (1, "advantage/other", [0.0, 1.0], [None]),  # malformed (NaN written as null): left out
+            (2, "broken", [1.0, 0.0], [3])]  # edges not increasing: nothing to return
+    db.add_all(AdvantageHistogram(job_id=job["id"], step=s, name=n, edges=e, counts=c) for s, n, e, c in rows)
+    db.commit()
+    data = get_advantages(client, alice, job, max_steps=2)  # width 3 // 2 + 1 = 2: steps {0, 1}, {2, 3}
+    got = {(h["name"], h["step_from"], h["step_to"]): (h["edges"], h["counts"]) for h in data}
+    # {0,1} on edges [-1,-.5,0,.5,1]: [4, 6] split evenly into halves -> [2, 2, 3, 3], plus [1, 2, 3, 4]
+    assert got[("advantage", 0, 1)] == ([-1.0, -0.5, 0.0, 0.5, 1.0], [3, 4, 6, 7])
+    # {2,3} on edges [-2,0,2]: [7] on [-1,1] is half below 0 -> 3.5 / 3.5, rounded keeping the total 47
+    edges, merged = got[("advantage", 2, 3)]
+    assert edges == [-2.0, 0.0, 2.0] and sum(merged) == 47
+    assert abs(merged[0] - 13.5) <= 0.5 and abs(merged[1] - 33.5) <= 0.5
+    assert got[("advantage/other", 0, 0)] == ([-1.0, 1.0], [5])  # covers only the step it kept
+    assert {key[0] for key in got} == {"advantage", "advantage/other"}
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1001", "many", "2.5"])
+def test_advantages_max_steps_is_validated(client, alice, job, value):
+    response = client.get(f"/v1/jobs/{job['id']}/advantages?max_steps={value}", headers=alice)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "max_steps"
+
+
+def test_advantages_downsampling_empty_and_foreign_job(client, alice, bob, job):
+    assert get_advantages(client, alice, job, max_steps=5) == []
+    response = client.get(f"/v1/jobs/{job['id']}/advantages?max_steps=5", headers=bob)
+    assert response.status_code == 404
 
 
 def test_checkpoint_list_and_download(client, alice, db, job, settings):

@@ -100,8 +100,14 @@ def test_compare_frame_interpolates_the_x_metric_and_skips_runs_without_it():
     assert set(by_step["series"]) == {"a", "b"} and list(by_step.columns) == ["step", "series", "value", "smoothed"]
 
 
-def test_nearest_step():
-    assert charts.nearest_step([1, 5, 9], 6) == 5 and charts.nearest_step([1, 5, 9], 100) == 9
+def test_histogram_at_finds_the_span_covering_a_step_or_the_nearest():
+    hists = [{"step": 4, "step_from": 1, "step_to": 4}, {"step": 8, "step_from": 5, "step_to": 8},
+             {"step": 20, "step_from": 17, "step_to": 20}]  # a gap: steps 9..16 were never logged
+    assert charts.histogram_at(hists, 6)["step"] == 8 and charts.histogram_at(hists, 4)["step"] == 4
+    assert charts.histogram_at(hists, 10)["step"] == 8 and charts.histogram_at(hists, 15)["step"] == 20
+    assert charts.histogram_at(hists, 100)["step"] == 20
+    assert charts.histogram_at([{"step": 1}, {"step": 5}, {"step": 9}], 6)["step"] == 5  # plain per-step rows
+    assert [charts.histogram_label(h) for h in ({"step": 3}, hists[0])] == ["step 3", "steps 1-4"]
 
 
 def test_jobs_frame_progress_duration_and_dataset_names():
@@ -151,10 +157,13 @@ def test_error_field_maps_api_params_to_form_fields(param, message, field):
     assert forms.error_field(param, message) == field
 
 
-def test_histogram_window_keeps_long_runs_bounded():
-    from dashboard.state import MAX_HISTOGRAM_STEPS, histogram_window
-
-    assert histogram_window({"current_step": 2000}) == 0
-    assert histogram_window({"current_step": None}) == 0
-    long_run = 3 * MAX_HISTOGRAM_STEPS
-    assert long_run - histogram_window({"current_step": long_run}) + 1 == MAX_HISTOGRAM_STEPS
+def test_heatmap_columns_span_the_steps_the_api_merged():
+    edges = [-1.0, 0.0, 1.0]
+    hists = [{"step": 4 * k + 4, "step_from": 4 * k + 1, "step_to": 4 * k + 4, "edges": edges,
+              "counts": [k, 1]} for k in range(10)]  # steps 1..40 in spans of 4
+    frame = charts.histogram_heatmap_frame(hists, max_columns=5)
+    assert sorted(set(zip(frame["step_lo"], frame["step_hi"], strict=True))) == [
+        (1, 9), (9, 17), (17, 25), (25, 33), (33, 41)]
+    assert frame[frame["step_lo"] == 1]["fraction"].tolist() == pytest.approx([1 / 3, 2 / 3])  # (0+1, 1+1)
+    title = charts.histogram_chart(hists[-1]).spec["encoding"]["x"]["title"]
+    assert title == "advantage (steps 37-40)"

@@ -26,6 +26,30 @@ def test_advantages_follow_pages_without_gaps(api, stack):
     assert [h["step"] for h in histograms] == list(range(1, stack.seeded.steps // 4 + 1))
 
 
+def test_advantages_downsampled_cover_the_whole_run_in_one_request(api, stack):
+    requests = []
+    client = BasisClient(stack.url, stack.keys["alice"], transport=_Recording(requests))
+    histograms = client.advantages(stack.seeded.basis_job, max_steps=300)
+    assert len(requests) == 1 and "max_steps=300" in str(requests[0].url)
+    assert len(histograms) <= 300
+    assert histograms[0]["step_from"] == 1 and histograms[-1]["step_to"] == stack.seeded.steps
+    # Every step's 16 * 8 samples are in exactly one histogram.
+    assert sum(sum(h["counts"]) for h in histograms) == stack.seeded.steps * 16 * 8
+    with pytest.raises(ApiError) as info:
+        api.advantages(stack.seeded.basis_job, max_steps=0)
+    assert info.value.status == 422 and info.value.param == "max_steps"
+
+
+class _Recording(httpx.HTTPTransport):
+    def __init__(self, requests: list):
+        super().__init__()
+        self.requests = requests
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return super().handle_request(request)
+
+
 def test_metrics_downsample_and_select_names(api, stack):
     series = api.metrics(stack.seeded.basis_job, names=["reward/mean", "eval/accuracy"], max_points=50)
     assert [s["name"] for s in series] == ["eval/accuracy", "reward/mean"]

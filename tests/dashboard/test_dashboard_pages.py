@@ -80,10 +80,12 @@ def test_job_detail_renders_every_chart_with_the_jobs_data(stack):
     summary = at.dataframe[0].value
     assert summary.iloc[0]["estimator"] == "BASIS" and 0.2 < summary.iloc[0]["ratio to REINFORCE++"] < 0.45
 
+    # The whole run, merged by the API into HISTOGRAM_STEPS spans (of 4 steps here).
     slider = at.slider(key="adv_step")
     assert (slider.min, slider.max, slider.value) == (1, STEPS, STEPS)
-    histogram = chart_with(at, f"advantage (step {STEPS})")["data"]
-    assert len(histogram) == 20 and histogram["count"].sum() == 16 * 8
+    assert any("each histogram merges up to 4 consecutive steps" in c.value for c in at.caption)
+    histogram = chart_with(at, f"advantage (steps {STEPS - 3}-{STEPS})")["data"]
+    assert len(histogram) == 20 and histogram["count"].sum() == 4 * 16 * 8
     heatmap = chart_with(at, "viridis")["data"]
     assert heatmap["step_lo"].nunique() == 200 and heatmap["step_hi"].max() == STEPS + 1
     assert abs(heatmap.groupby("step_lo")["fraction"].sum() - 1).max() < 1e-9
@@ -104,8 +106,8 @@ def test_job_detail_renders_every_chart_with_the_jobs_data(stack):
 def test_job_detail_histogram_follows_the_slider(stack):
     at = app_test(stack.url, stack.keys["alice"], "views/job_detail.py", job=stack.seeded.basis_job)
     at.slider(key="adv_step").set_value(7).run()
-    histogram = chart_with(at, "advantage (step 7)")["data"]
-    assert histogram["count"].sum() == 16 * 8
+    histogram = chart_with(at, "advantage (steps 5-8)")["data"]
+    assert histogram["count"].sum() == 4 * 16 * 8
 
 
 def test_job_detail_smoothing_changes_the_smoothed_line_only(stack):
