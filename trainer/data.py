@@ -4,6 +4,11 @@ Rows are ``{"prompt": str | [{"role", "content"}, ...], "answer": str, "id"?: st
 (DESIGN.md section 4). Choices:
 - Every error is a `DatasetError` (a ValueError) carrying `line` (1-based, as an editor counts) and
   `field`, and its message names both, so the API can point at the place in an upload.
+- This is the only JSONL validator: the API's upload check (core/services/jsonl.py) calls
+  `validate_jsonl_bytes` with its server limits (line bytes, nesting depth, NUL bytes, row count),
+  so an accepted upload is exactly a file the training loop will read. Limits are checked before
+  the costly step they guard: length and NUL bytes before decoding, depth right after parsing.
+  Too many rows is a `TooManyRows` (the API answers 413 instead of 422).
 - Blank lines are skipped but still counted, so line numbers match the file.
 - A numeric answer (``"answer": 19``) is accepted and kept as its JSON text (``"19"``): rewards
   compare strings or parse numbers themselves, and the upload validator in core/ accepts numbers too.
@@ -49,6 +54,10 @@ class DatasetError(ValueError):
         self.reason = message
 
 
+class TooManyRows(DatasetError):
+    """The file has more rows than `max_rows`; `line` is the first row past the limit."""
+
+
 @dataclass(frozen=True)
 class Row:
     """One validated row. `prompt` is text or a tuple of {"role", "content"} dicts."""
@@ -92,7 +101,7 @@ def _check_prompt(prompt: Any, line: int) -> str | tuple[dict[str, str], ...]:
         if not isinstance(message, dict):
             raise DatasetError("must be an object {'role', 'content'}", line, name)
         role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise DatasetError(f"role must be one of {sorted(ROLES)}, got {role!r}", line,
                                f"{name}.role")
         if not isinstance(content, str):
@@ -122,21 +131,47 @@ def _check_id(value: Any, line: int) -> str:
     raise DatasetError("must be a non-empty string or an integer", line, "id")
 
 
-def parse_row(raw: bytes | str, line: int) -> Row:
-    """Validate one JSONL line into a Row; raises DatasetError naming the line and field."""
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (scalars 0), iteratively so no recursion limit applies."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
+
+
+def parse_row(raw: bytes | str, line: int, *, max_line_bytes: int | None = None,
+              max_depth: int | None = None, reject_nul: bool = False) -> Row:
+    """Validate one JSONL line into a Row; raises DatasetError naming the line and field.
+
+    Limits (for untrusted uploads): `max_line_bytes` (default MAX_LINE_BYTES; bytes input only),
+    `max_depth` of nested objects/lists (default none), `reject_nul` refuses raw NUL bytes (a
+    binary file, not text)."""
     if isinstance(raw, bytes):
-        if len(raw) > MAX_LINE_BYTES:
-            raise DatasetError(f"is {len(raw)} bytes; the limit is {MAX_LINE_BYTES}", line)
+        limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+        if len(raw) > limit:
+            raise DatasetError(f"is {len(raw)} bytes; the limit is {limit}", line)
+        if reject_nul and b"\x00" in raw:
+            raise DatasetError("contains NUL bytes; is this a binary file?", line)
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DatasetError(f"is not valid UTF-8 (byte {exc.start})", line) from None
+    too_deep = "is nested too deeply" if max_depth is None else f"is nested deeper than {max_depth} levels"
     try:
         obj = json.loads(raw)
     except RecursionError:
-        raise DatasetError("is nested too deeply", line) from None
+        raise DatasetError(too_deep, line) from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"is not valid JSON: {exc.msg} at column {exc.colno}", line) from None
+    if max_depth is not None and _depth(obj) > max_depth:
+        raise DatasetError(too_deep, line)
     if not isinstance(obj, dict):
         raise DatasetError(f"must be a JSON object, got {type(obj).__name__}", line)
     prompt = _check_prompt(obj.get("prompt"), line)
@@ -146,22 +181,23 @@ def parse_row(raw: bytes | str, line: int) -> Row:
     return Row(id=row_id, prompt=prompt, answer=answer, line=line, extra=extra)
 
 
-def _iter_rows(data: bytes, max_rows: int, collect: list[DatasetError] | None):
-    """Yield Rows; errors raise, or are appended to `collect` (then the bad line is skipped)."""
+def _iter_rows(data: bytes, max_rows: int, collect: list[DatasetError] | None, **limits: Any):
+    """Yield Rows; errors raise, or are appended to `collect` (then the bad line is skipped).
+    `limits` go to `parse_row`."""
     seen: dict[str, int] = {}
     count = 0
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
-            row = parse_row(raw.rstrip(b"\r"), number)
+            row = parse_row(raw.rstrip(b"\r"), number, **limits)
             if row.id in seen:
                 raise DatasetError(f"duplicate id {row.id!r} (first on line {seen[row.id]})",
                                    number, "id")
             seen[row.id] = number
             count += 1
             if count > max_rows:
-                raise DatasetError(f"more than {max_rows} rows; the limit is {max_rows}", number)
+                raise TooManyRows(f"more than {max_rows} rows; the limit is {max_rows}", number)
         except DatasetError as exc:
             if collect is None or count > max_rows:
                 raise
@@ -180,16 +216,19 @@ def parse_jsonl_bytes(data: bytes, *, max_rows: int = MAX_ROWS) -> list[Row]:
     return rows
 
 
-def validate_jsonl_bytes(data: bytes, *, max_rows: int = MAX_ROWS,
+def validate_jsonl_bytes(data: bytes, *, max_rows: int = MAX_ROWS, max_line_bytes: int | None = None,
+                         max_depth: int | None = None, reject_nul: bool = False,
                          raise_on_error: bool = True) -> ValidationReport:
-    """Check an uploaded JSONL document the way `load_jsonl` will read it.
+    """Check an uploaded JSONL document the way `load_jsonl` will read it, within the limits
+    (see `parse_row`; more than `max_rows` rows is a `TooManyRows` and ends the check).
 
     raise_on_error=True (default): raise the first DatasetError (its `.line`/`.field` say where).
     False: return a report with the row count and up to MAX_ERRORS errors (bad lines not counted).
     """
     errors: list[DatasetError] | None = None if raise_on_error else []
+    limits = {"max_line_bytes": max_line_bytes, "max_depth": max_depth, "reject_nul": reject_nul}
     try:
-        rows = sum(1 for _ in _iter_rows(data, max_rows, errors))
+        rows = sum(1 for _ in _iter_rows(data, max_rows, errors, **limits))
     except DatasetError as exc:
         if raise_on_error:
             raise

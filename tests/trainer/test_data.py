@@ -9,6 +9,7 @@ from trainer.data import (
     DatasetError,
     PromptSampler,
     Row,
+    TooManyRows,
     load_jsonl,
     parse_jsonl_bytes,
     render_prompt,
@@ -89,6 +90,30 @@ def test_validate_bytes_raises_or_reports_every_error():
     with pytest.raises(DatasetError, match="more than 1 rows"):
         validate_jsonl_bytes(_jsonl(GOOD, GOOD), max_rows=1)
     assert not validate_jsonl_bytes(b"", raise_on_error=False).ok
+
+
+def test_upload_limits_are_off_by_default_and_name_the_line_when_on():
+    deep = _jsonl(GOOD, {**GOOD, "x": [[[[1]]]]})
+    nul = _jsonl(GOOD, '{"prompt": "a\x00b", "answer": "1"}')
+    assert validate_jsonl_bytes(deep).rows == 2  # the trainer's own reads: no depth limit
+    with pytest.raises(DatasetError, match="line 2: is not valid JSON"):  # a raw NUL is never JSON...
+        validate_jsonl_bytes(nul)
+    with pytest.raises(DatasetError, match=r"^line 2: is nested deeper than 4 levels$") as info:
+        validate_jsonl_bytes(deep, max_depth=4)
+    assert info.value.line == 2 and info.value.field is None
+    assert validate_jsonl_bytes(deep, max_depth=5).rows == 2
+    with pytest.raises(DatasetError, match=r"^line 2: contains NUL bytes"):  # ...but says so for uploads
+        validate_jsonl_bytes(nul, reject_nul=True)
+    with pytest.raises(DatasetError, match=r"^line 2: is 49 bytes; the limit is 30$"):
+        validate_jsonl_bytes(_jsonl({"prompt": "1", "answer": "2"}, {**GOOD, "id": "abcdef"}), max_line_bytes=30)
+    with pytest.raises(TooManyRows, match="line 3: more than 2 rows") as info:
+        validate_jsonl_bytes(_jsonl(GOOD, {**GOOD, "id": 2}, {**GOOD, "id": 3}), max_rows=2)
+    assert info.value.reason == "more than 2 rows; the limit is 2"
+
+
+def test_an_unhashable_role_is_a_dataset_error():
+    with pytest.raises(DatasetError, match="prompt\\[0\\].role"):
+        parse_jsonl_bytes(_jsonl({"prompt": [{"role": ["user"], "content": "hi"}], "answer": "1"}))
 
 
 def test_load_jsonl_missing_file(tmp_path):
