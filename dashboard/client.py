@@ -283,3 +283,7 @@ class BasisClient:
 
     def models(self) -> list[Model]:
         return self._json("GET", "/v1/models")["data"]
+
+    def components(self) -> dict[str, list[dict[str, Any]]]:
+        """Estimators, rewards and engines a job may name, with their options' JSON Schema."""
+        return self._json("GET", "/v1/components")

@@ -16,12 +16,17 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Estimator names of the trainer registry (docs/architecture.md). Listed here rather than imported:
-# the dashboard image does not ship the ML stack. The API rejects an unknown name anyway.
+# The form's choices come from the API (`GET /v1/components`, the trainer's registries); these
+# are only the fallback for an API that cannot list them. The API rejects an unknown name anyway.
 ESTIMATORS = ["basis", "reinforce_pp", "grpo", "dr_grpo", "rloo"]
-GROUP_ESTIMATORS = {"grpo", "dr_grpo", "rloo"}
 REWARDS = ["math", "exact", "numeric", "regex", "choice"]
 ENGINES = ["hf", "vllm"]
+FALLBACK_COMPONENTS = {
+    "estimators": [{"name": n, "description": "", "options": None,
+                    "min_rollouts": 1 if n in ("basis", "reinforce_pp") else 2} for n in ESTIMATORS],
+    "rewards": [{"name": n, "description": "", "options": None} for n in REWARDS],
+    "engines": [{"name": n, "description": "", "options": None} for n in ENGINES],
+}
 
 # Dotted config paths the form edits (the API's `param` names them the same way).
 FORM_FIELDS = [
@@ -99,3 +104,10 @@ def error_field(param: str | None, message: str, fields: Iterable[str] = FORM_FI
                 return name
         return ADVANCED
     return None
+
+
+def option_rows(schema: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per option of a component's JSON Schema: name, default, description."""
+    props = (schema or {}).get("properties", {})
+    return [{"option": name, "default": json.dumps(spec.get("default")),
+             "description": spec.get("description", "")} for name, spec in props.items()]

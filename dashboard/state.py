@@ -149,6 +149,11 @@ def fetch_models(url: str, key: str) -> list[dict]:
     return _client(url, key).models()
 
 
+@st.cache_data(ttl=300, show_spinner=False)
+def fetch_components(url: str, key: str) -> dict[str, list[dict]]:
+    return _client(url, key).components()
+
+
 def job_metrics(job: dict, names: tuple[str, ...] | None = None,
                 max_points: int = MAX_POINTS) -> list[dict]:
     """Downsampled metric series of `job`, cached longer once the job is finished."""

@@ -15,6 +15,11 @@ st.title("New job")
 url, key = state.connection()
 datasets = state.call(state.fetch_datasets, url, key)
 models = state.call(state.fetch_models, url, key)
+try:  # the trainer's registries through the API; the built-in names if it cannot list them
+    components = state.fetch_components(url, key)
+except ApiError:
+    components = forms.FALLBACK_COMPONENTS
+choices = {kind: [c["name"] for c in components[kind]] for kind in ("estimators", "rewards", "engines")}
 error = st.session_state.get("new_job_error")  # {"field", "message"} from the last refusal
 
 
@@ -55,9 +60,11 @@ with st.form("new_job"):
     model = c1.selectbox("Model", [m["id"] for m in models], key="new_model")
     with c1:
         field_error("model")
-    estimator = c2.selectbox("Estimator", forms.ESTIMATORS, key="new_estimator",
-                             help="basis and reinforce_pp use one rollout per prompt; grpo, dr_grpo "
-                                  "and rloo need several.")
+    single = [e["name"] for e in components["estimators"] if e["min_rollouts"] == 1]
+    estimator = c2.selectbox("Estimator", choices["estimators"], key="new_estimator",
+                             help=f"{', '.join(single)} use one rollout per prompt; the others "
+                                  "need several. Their options: 'Estimators, rewards and engines' "
+                                  "below the form.")
     with c2:
         field_error("estimator")
     rollouts = c3.number_input("Rollouts per prompt", 1, 256, 1, key="new_rollouts",
@@ -87,8 +94,8 @@ with st.form("new_job"):
             values[field] = st.number_input(label, key=f"new_{field}", **kwargs)
             field_error(field)
     c1, c2, c3, c4 = st.columns(4)
-    values["reward"] = c1.selectbox("Reward", forms.REWARDS, key="new_reward")
-    values["engine"] = c2.selectbox("Rollout engine", forms.ENGINES, key="new_engine")
+    values["reward"] = c1.selectbox("Reward", choices["rewards"], key="new_reward")
+    values["engine"] = c2.selectbox("Rollout engine", choices["engines"], key="new_engine")
     values["lora"] = c3.checkbox("LoRA adapter", key="new_lora")
     values["lora.r"] = c4.number_input("LoRA rank", 1, 1024, 16, key="new_lora_r")
     for field in ("reward", "engine", "lora", "lora.r"):
@@ -97,6 +104,19 @@ with st.form("new_job"):
                             key="new_advanced", placeholder='{"estimator_options": {"normalize": "batch_std"}}')
     field_error(forms.ADVANCED)
     submitted = st.form_submit_button("Create job", type="primary")
+
+with st.expander("Estimators, rewards and engines: what each does, and its options"):
+    st.caption('Set options in "Advanced", e.g. {"estimator_options": {"history": false}}, '
+               '{"reward_options": {...}} or {"engine_options": {...}}.')
+    for tab, kind in zip(st.tabs(["Estimators", "Rewards", "Engines"]),
+                         ("estimators", "rewards", "engines"), strict=True):
+        with tab:
+            for c in components[kind]:
+                rollouts = (f" · needs {c['min_rollouts']}+ rollouts per prompt"
+                            if c.get("min_rollouts", 1) > 1 else "")
+                st.markdown(f"**{c['name']}**{rollouts} — {c['description']}")
+                if rows := forms.option_rows(c["options"]):
+                    st.dataframe(rows, hide_index=True, width="stretch")
 
 if submitted:
     st.session_state.pop("new_job_error", None)

@@ -282,3 +282,20 @@ def test_queued_job_without_any_output_renders_its_waiting_state(stack, running)
     assert "waiting for a worker" in infos and "No metrics yet" in infos
     assert "No advantage histograms yet" in infos and not charts(at)  # no empty axes either
     assert {m.label: m.value for m in at.metric}["Reward"] == "–"
+
+
+def test_new_job_choices_and_option_help_come_from_the_api(stack):
+    """The form lists the trainer's registries through GET /v1/components, not a copy."""
+    from trainer.advantages import ESTIMATORS
+    from trainer.rewards import REWARDS
+
+    at = app_test(stack.url, stack.keys["carol"], "views/new_job.py")
+    assert not at.exception
+    assert sorted(at.selectbox(key="new_estimator").options) == sorted(ESTIMATORS)
+    assert "group_mean" in at.selectbox(key="new_estimator").options  # not in the old static list
+    assert sorted(at.selectbox(key="new_reward").options) == sorted(REWARDS)
+    # The options table of BASIS shows its defaults and descriptions.
+    options = [df.value for df in at.dataframe]
+    basis = next(t for t in options if "history_drift" in list(t["option"]))
+    assert set(basis.columns) == {"option", "default", "description"}
+    assert basis.set_index("option").loc["history", "default"] == "true"
