@@ -5,6 +5,7 @@
     python -m trainer.bench value-mse --write-scenario hard_fast hard_fast.npz
     python -m trainer.bench value-mse --ablation           # BASIS variants side by side
     python -m trainer.bench value-mse --n0 16              # override offline rollouts per prompt
+    python -m trainer.bench value-mse --bound              # first visits vs an oracle bound
 
 Protocol (DESIGN.md section 3): n0 offline rollouts per prompt from `ref_value` give the BASIS
 priors; then for each step, `batch_size` distinct prompts, a (B, k_max) matrix of rewards. Single-
