@@ -1,11 +1,13 @@
-"""Jobs: create, list, get, cancel, events."""
+"""Jobs: create, list, get, cancel, retry, delete, events."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, EnqueueDep, SessionDep, SettingsDep
@@ -30,6 +32,12 @@ def create_job(body: JobCreate, user: CurrentUser, session: SessionDep, settings
     """Create a training job; it is queued once its row is committed."""
     job = service.create_job(session, settings, user, dataset_id=body.dataset_id, model=body.model,
                              config=body.config, queue=body.queue)
+    send(session, enqueue, job)
+    return to_public(session, [job])[0]
+
+
+def send(session: Session, enqueue: Callable[[str, str], object], job: Job) -> None:
+    """Enqueue a committed queued job; a failure is an event, not an error."""
     try:
         enqueue(job.id, job.queue)
     except Exception as exc:  # the row is the source of truth; queued jobs are re-enqueued at startup
@@ -37,7 +45,6 @@ def create_job(body: JobCreate, user: CurrentUser, session: SessionDep, settings
         service.add_event(session, job.id, "enqueue_failed", f"Could not reach the queue: {exc}",
                           level="warning")
         session.commit()
-    return to_public(session, [job])[0]
 
 
 @router.get("", response_model=JobsPublic, responses=ERRORS)
@@ -61,6 +68,21 @@ def get_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobPublic:
 def cancel_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobPublic:
     """Cancel a job: at once if queued, at the next step if running."""
     return to_public(session, [service.cancel_job(session, user, job_id)])[0]
+
+
+@router.post("/{job_id}/retry", response_model=JobPublic, responses=ERRORS)
+def retry_job(job_id: str, user: CurrentUser, session: SessionDep, enqueue: EnqueueDep) -> JobPublic:
+    """Re-queue a failed or cancelled job; the worker resumes it from its newest checkpoint."""
+    job = service.retry_job(session, user, job_id)
+    send(session, enqueue, job)
+    return to_public(session, [job])[0]
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response, responses=ERRORS)
+def delete_job(job_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete a finished job with its events, metrics, checkpoints and run dir (409 while active)."""
+    service.delete_job(session, settings, user, job_id)
+    return Response(status_code=204)
 
 
 @router.get("/{job_id}/events", response_model=EventsPublic, responses=ERRORS)

@@ -11,18 +11,25 @@ Choices:
 - Cancel is one conditional UPDATE: a queued job becomes cancelled at once; if the worker won the race
   and the job already started, `cancel_requested` is set and the worker stops it at the next step.
 - Status transitions after creation belong to the worker (worker/lifecycle.py), except cancelling
-  a job no worker has taken yet.
+  a job no worker has taken yet and retrying a failed or cancelled one.
+- Retry is one conditional UPDATE back to `queued` (see `retry_job`): it bumps the lease epoch, so
+  any late write of the worker that last held the job is refused, and backdates the heartbeat as a
+  clean shutdown does, so the first delivery claims it at once and the worker resumes from the
+  newest checkpoint in the run dir (the path the SIGKILL and SIGTERM recoveries take).
+- Delete removes the rows in one transaction, then the run dir (see `delete_job`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -40,12 +47,19 @@ from core.services.catalog import resolve_model
 from core.services.datasets import dataset_path, get_dataset
 from core.services.errors import Conflict, Invalid, NotFound
 from core.services.pagination import Page, paginate
+from core.services.storage import remove_tree
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SERVER_FIELDS = ("model", "dataset", "output_dir")
 # Paths on the server a user must not choose: reading or writing arbitrary files (issue 8).
 SERVER_PATH_FIELDS = ("eval_dataset", "priors_cache_dir")
 QUEUE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RETRYABLE_STATUSES = (JobStatus.failed.value, JobStatus.cancelled.value)
+# The heartbeat of a retried job: long past, so the next delivery may claim it at once, as after a
+# clean shutdown (worker/lifecycle.py RELEASED_AT; core never imports worker).
+RELEASED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _param_of(error: dict[str, Any]) -> str:
@@ -185,6 +199,70 @@ def cancel_job(session: Session, owner: User, job_id: str) -> Job:
     session.commit()
     session.refresh(job)
     return job
+
+
+def retry_job(session: Session, owner: User, job_id: str) -> Job:
+    """Put a failed or cancelled job back in the queue; commits. The caller then enqueues it.
+
+    409 for any other status, and for a job whose dataset was deleted (it could not start).
+    `error`, `finished_at` and `cancel_requested` are cleared; `started_at`, the metrics and the
+    checkpoints are kept: the worker's claim sees a job that started before and resumes it from
+    its newest checkpoint (or from the start if it has none), rewriting replayed steps in place.
+    The lease epoch goes up by one, so a worker still winding down the old run (one that claimed
+    the job just before a cancel-while-queued) is fenced off, and the heartbeat is backdated so
+    the claim need not wait for the stale limit.
+    """
+    job = get_job(session, owner, job_id)
+    if job.status not in RETRYABLE_STATUSES:
+        hint = "wait for it to finish or cancel it" if job.status != JobStatus.succeeded else "create a new job"
+        raise Conflict(f"job {job_id!r} is {job.status}; only failed or cancelled jobs can be retried "
+                       f"({hint})", "job_id")
+    if job.dataset_id is None:
+        raise Conflict(f"the dataset of job {job_id!r} was deleted, so it cannot run again; upload the "
+                       "data and create a new job", "dataset_id")
+    previous = job.status
+    changed = session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(RETRYABLE_STATUSES))
+        .values(status=JobStatus.queued.value, error=None, finished_at=None, cancel_requested=False,
+                lease_epoch=Job.lease_epoch + 1, updated_at=RELEASED_AT)).rowcount
+    if changed != 1:  # retried or deleted by a concurrent request
+        session.rollback()
+        raise Conflict(f"job {job_id!r} changed while being retried; read it again", "job_id")
+    add_event(session, job_id, "status", f"status {previous} -> queued: retry requested; waiting for "
+              "a worker", data={"status": JobStatus.queued.value, "from": previous, "retry": True})
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def delete_job(session: Session, settings: Settings, owner: User, job_id: str) -> None:
+    """Delete a finished job: its row and everything it owns, then its run dir; commits.
+
+    409 for a queued or running job (cancel it first). The rows go in one transaction: one
+    conditional DELETE of the job (still finished, so it cannot race a retry), whose ON DELETE
+    CASCADE takes its events, metrics, histograms and checkpoint rows (migration 0001). Then the run
+    dir (`Settings.job_run_dir`: checkpoints, logs) is removed.
+
+    Rows first, files second, because only the rows are visible: once they are committed the job is
+    gone from every API read, and a run dir that outlives them (a removal that failed, logged with
+    its path, or a crash in between) is an orphan nothing points to, harmless and removable by hand.
+    The reverse order could leave, on a failed commit, a job whose checkpoints list archives that no
+    longer exist. So a failed removal is logged and the delete still succeeds: the job is gone.
+    """
+    job = get_job(session, owner, job_id)
+    if job.status not in TERMINAL_STATUSES:
+        raise Conflict(f"job {job_id!r} is {job.status}; cancel it first (POST /v1/jobs/{job_id}/cancel), "
+                       "then delete it once it has stopped", "job_id")
+    deleted = session.execute(
+        delete(Job).where(Job.id == job_id, Job.status.in_([str(s) for s in TERMINAL_STATUSES]))
+        .execution_options(synchronize_session=False)).rowcount
+    if deleted != 1:  # retried or deleted by a concurrent request
+        session.rollback()
+        raise Conflict(f"job {job_id!r} changed while being deleted; read it again", "job_id")
+    session.commit()
+    run_dir = settings.job_run_dir(job_id)
+    if run_dir.parent.resolve() == settings.jobs_dir.resolve() and (problem := remove_tree(run_dir)):
+        log.warning("job %s deleted but its run dir was not removed: %s", job_id, problem)
 
 
 def list_events(session: Session, job: Job, *, after: int | None, limit: int) -> tuple[list[JobEvent], bool]:

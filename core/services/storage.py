@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from core.services.errors import NotFound
@@ -34,3 +35,19 @@ def inside(root: Path, path: str | Path) -> Path:
     if not resolved.is_relative_to(root):
         raise NotFound("file is outside the storage directory")
     return resolved
+
+
+def remove_tree(path: Path) -> str | None:
+    """Remove the directory `path` and everything under it; None when done (or already gone),
+    else what went wrong. Never raises: callers have committed the rows that pointed here."""
+    problems: list[str] = []
+
+    def record(_function, failed: str, exc_info) -> None:
+        problems.append(f"{failed}: {exc_info[1]}")
+
+    if path.is_symlink():
+        return f"{path} is a symbolic link; not following it"
+    if not path.exists():
+        return None
+    shutil.rmtree(path, onerror=record)
+    return "; ".join(problems[:5]) or None
