@@ -66,3 +66,22 @@ def test_cli_replays_a_saved_trace(tmp_path, capsys):
     assert main(["--trace", str(tmp_path / "t.npz"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["steps"] == 40 and "loo_batch_mean" in out["variants"]
+
+
+def test_reference_rewards_add_smaller_offline_budgets(tmp_path):
+    """With the raw reference rewards in the trace, the replay also scores priors from the first
+    8 and 16 of them on the same trajectory; more reference rollouts never hurt much and the
+    variants really differ (their priors do)."""
+    trace, value, _ = synthetic_trace(steps=30, n=300, batch=100, seed=2)
+    rng = np.random.default_rng(5)
+    reference = rng.binomial(1, value[:, None], size=(300, 24)).astype(float)
+    trace["priors"] = (trace["priors"][0], (reference.sum(1) + 0.5) / 25.0, 24)
+    trace["reference"] = reference
+    save_trace(tmp_path / "t.npz", trace)
+    back = load_trace(tmp_path / "t.npz")
+    assert np.array_equal(back["reference"], reference)
+    scores = replay(back, {"basis": {}})
+    assert set(scores) == {"basis", "basis[n0=8]", "basis[n0=16]", "loo_batch_mean"}
+    assert not np.allclose(scores["basis[n0=8]"], scores["basis[n0=16]"])
+    # Values do not move here, so the prior is most of what BASIS knows early on.
+    assert scores["basis"][:3].mean() < scores["basis[n0=8]"][:3].mean()

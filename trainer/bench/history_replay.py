@@ -3,6 +3,7 @@
     python -m trainer.bench history-replay                      # demo run of 1500 steps, then replay
     python -m trainer.bench history-replay --trace t.npz        # reuse (or save) the recorded trace
     python -m trainer.bench history-replay --json
+    python -m trainer.bench history-replay --n0 24              # also: priors from 8 / 16 / 24
 
 Records what the training estimator saw in a real run of the CPU demo (`python -m trainer demo`:
 tiny model, arithmetic task, BASIS, one rollout per prompt): the priors it was given and, for every
@@ -18,6 +19,10 @@ value-MSE, measured on all 256 training samples of every step (the in-run probe 
 every 100 steps). The leave-one-out batch mean is listed as the single-rollout reference
 (REINFORCE++'s own baseline includes r_i, which would bias its score down). The policy's trajectory
 is the recorded one (trained with default BASIS); only the value estimates are replayed.
+
+With `--n0 K` the demo draws K reference rollouts per prompt; their raw rewards are recorded too,
+and the replay adds `basis[n0=m]` for m = 8, 16, ... < K: priors from the first m rollouts only,
+on the same trajectory, so the value of a larger offline budget is measured on a real run.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from trainer.advantages import AdvantageBatch, Basis, _loo_batch_mean, get_estimator
+from trainer.priors import estimate_priors
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "basis": {},
@@ -45,11 +51,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def record_demo(steps: int, cache_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Run the CPU demo for `steps` steps and return what the training estimator saw."""
+def record_demo(steps: int, cache_dir: Path, out_dir: Path, n0: int | None = None
+                ) -> dict[str, Any]:
+    """Run the CPU demo for `steps` steps and return what the training estimator saw.
+
+    n0: reference rollouts per prompt (default: the demo's); their raw rewards are kept as
+    `reference` (N, n0) when they are drawn in this run (not when the priors came from the cache).
+    """
+    import trainer.cli
+    import trainer.loop
     from trainer.cli import main as trainer_main
 
-    trace: dict[str, Any] = {"priors": None, "ids": [], "rewards": []}
+    trace: dict[str, Any] = {"priors": None, "ids": [], "rewards": [], "reference": None}
+    from_rewards = trainer.loop.priors_from_rewards
+
+    def recording_from_rewards(rewards):
+        trace["reference"] = np.asarray(rewards, dtype=np.float64).copy()
+        return from_rewards(rewards)
+
     owner: list[int] = []
     set_priors, compute = Basis.set_priors, Basis.compute
 
@@ -65,12 +84,18 @@ def record_demo(steps: int, cache_dir: Path, out_dir: Path) -> dict[str, Any]:
             trace["rewards"].append(np.asarray(batch.rewards, dtype=np.float64).copy())
         return compute(self, batch)
 
+    demo_n0 = trainer.cli.DEMO_CONFIG["n0"]
     Basis.set_priors, Basis.compute = recording_set_priors, recording_compute
+    trainer.loop.priors_from_rewards = recording_from_rewards
+    if n0 is not None:
+        trainer.cli.DEMO_CONFIG["n0"] = n0
     try:
         rc = trainer_main(["demo", "--max-steps", str(steps), "--out", str(out_dir),
                            "--cache-dir", str(cache_dir), "--json"])
     finally:
         Basis.set_priors, Basis.compute = set_priors, compute
+        trainer.loop.priors_from_rewards = from_rewards
+        trainer.cli.DEMO_CONFIG["n0"] = demo_n0
     if rc != 0 or trace["priors"] is None:
         raise RuntimeError(f"the demo run failed (exit {rc}) or never set BASIS priors")
     return trace
@@ -78,24 +103,34 @@ def record_demo(steps: int, cache_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 def save_trace(path: Path, trace: dict[str, Any]) -> None:
     ids, priors, n0 = trace["priors"]
+    extra = {} if trace.get("reference") is None else {"reference": trace["reference"]}
     np.savez_compressed(path, prior_ids=ids, priors=priors, n0=n0,
-                        step_ids=np.stack(trace["ids"]), step_rewards=np.stack(trace["rewards"]))
+                        step_ids=np.stack(trace["ids"]), step_rewards=np.stack(trace["rewards"]),
+                        **extra)
 
 
 def load_trace(path: Path) -> dict[str, Any]:
     with np.load(path) as f:
         return {"priors": (f["prior_ids"], f["priors"], int(f["n0"])),
-                "ids": list(f["step_ids"]), "rewards": list(f["step_rewards"])}
+                "ids": list(f["step_ids"]), "rewards": list(f["step_rewards"]),
+                "reference": f["reference"] if "reference" in f.files else None}
 
 
 def replay(trace: dict[str, Any], variants: dict[str, dict[str, Any]] = VARIANTS
            ) -> dict[str, np.ndarray]:
     """Per-step mean (b - r)^2 over scorable samples, per variant (T,), plus `loo_batch_mean`."""
     ids0, priors, n0 = trace["priors"]
+    runs = [(label, options, priors, n0) for label, options in variants.items()]
+    ref = trace.get("reference")
+    if ref is not None:  # priors from the first m reference rollouts, same trajectory
+        for m in range(8, ref.shape[1], 8):
+            sub = ref[:, :m]
+            runs.append((f"basis[n0={m}]", {},
+                         estimate_priors(np.nansum(sub, axis=1), (~np.isnan(sub)).sum(axis=1)), m))
     out: dict[str, np.ndarray] = {}
-    for label, options in variants.items():
+    for label, options, p, n in runs:
         est = get_estimator("basis", **options)
-        est.set_priors(ids0, priors, n0=n0)
+        est.set_priors(ids0, p, n0=n)
         scores = []
         for ids, r in zip(trace["ids"], trace["rewards"], strict=True):
             b = est.compute(AdvantageBatch(r, ids)).baselines
@@ -129,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--trace", type=Path,
                     help="trace .npz: replayed if it exists, else recorded there")
     ap.add_argument("--cache-dir", default=".cache/basis", help="demo model/data/priors cache")
+    ap.add_argument("--n0", type=int, default=None,
+                    help="reference rollouts per prompt in the recorded run (default: the demo's 8); "
+                         "priors are drawn fresh so the raw rewards can be replayed in subsets")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
 
@@ -136,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace = load_trace(args.trace)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            trace = record_demo(args.steps, Path(args.cache_dir).expanduser(), Path(tmp) / "run")
+            cache = Path(args.cache_dir).expanduser() if args.n0 is None else Path(tmp) / "cache"
+            trace = record_demo(args.steps, cache, Path(tmp) / "run", n0=args.n0)
         if args.trace is not None:
             save_trace(args.trace, trace)
     result = summary(replay(trace))
