@@ -3,7 +3,7 @@
     basis admin create-key --name NAME | revoke-key PREFIX | list-keys | migrate
     basis datasets upload FILE [--name N] | list | get ID | delete ID
     basis jobs create --dataset ID --model NAME [--config FILE] [--set key=value ...] [--queue Q]
-    basis jobs list [--status S] | get ID | cancel ID | logs ID [--follow]
+    basis jobs list [--status S] | get ID | cancel ID | retry ID | delete ID | logs ID [--follow]
     basis models list
 
 Admin commands talk to the database in `BASIS_DATABASE_URL`; everything else goes through the API at
@@ -183,6 +183,11 @@ def jobs_logs(args, api: Api) -> None:
         time.sleep(args.interval)
 
 
+def jobs_delete(args, api: Api) -> None:
+    api.request("DELETE", f"/v1/jobs/{args.id}")
+    print(f"deleted job {args.id} with its metrics, events, checkpoints and run directory")
+
+
 def models_list(args, api: Api) -> None:
     for model in api.request("GET", "/v1/models")["data"]:
         print(model["id"])
@@ -244,10 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=_client(jobs_list))
-    for action, method, path in [("get", "GET", "/v1/jobs/{id}"), ("cancel", "POST", "/v1/jobs/{id}/cancel")]:
-        p = jobs.add_parser(action)
+    for action, method, path, help_text in [
+            ("get", "GET", "/v1/jobs/{id}", None),
+            ("cancel", "POST", "/v1/jobs/{id}/cancel", None),
+            ("retry", "POST", "/v1/jobs/{id}/retry",
+             "re-queue a failed or cancelled job; it resumes from its newest checkpoint")]:
+        p = jobs.add_parser(action, **({"help": help_text} if help_text else {}))
         p.add_argument("id")
         p.set_defaults(func=_simple(method, path))
+    p = jobs.add_parser("delete", help="delete a finished job and everything it wrote (cancel it first)")
+    p.add_argument("id")
+    p.set_defaults(func=_client(jobs_delete))
     p = jobs.add_parser("logs", help="print a job's events")
     p.add_argument("id")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")

@@ -3,6 +3,7 @@ or cancelled job back in the queue, claimable at once and resumed from its check
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -207,3 +208,32 @@ def test_another_owners_job_and_unknown_ids_are_404_for_delete_and_retry(client,
                                                 "param": "job_id"}
     assert rows_of(db, job["id"]) == before and run_dir.is_dir() and enqueued == []
     assert client.get(f"/v1/jobs/{job['id']}", headers=alice).json()["status"] == "failed"
+
+
+def test_cli_retry_and_delete(client, alice, job, db, settings, monkeypatch, capsys):
+    """`basis jobs retry ID` prints the queued job; `basis jobs delete ID` refuses an active job in
+    one line on stderr and deletes a finished one."""
+    from core.cli import main
+    from core.settings import get_settings
+
+    monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    get_settings.cache_clear()
+
+    def basis(*argv: str):
+        status = main(list(argv), http=client)
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    try:
+        finish(db, job["id"], "failed")
+        status, out, _ = basis("jobs", "retry", job["id"])
+        assert status == 0 and json.loads(out)["status"] == "queued"
+        status, out, err = basis("jobs", "delete", job["id"])
+        assert (status, out) == (1, "") and "conflict" in err and "cancel it first" in err
+        assert basis("jobs", "cancel", job["id"])[0] == 0
+        run_dir = run_dir_with_checkpoint(settings, job["id"])
+        status, out, _ = basis("jobs", "delete", job["id"])
+        assert status == 0 and f"deleted job {job['id']}" in out and not run_dir.exists()
+        assert basis("jobs", "get", job["id"])[0] == 1
+    finally:
+        get_settings.cache_clear()
