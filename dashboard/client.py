@@ -204,6 +204,16 @@ class BasisClient:
     def cancel_job(self, job_id: str) -> Job:
         return self._json("POST", f"/v1/jobs/{job_id}/cancel")
 
+    def retry_job(self, job_id: str) -> Job:
+        """`POST /v1/jobs/{id}/retry`: a failed or cancelled job back to `queued`; the worker resumes
+        it from its newest checkpoint. Any other status raises `ApiError` (409)."""
+        return self._json("POST", f"/v1/jobs/{job_id}/retry")
+
+    def delete_job(self, job_id: str) -> None:
+        """`DELETE /v1/jobs/{id}`: a finished job with its events, metrics, checkpoints and run dir.
+        A queued or running job raises `ApiError` (409: cancel it first)."""
+        self._request("DELETE", f"/v1/jobs/{job_id}")
+
     def create_job(self, *, dataset_id: str, model: str, config: dict[str, Any]) -> Job:
         """`POST /v1/jobs`; a bad field raises `ApiError` whose `param` names it."""
         return self._json("POST", "/v1/jobs", json={"dataset_id": dataset_id, "model": model,

@@ -189,8 +189,9 @@ def prefetch(job: dict) -> None:
 
 
 def clear_caches() -> None:
-    """Forget cached reads (after a write: new job, upload, cancel)."""
-    for fn in (fetch_jobs, fetch_job, fetch_metrics, fetch_events, fetch_checkpoints, fetch_datasets):
+    """Forget cached reads (after a write: new job, upload, cancel, retry, delete)."""
+    for fn in (fetch_jobs, fetch_job, fetch_metrics, fetch_metrics_final, fetch_advantages,
+               fetch_advantages_final, fetch_events, fetch_checkpoints, fetch_datasets):
         fn.clear()
 
 

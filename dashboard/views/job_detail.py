@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
+from dashboard.client import ApiError, ApiUnreachable, Unauthorized
 from dashboard.tables import (
     duration_seconds,
     events_frame,
@@ -20,10 +21,47 @@ from dashboard.tables import (
 
 REWARD = ["reward/mean"]
 THROUGHPUT_TIMES = ["time/rollout", "time/reward", "time/update", "time/sync"]
+RETRYABLE = ("failed", "cancelled")
 BASIS_INTERNALS = [("basis/c", "calibration c_t"), ("basis/active_frac", "active-set fraction")]
+
+
+def _request(action: str, job_id: str) -> None:
+    """Retry/Delete button callback: it runs before the rerun, with the job the page showed, so the
+    API's answer (a 409 when the job changed meanwhile) is what the user sees, not a vanished button."""
+    api = state.client()
+    try:
+        (api.retry_job if action == "retry" else api.delete_job)(job_id)
+    except ApiError as exc:
+        st.session_state["job_action"] = (action, job_id, exc)
+    else:
+        st.session_state["job_action"] = (action, job_id, None)
+    state.clear_caches()
+
+
+def after_action() -> None:
+    """Act on the outcome of a Retry/Delete click: go back to Jobs after a delete, reload the page
+    after a retry (it refreshes live now), or say why the API refused."""
+    outcome = st.session_state.pop("job_action", None)
+    if outcome is None:
+        return
+    action, done_id, exc = outcome
+    if exc is None and action == "delete":
+        for name in ("job_id", "detail_job"):
+            st.session_state.pop(name, None)
+        st.session_state["jobs_notice"] = f"Deleted job {done_id} and everything it wrote."
+        st.switch_page("views/jobs.py")
+    if exc is None:
+        st.session_state["job_notice"] = ("Job queued again: it resumes from its newest checkpoint "
+                                          "when a worker picks it up.")
+        st.rerun()
+    if isinstance(exc, ApiUnreachable | Unauthorized):
+        state.stop_on_error(exc)
+    st.error(f"**Could not {action} this job.** {exc.message}", icon=":material/error:")
+
 
 st.title("Job detail")
 url, key = state.connection()
+after_action()  # a click's outcome, before reading the job (a deleted one is 404 now)
 jobs = state.call(state.fetch_jobs, url, key)
 wanted = st.query_params.get("job") or st.session_state.get("job_id")
 if not jobs and not wanted:
@@ -81,10 +119,28 @@ def header(job: dict, found: dict[str, dict]) -> None:
         st.info("Queued: waiting for a worker to pick it up.", icon=":material/hourglass_top:")
     elif job["status"] == "estimating_priors":
         st.info("Estimating BASIS priors (offline rollouts) before the first step.", icon=":material/calculate:")
-    if job["status"] in state.ACTIVE and st.button("Cancel job", key="cancel_job"):
-        state.call(state.client().cancel_job, job["id"])
-        state.clear_caches()
-        st.rerun()
+    actions(job)
+
+
+def actions(job: dict) -> None:
+    """Cancel (active jobs), Retry (failed or cancelled), Delete (finished, after a confirmation)."""
+    if notice := st.session_state.pop("job_notice", None):
+        st.success(notice, icon=":material/check_circle:")
+    if job["status"] in state.ACTIVE:
+        if st.button("Cancel job", key="cancel_job", icon=":material/stop_circle:"):
+            state.call(state.client().cancel_job, job["id"])
+            state.clear_caches()
+            st.rerun()
+        return
+    left, middle, right = st.columns([1, 3, 1.2], vertical_alignment="center")
+    if job["status"] in RETRYABLE:
+        left.button("Retry", key="retry_job", icon=":material/replay:", type="primary",
+                    on_click=_request, args=("retry", job["id"]),
+                    help="Queue this job again; the worker resumes it from its newest checkpoint.")
+    sure = middle.checkbox("Delete this job with its metrics, events and checkpoints (cannot be undone)",
+                           key=f"confirm_delete_{job['id']}")
+    right.button("Delete job", key="delete_job", icon=":material/delete:", disabled=not sure,
+                 on_click=_request, args=("delete", job["id"]))
 
 
 def rewards_section(series: list[dict], smoothing: float, show_raw: bool) -> None:
@@ -196,6 +252,7 @@ def events_and_checkpoints(job: dict) -> None:
 
 @st.fragment(run_every=state.REFRESH_SECONDS if first["status"] in state.ACTIVE else None)
 def live() -> None:
+    after_action()  # the same, when the click reran only this fragment
     job = state.call(state.fetch_job, url, key, job_id)
     if first["status"] in state.ACTIVE and job["status"] not in state.ACTIVE:
         st.rerun()  # finished since the page loaded: re-render once without the refresh timer

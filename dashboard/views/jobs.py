@@ -10,6 +10,8 @@ from dashboard.tables import jobs_frame
 STATUSES = ["all", "queued", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
 
 st.title("Jobs")
+if notice := st.session_state.pop("jobs_notice", None):  # left by an action on another page
+    st.success(notice, icon=":material/check_circle:")
 url, key = state.connection()
 status = st.selectbox("Status", STATUSES, key="jobs_status")
 jobs = state.call(state.fetch_jobs, url, key, None if status == "all" else status)
