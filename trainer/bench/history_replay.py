@@ -145,13 +145,17 @@ def replay(trace: dict[str, Any], variants: dict[str, dict[str, Any]] = VARIANTS
     return out
 
 
-def summary(scores: dict[str, np.ndarray], parts: int = 4) -> dict[str, Any]:
+def summary(scores: dict[str, np.ndarray], parts: int = 4, epoch_steps: int = 1
+            ) -> dict[str, Any]:
+    """Mean score, its difference to `basis`, per part of the run, and over the first epoch
+    (`epoch_steps`: steps until the sampler has gone through the prompts once)."""
     ref = scores["basis"].mean()
     return {
         label: {
             "score": float(s.mean()),
             "minus_basis": float(s.mean() - ref),
             "by_part": [float(p.mean()) for p in np.array_split(s, parts)],
+            "first_epoch": float(s[:epoch_steps].mean()),
         }
         for label, s in scores.items()
     }
@@ -178,17 +182,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             trace = record_demo(args.steps, cache, Path(tmp) / "run", n0=args.n0)
         if args.trace is not None:
             save_trace(args.trace, trace)
-    result = summary(replay(trace))
+    epoch = -(-len(trace["priors"][0]) // max(len(trace["ids"][0]), 1))
+    result = summary(replay(trace), epoch_steps=epoch)
     if args.json:
         json.dump({"steps": len(trace["ids"]), "variants": result}, sys.stdout, indent=2)
         print()
         return 0
     print(f"{len(trace['ids'])} recorded steps; score = mean (b - r)^2 on the training batch "
           "(differences = value-MSE differences)")
-    print(f"{'variant':<22}{'score':>9}{'- basis':>10}   by quarter of the run")
+    print(f"{'variant':<22}{'score':>9}{'- basis':>10}{f'epoch 1 ({epoch} st.)':>20}"
+          "   by quarter of the run")
     for label, s in result.items():
         parts = " ".join(f"{p:.4f}" for p in s["by_part"])
-        print(f"{label:<22}{s['score']:9.4f}{s['minus_basis']:+10.4f}   {parts}")
+        print(f"{label:<22}{s['score']:9.4f}{s['minus_basis']:+10.4f}{s['first_epoch']:20.4f}"
+              f"   {parts}")
     return 0
 
 
