@@ -7,6 +7,9 @@ Choices:
   view of unacknowledged messages: the embedded SQLite broker forgets a message its consumer took
   when that consumer is SIGKILLed, and Redis only hands it back after its visibility timeout. A job
   whose heartbeat is older than `stale_after_seconds` is considered orphaned and may be taken over.
+- A job still `queued` after `requeue_queued_after_seconds` is sent again by the sweep (the broker
+  may have been flushed or restarted empty under running workers; worker/reconcile.py). Minutes,
+  not seconds: on a merely long queue each such job gets one extra message per interval and worker.
 - The Redis visibility timeout is long on purpose: a redelivered copy of a job that is still
   running is harmless (the second worker sees a fresh heartbeat and drops it), but a short timeout
   would make those copies frequent on multi-day runs.
@@ -31,6 +34,10 @@ class WorkerSettings(BaseSettings):
     )
     sweep_seconds: float = Field(
         60.0, gt=0, description="How often each worker looks for orphaned jobs to re-enqueue."
+    )
+    requeue_queued_after_seconds: float = Field(
+        600.0, ge=0,
+        description="The sweep re-sends a job still queued this long after its row last changed; 0: off.",
     )
     visibility_timeout_seconds: int = Field(
         12 * 3600, gt=0, description="Redis: when an unacknowledged message is handed out again."
