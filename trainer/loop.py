@@ -548,14 +548,30 @@ def _resolve_device(cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]
     return torch.device(want), (torch.bfloat16 if dtype == "bfloat16" else None)
 
 
+class ModelLoadError(RuntimeError):
+    """The model directory could not be loaded; the message names the directory and the cause."""
+
+
+def _from_pretrained(loader, model_dir: str, **kwargs):
+    """`loader.from_pretrained`, with a failure naming the directory (a half-copied weights file
+    otherwise reads only `SafetensorError: ... invalid header length`)."""
+    try:
+        return loader.from_pretrained(model_dir, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the directory, cause chained
+        text = str(exc).strip()
+        cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        what = "tokenizer" if "Tokenizer" in loader.__name__ else "model"
+        raise ModelLoadError(f"could not load the {what} from {model_dir}: {cause}") from exc
+
+
 def _load_model(cfg: TrainConfig, device: torch.device):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    tokenizer = _from_pretrained(AutoTokenizer, cfg.model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+    model = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
     reference = None
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
@@ -566,7 +582,7 @@ def _load_model(cfg: TrainConfig, device: torch.device):
         if cfg.loss.kl_coef > 0:
             reference = _AdapterOff(model)
     elif cfg.loss.kl_coef > 0:
-        reference = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+        reference = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
         reference.requires_grad_(False).eval().to(device)
     return model.to(device), tokenizer, reference
 

@@ -42,7 +42,7 @@ def test_failing_jobs_fail_cleanly_and_the_worker_takes_the_next(tmp_path, tiny_
     env = {**lab.env, "PYTHONPATH": f"{plugin}:{REPO}"}
     _broken_models(lab.settings.model_roots[0])
     cases = {  # name -> (job overrides, what the error must say)
-        "truncated weights": ({"model": "half-copied"}, "SafetensorError"),
+        "truncated weights": ({"model": "half-copied"}, "half-copied: SafetensorError"),
         "unknown architecture": ({"model": "unknown-arch"}, "no-such-architecture"),
         "reward raises": ({"reward": "buggy_lookup"}, "KeyError"),
         "out of memory": ({"reward": "out_of_memory"}, "can't allocate memory"),

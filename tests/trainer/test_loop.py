@@ -9,7 +9,7 @@ import torch
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import DatasetError
-from trainer.loop import train
+from trainer.loop import ModelLoadError, train
 from trainer.sinks import JsonlSink, NullSink, read_jsonl_metrics
 from trainer.tasks import generate_arithmetic, write_jsonl
 from trainer.tiny import build_tiny_model
@@ -116,6 +116,19 @@ def test_bad_paths_and_batch_size_fail_early(assets, tmp_path):
         train(config(assets, model=str(tmp_path)), NullSink(), run_dir=tmp_path / "r")
     with pytest.raises(ConfigError, match="batch_size: 500"):
         train(config(assets, batch_size=500), NullSink(), run_dir=tmp_path / "r")
+
+
+def test_a_broken_weights_file_names_the_model_directory(assets, tmp_path):
+    """A half-copied model.safetensors: the error says which directory and why, cause chained."""
+    import shutil
+
+    broken = tmp_path / "half-copied"
+    shutil.copytree(assets[1], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:7])
+    with pytest.raises(ModelLoadError, match=rf"from {broken}: SafetensorError: ") as caught:
+        train(config(assets, model=str(broken)), NullSink(), run_dir=tmp_path / "r")
+    assert type(caught.value.__cause__).__name__ == "SafetensorError"
 
 
 def test_truncated_importance_sampling_is_logged_and_off_by_default(assets, tmp_path):
