@@ -188,6 +188,14 @@ def record_checkpoint(conn: Connection, job_id: str, step: int, path: Path,
     )
 
 
+def retried(conn: Connection, job_id: str) -> bool:
+    """Whether the job's newest status event is a retry request (POST /v1/jobs/{id}/retry): the
+    claim that follows resumes a run a user asked to run again, not one whose worker stopped."""
+    data = conn.scalar(select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.kind == "status")
+                       .order_by(JobEvent.id.desc()).limit(1))
+    return bool(data and data.get("retry"))
+
+
 def latest_checkpoint_step(conn: Connection, job_id: str) -> int | None:
     """Step of the newest recorded checkpoint of `job_id`, if any."""
     return conn.scalar(select(func.max(Checkpoint.step)).where(Checkpoint.job_id == job_id))

@@ -171,11 +171,16 @@ class JobRunner:
                 raise
             return self.finish(JobStatus.failed, "could not start", error=_describe(exc))
         if claim.resumed:
-            step = self.tx(lambda conn: lifecycle.latest_checkpoint_step(conn, self.job_id), "read")
+            def where_and_why(conn) -> tuple[int | None, bool]:
+                return (lifecycle.latest_checkpoint_step(conn, self.job_id),
+                        claim.status == JobStatus.queued and lifecycle.retried(conn, self.job_id))
+
+            step, retry = self.tx(where_and_why, "read")
             where = f"checkpoint at step {step}" if step is not None else "the start (no checkpoint yet)"
+            why = "the retry requested" if retry else "the previous worker stopped"
             self.tx(lambda conn: lifecycle.record_event(
-                conn, self.job_id, "resumed", f"resuming from {where} after the previous worker stopped",
-                {"checkpoint_step": step}), "event")
+                conn, self.job_id, "resumed", f"resuming from {where} after {why}",
+                {"checkpoint_step": step, "retry": retry}), "event")
 
         if self.train_fn is None:
             from trainer.loop import train as train_fn

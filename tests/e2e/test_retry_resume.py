@@ -91,6 +91,8 @@ def test_a_cancelled_job_retried_resumes_from_its_checkpoint_and_can_be_deleted(
                             "queued", "running", "succeeded"], statuses
         [resumed] = [e for e in after if e["kind"] == "resumed"]
         assert resumed["data"]["checkpoint_step"] == stopped_at
+        assert resumed["data"]["retry"] is True
+        assert resumed["message"].endswith("after the retry requested"), resumed["message"]
         [trainer_resume] = [e for e in after if e["kind"] == "resume"]
         assert trainer_resume["data"]["step"] == stopped_at
         # Numbering continues from the checkpoint: the second run saved only later steps.

@@ -172,7 +172,8 @@ def test_redelivery_of_an_orphaned_job_resumes(engine, make_job, run, settings):
     assert trainer.calls[0]["resume"] is True
     resumed = [e for e in _events(engine, job_id) if e.kind == "resumed"]
     assert len(resumed) == 1 and resumed[0].data["checkpoint_step"] == 2
-    assert "step 2" in resumed[0].message
+    assert "step 2" in resumed[0].message and "previous worker stopped" in resumed[0].message
+    assert resumed[0].data["retry"] is False
     # The trainer re-announcing estimating_priors after a resume is ignored, not a backwards move.
     assert _statuses(engine, job_id) == ["succeeded"]
 
