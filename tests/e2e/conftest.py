@@ -102,7 +102,8 @@ def check_job_outputs(client, headers: dict, job_id: str, steps: int) -> None:
     assert by_name["reward/mean"]["steps"][-steps:] == list(range(1, steps + 1))
     assert by_name["value_mse/basis"]["steps"], "the probe wrote no value-MSE"
 
-    hists = client.get(f"/v1/jobs/{job_id}/advantages", headers=headers).json()["data"]
+    hists = client.get(f"/v1/jobs/{job_id}/advantages", headers=headers,
+                       params={"limit": 1000}).json()["data"]
     assert [h["step"] for h in hists] == list(range(1, steps + 1))
     assert all(len(h["edges"]) == len(h["counts"]) + 1 for h in hists)
     assert sum(hists[0]["counts"]) > 0

@@ -23,7 +23,9 @@ from tests.e2e.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-STEPS = 30  # long enough that the shutdown below lands mid-run (a step takes ~0.3 s)
+# Long enough that the shutdown below lands mid-run: a step takes ~0.02 s on an idle machine and
+# ~0.3 s on a loaded one (30 steps could end within one 0.5 s poll).
+STEPS = 150
 
 
 def _free_port() -> int:
@@ -58,14 +60,15 @@ def test_basis_up_runs_a_job_and_resumes_it_after_a_restart(tmp_path, tiny_model
         assert upload.status_code == 201, upload.text
         job = client.post("/v1/jobs", headers=headers, json={
             "dataset_id": upload.json()["id"], "model": "tiny",
-            "config": {**SHORT_JOB, "max_steps": STEPS, "probe_every": 10, "checkpoint_every": 2}})
+            "config": {**SHORT_JOB, "max_steps": STEPS, "probe_every": 10, "checkpoint_every": 10}})
         assert job.status_code == 201, job.text
         job_id = job.json()["id"]
 
         def step() -> int:
             return client.get(f"/v1/jobs/{job_id}", headers=headers).json()["current_step"]
 
-        wait_until(lambda: step() >= 1, timeout=180, what="the first step", process=up, log=log)
+        wait_until(lambda: step() >= 1, timeout=180, what="the first step", process=up, log=log,
+                   interval=0.02)
         # Ctrl-C / SIGTERM: warm shutdown stops the job at a step boundary and gives it back.
         assert stop(up, timeout=90) in (0, 130), log.read_text()[-3000:]
 

@@ -130,10 +130,12 @@ def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(lab, api, tmp_path
     client, headers = api
     log = tmp_path / "worker.log"
     worker = spawn(["core.cli", "worker"], env, log)
-    job_id = _submit(client, headers, max_steps=30, checkpoint_every=2, probe_every=0)
+    # 120 steps: an idle machine runs a step in a few hundredths of a second, so a short job could
+    # end between the first checkpoint and the kill.
+    job_id = _submit(client, headers, max_steps=120, checkpoint_every=5, probe_every=0)
     try:
         wait_until(lambda: client.get(f"/v1/jobs/{job_id}/checkpoints", headers=headers).json()["data"],
-                   timeout=240, what="the first checkpoint", process=worker, log=log)
+                   timeout=240, what="the first checkpoint", process=worker, log=log, interval=0.02)
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
         assert _status(client, headers, job_id) in {"running", "estimating_priors"}
@@ -146,7 +148,7 @@ def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(lab, api, tmp_path
     metrics = client.get(f"/v1/jobs/{job_id}/metrics", headers=headers,
                          params={"names": "reward/mean"}).json()["data"][0]
     steps = [s for s in metrics["steps"] if s >= 1]
-    assert steps == list(range(1, 31))
+    assert steps == list(range(1, 121))
     kinds = [e["kind"] for e in client.get(f"/v1/jobs/{job_id}/events", headers=headers,
                                            params={"limit": 1000}).json()["data"]]
     assert "resumed" in kinds

@@ -105,7 +105,7 @@ def test_sigterm_gives_the_job_back_and_the_next_worker_resumes_at_once(
         first = lab.start_worker("worker-a")
         job_id = lab.submit(max_steps=LONG, checkpoint_every=EVERY)
         lab.wait(lambda: (lambda s, c: c is not None and s > c)(*_progress(lab, job_id)),
-                 timeout=240, what="a step past the first checkpoint")
+                 timeout=240, what="a step past the first checkpoint", interval=0.05)
         os.killpg(first.pid, signal.SIGTERM)
         assert first.wait(timeout=60) == 0, "warm shutdown should exit cleanly"
         step_at_stop, ckpt_at_stop = _progress(lab, job_id)
