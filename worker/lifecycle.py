@@ -105,7 +105,7 @@ def claim(conn: Connection, job_id: str, *, stale_after_seconds: float) -> Claim
     if row is None or row.status not in ACTIVE_STATUSES:
         return None
     now = utcnow()
-    stale_before = datetime.fromtimestamp(now.timestamp() - stale_after_seconds, UTC)
+    stale_before = _ago(stale_after_seconds, now)
     epoch = conn.scalar(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES),
@@ -152,17 +152,30 @@ def cancel_requested(conn: Connection, job_id: str, epoch: int | None = None) ->
     return bool(row.cancel_requested) if row is not None else False
 
 
+def _ago(seconds: float, now: datetime | None = None) -> datetime:
+    """The moment `seconds` before `now` (default: the current time), for `updated_at` cut-offs."""
+    return datetime.fromtimestamp((now or utcnow()).timestamp() - seconds, UTC)
+
+
 def orphaned_jobs(conn: Connection, *, stale_after_seconds: float,
                   include_queued: bool) -> list[tuple[str, str]]:
     """(id, queue) of jobs that need a delivery: every never-started `queued` job (when
     `include_queued`) and every active job whose heartbeat is older than the stale limit."""
-    stale_before = datetime.fromtimestamp(utcnow().timestamp() - stale_after_seconds, UTC)
+    stale_before = _ago(stale_after_seconds)
     stale = and_(Job.started_at.is_not(None), Job.updated_at < stale_before)
     waiting = and_(Job.status == JobStatus.queued, Job.started_at.is_(None))
     condition = or_(stale, waiting) if include_queued else stale
     rows = conn.execute(
         select(Job.id, Job.queue).where(Job.status.in_(ACTIVE_STATUSES), condition).order_by(Job.id)
     )
+    return [(row.id, row.queue) for row in rows]
+
+
+def queued_jobs(conn: Connection, *, untouched_for_seconds: float) -> list[tuple[str, str]]:
+    """(id, queue) of `queued` jobs whose row has not changed for `untouched_for_seconds` (the
+    broker may have lost their message; worker/reconcile.py)."""
+    rows = conn.execute(select(Job.id, Job.queue).where(
+        Job.status == JobStatus.queued, Job.updated_at < _ago(untouched_for_seconds)).order_by(Job.id))
     return [(row.id, row.queue) for row in rows]
 
 

@@ -34,12 +34,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
 
 from core.db import get_engine
-from core.models import Job, JobStatus, utcnow
 from core.settings import Settings, get_settings
 from worker import lifecycle
 from worker.config import WorkerSettings, get_worker_settings
@@ -49,18 +47,23 @@ log = logging.getLogger(__name__)
 Enqueue = Callable[[str, str], None]
 
 
+def _broker_enqueue(settings: Settings) -> Enqueue:
+    """Send through the real broker (`worker.tasks.enqueue_job`, imported late: it loads Celery)."""
+    from worker.tasks import enqueue_job
+
+    def enqueue(job_id: str, queue: str) -> None:
+        enqueue_job(job_id, queue, settings=settings)
+
+    return enqueue
+
+
 def reconcile(*, engine: Engine | None = None, enqueue: Enqueue | None = None,
               include_queued: bool = True, stale_after_seconds: float | None = None,
               settings: Settings | None = None) -> list[str]:
     """Enqueue the jobs the queue may have lost; returns their ids (see module docstring)."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.database_url)
-    if enqueue is None:
-        from worker.tasks import enqueue_job
-
-        def enqueue(job_id: str, queue: str) -> None:
-            enqueue_job(job_id, queue, settings=settings)
-
+    enqueue = _broker_enqueue(settings) if enqueue is None else enqueue
     stale = get_worker_settings().stale_after_seconds if stale_after_seconds is None else stale_after_seconds
     with engine.connect() as conn:
         jobs = lifecycle.orphaned_jobs(conn, stale_after_seconds=stale, include_queued=include_queued)
@@ -69,14 +72,6 @@ def reconcile(*, engine: Engine | None = None, enqueue: Enqueue | None = None,
     if jobs:
         log.info("reconcile: enqueued %d job(s): %s", len(jobs), ", ".join(j for j, _ in jobs))
     return [job_id for job_id, _ in jobs]
-
-
-def queued_jobs(conn: Connection, *, untouched_for_seconds: float) -> list[tuple[str, str]]:
-    """(id, queue) of `queued` jobs whose row has not changed for `untouched_for_seconds`."""
-    before = datetime.fromtimestamp(utcnow().timestamp() - untouched_for_seconds, UTC)
-    rows = conn.execute(select(Job.id, Job.queue)
-                        .where(Job.status == JobStatus.queued, Job.updated_at < before).order_by(Job.id))
-    return [(row.id, row.queue) for row in rows]
 
 
 class Sweeper:
@@ -106,7 +101,8 @@ class Sweeper:
             found = lifecycle.orphaned_jobs(conn, stale_after_seconds=stale, include_queued=include_queued)
             # Queued jobs held for the longer interval. With include_queued that is every queued job
             # (all never-started ones are sent), but only those untouched past `after` are added.
-            waiting = queued_jobs(conn, untouched_for_seconds=0 if include_queued else after) if after > 0 else []
+            waiting = (lifecycle.queued_jobs(conn, untouched_for_seconds=0 if include_queued else after)
+                       if after > 0 else [])
         to_send = dict(found)
         if not include_queued:
             to_send.update(waiting)
@@ -115,17 +111,13 @@ class Sweeper:
         if forget:
             self._sent.clear()
         self._sent = {j: (t, hold) for j, (t, hold) in self._sent.items() if now - t < hold}
+        enqueue = _broker_enqueue(settings) if self.enqueue is None else self.enqueue
         sent = []
         for job_id, queue in sorted(to_send.items()):
             if job_id in self._sent:
                 continue
             self._sent[job_id] = (now, max(stale, after) if job_id in queued_ids else stale)
-            if self.enqueue is not None:
-                self.enqueue(job_id, queue)
-            else:
-                from worker.tasks import enqueue_job
-
-                enqueue_job(job_id, queue, settings=settings)
+            enqueue(job_id, queue)
             sent.append(job_id)
         if sent:
             log.info("sweep%s: re-sent %d job(s): %s", " (full)" if include_queued else "", len(sent),
