@@ -23,7 +23,6 @@ import math
 import secrets
 import time
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -43,6 +42,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.status import ACTIVE, TERMINAL, JobStatus
 
 # Named constraints: Alembic batch mode on SQLite needs names to alter tables later.
 NAMING_CONVENTION = {
@@ -108,19 +109,8 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-class JobStatus(StrEnum):
-    """Job lifecycle: queued -> estimating_priors -> running -> succeeded | failed | cancelled."""
-
-    queued = "queued"
-    estimating_priors = "estimating_priors"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
-ACTIVE_STATUSES = frozenset(set(JobStatus) - TERMINAL_STATUSES)
+TERMINAL_STATUSES = TERMINAL
+ACTIVE_STATUSES = ACTIVE
 
 
 class Base(DeclarativeBase):

@@ -77,6 +77,7 @@ __all__ = [
     "AdvantageBatch",
     "AdvantageResult",
     "Basis",
+    "BasisPaper",
     "Estimator",
     "estimate_priors",
     "get_estimator",
@@ -602,3 +603,23 @@ class Basis(Estimator):
             order
         ]
         self._last = np.concatenate([self._last, np.full(new_ids.size, self._step)])[order]
+
+
+class BasisPaperOptions(BasisOptions):
+    history: bool = Field(
+        False, description="off in the paper's form (the per-prompt history is our extension)"
+    )
+    c_prior_strength: float = Field(
+        0.0, ge=0, description="0 in the paper's form (the pull to the previous c is ours)"
+    )
+
+
+@register_estimator("basis_paper")
+class BasisPaper(Basis):
+    """The paper's BASIS (DESIGN.md 3.1-3.3 only): priors + leave-one-out shared calibration.
+
+    Same code as `basis` with our extensions off by default: no per-prompt history, no pull of c
+    towards the previous step's c. Kept as its own name so figures can say which form they show.
+    """
+
+    Options = BasisPaperOptions

@@ -42,14 +42,10 @@ from core.models import (
     new_id,
     utcnow,
 )
+from core.status import TRANSITIONS
 from worker.sink import LeaseLost, event_row, upsert
 
-ALLOWED: dict[str, frozenset[str]] = {
-    JobStatus.queued: frozenset({JobStatus.estimating_priors, JobStatus.running, JobStatus.failed,
-                                 JobStatus.cancelled}),
-    JobStatus.estimating_priors: frozenset({JobStatus.running, JobStatus.failed, JobStatus.cancelled}),
-    JobStatus.running: frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}),
-}
+ALLOWED = TRANSITIONS
 RELEASED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 

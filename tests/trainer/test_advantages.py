@@ -343,3 +343,17 @@ def test_basis_cost_is_vectorised():
 
 def test_basis_is_a_basis():
     assert isinstance(get_estimator("basis"), Basis)
+
+
+def test_basis_paper_is_basis_without_our_extensions():
+    """`basis_paper` = the paper's form: no history, no pull of c; otherwise the same numbers."""
+    paper = get_estimator("basis_paper")
+    assert (paper.options.history, paper.options.c_prior_strength) == (False, 0.0)
+    plain, ids, p = basis_with_priors(40, seed=3, history=False, c_prior_strength=0.0)
+    paper.set_priors(ids, np.array([plain.priors[i] for i in ids]))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        r = (rng.random(ids.size) < p).astype(float)
+        a = plain.compute(AdvantageBatch(r, ids))
+        b = paper.compute(AdvantageBatch(r, ids))
+        np.testing.assert_allclose(a.baselines, b.baselines, atol=1e-12)
