@@ -35,7 +35,7 @@ X_MAX_POINTS = 5000
 # charts cover the whole run however long it is.
 HISTOGRAM_STEPS = 500
 REFRESH_SECONDS = 5
-ACTIVE = ("queued", "estimating_priors", "running")
+ACTIVE = ("queued", "starting", "estimating_priors", "running")
 
 
 def init_connection() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-ACTIVE = ("queued", "estimating_priors", "running")
+ACTIVE = ("queued", "starting", "estimating_priors", "running")
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -80,7 +80,7 @@ def run_demo(settings, base_url: str, api_key: str, stack, *, steps: int | None 
 
 def _unfinished_job(api: httpx.Client) -> str | None:
     """Newest job of user `demo` that has not ended, if any."""
-    for status in ("running", "estimating_priors", "queued"):
+    for status in ("running", "estimating_priors", "starting", "queued"):
         jobs = _check(api.get("/v1/jobs", params={"status": status, "limit": 1}))["data"]
         if jobs:
             return jobs[0]["id"]

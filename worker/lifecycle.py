@@ -1,7 +1,8 @@
 """Job status machine, leases and checkpoint rows: every change a worker makes to a `jobs` row.
 
-Status: `queued -> estimating_priors -> running -> succeeded | failed | cancelled` (estimators
-without priors go `queued -> running`; any active status may go to failed or cancelled). Each
+Status: `queued -> starting -> estimating_priors -> running -> succeeded | failed | cancelled`
+(estimators without priors skip `estimating_priors`; any active status may go to failed or
+cancelled). The claim of a `queued` job moves it to `starting` in the claim's own transaction. Each
 accepted transition writes its event row in the same transaction, so the events never disagree
 with the status. A transition that is not allowed from the current status (the trainer announcing
 `estimating_priors` again after a resume, a second `succeeded`) is ignored, not an error: the worker
@@ -112,6 +113,8 @@ def claim(conn: Connection, job_id: str, *, stale_after_seconds: float) -> Claim
     )
     if epoch is None:
         return None
+    if row.status == JobStatus.queued:  # visible at once: a cancel now reaches the worker
+        transition(conn, job_id, JobStatus.starting, message="claimed by a worker")
     return Claim(job_id, row.status, resumed=row.started_at is not None,
                  cancel_requested=bool(row.cancel_requested), epoch=epoch)
 
@@ -200,8 +203,11 @@ def record_checkpoint(conn: Connection, job_id: str, step: int, path: Path,
 def retried(conn: Connection, job_id: str) -> bool:
     """Whether the job's newest status event is a retry request (POST /v1/jobs/{id}/retry): the
     claim that follows resumes a run a user asked to run again, not one whose worker stopped."""
-    data = conn.scalar(select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.kind == "status")
-                       .order_by(JobEvent.id.desc()).limit(1))
+    recent = conn.scalars(select(JobEvent.data).where(JobEvent.job_id == job_id,
+                                                      JobEvent.kind == "status")
+                          .order_by(JobEvent.id.desc()).limit(2))
+    # The claim's own `starting` event comes after the request it answers.
+    data = next((d for d in recent if not (d and d.get("status") == JobStatus.starting)), None)
     return bool(data and data.get("retry"))
 
 

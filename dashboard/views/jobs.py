@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.tables import jobs_frame
 
-STATUSES = ["all", "queued", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
+STATUSES = ["all", "queued", "starting", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
 
 st.title("Jobs")
 if notice := st.session_state.pop("jobs_notice", None):  # left by an action on another page
