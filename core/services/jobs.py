@@ -46,6 +46,7 @@ from core.models import (
 from core.services.catalog import resolve_model
 from core.services.datasets import dataset_path, get_dataset
 from core.services.errors import Conflict, Invalid, NotFound
+from core.services.limits import big_integer, check_job_limits, check_queue
 from core.services.pagination import Page, paginate
 from core.services.storage import remove_tree
 from core.settings import Settings
@@ -98,6 +99,8 @@ def validate_train_config(config: dict[str, Any], *, model_path: str, dataset_fi
             raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
     if bad := _non_finite(config, "config"):
         raise Invalid(f"{bad} must be a finite number (NaN and Infinity are not JSON)", bad)
+    if bad := big_integer(config, "config"):
+        raise Invalid(f"{bad} is out of range (integers are limited to +-2**53)", bad)
     try:
         train_config = TrainConfig.model_validate(
             {**config, "model": model_path, "dataset": dataset_file, "output_dir": output_dir})
@@ -123,11 +126,13 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     queue = queue or settings.worker_queue
     if not QUEUE_RE.fullmatch(queue):
         raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
+    check_queue(settings, queue)
     job = Job(id=new_id("job"), owner_id=owner.id, dataset_id=dataset.id, model=model, queue=queue, config={},
               estimator="", status=JobStatus.queued)
     train_config = validate_train_config(
         config, model_path=str(model_path), dataset_file=str(dataset_path(settings, dataset)),
         output_dir=str(settings.job_run_dir(job.id)))
+    check_job_limits(train_config, settings, model_path=model_path, dataset_rows=dataset.rows)
     job.config = train_config.model_dump(mode="json", exclude=set(SERVER_FIELDS))
     job.estimator = _estimator_name(train_config)
     max_steps = getattr(train_config, "max_steps", None)
