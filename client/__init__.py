@@ -26,11 +26,12 @@ from client.rest import (
     BasisClient,
     NotFound,
     Unauthorized,
+    env_connection,
     follow_pages,
 )
 
 __all__ = [
     "DEFAULT_URL", "ApiError", "ApiUnreachable", "BasisClient", "CheckpointPublic",
     "ComponentsPublic", "DatasetPublic", "EventPublic", "Health", "HistogramPublic", "JobPublic",
-    "MetricSeries", "ModelPublic", "NotFound", "Page", "Unauthorized", "follow_pages",
+    "MetricSeries", "ModelPublic", "NotFound", "Page", "Unauthorized", "env_connection", "follow_pages",
 ]

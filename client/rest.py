@@ -17,6 +17,7 @@ Choices:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
@@ -123,6 +124,12 @@ def follow_pages(fetch: Callable[[str | None], Page[T]], *, max_items: int | Non
         if not page.has_more or not page.next_cursor or not page.data:
             return
         cursor = page.next_cursor
+
+
+def env_connection() -> tuple[str, str | None]:
+    """(API URL, key) from `BASIS_API_URL` and `BASIS_API_KEY`, the variables core/settings.py
+    documents for the CLI and the dashboard (read here so clients need no server package)."""
+    return os.environ.get("BASIS_API_URL") or DEFAULT_URL, os.environ.get("BASIS_API_KEY") or None
 
 
 def _params(**params: Any) -> dict[str, Any]:
