@@ -136,6 +136,10 @@ class TrainConfig(_Strict):
         16, ge=2, le=1024, description="M: Monte Carlo rollouts per probe prompt (>= 10 for gm8)"
     )
     seed: int = Field(0, ge=0, description="seed for data order, sampling and init")
+    eval_seed: int = Field(
+        0, ge=0, description="seed of the held-out split (eval_fraction); separate from `seed` "
+        "so runs with different training seeds are scored on the same problems and can be paired"
+    )
     max_steps: int = Field(100, ge=1, description="training steps")
     output_dir: str = Field("runs/default", description="run directory (checkpoints, metrics)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
