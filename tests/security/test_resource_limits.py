@@ -75,8 +75,8 @@ def test_queue_names_are_the_administrators(world):
 
 
 def test_a_5000_digit_integer_in_a_request_body_is_a_4xx(world):
-    body = ('{"dataset_id": "%s", "model": "tiny", "config": {"max_steps": %s}}'
-            % (world.alice.ids["dataset_id"], "9" * 5000))
+    dataset = world.alice.ids["dataset_id"]
+    body = f'{{"dataset_id": "{dataset}", "model": "tiny", "config": {{"max_steps": {"9" * 5000}}}}}'
     response = world.client.post("/v1/jobs", headers={**world.alice.headers,
                                                       "Content-Type": "application/json"},
                                  content=body)
