@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException
 
 from core.services.errors import DomainError
@@ -73,6 +74,12 @@ async def operational_error(request: Request, exc: OperationalError) -> JSONResp
                           headers={"Retry-After": "5"})
 
 
+async def pool_timeout(request: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
+    log.warning("no database connection within the pool timeout: %s", exc)
+    return error_response(503, "overloaded", "the server is busy; retry shortly",
+                          headers={"Retry-After": "1"})
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; the server log has details")
@@ -86,4 +93,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(OperationalError, operational_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, pool_timeout)
     app.add_exception_handler(Exception, unexpected_error)

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(32, gt=0, description="Deepest JSON nesting in a dataset row.")
     max_metric_points: int = Field(5000, gt=0, description="Upper bound accepted for ?max_points=.")
 
+    # Capacity of the API process (issue 18): a request past `api_max_inflight` is answered 503 with
+    # Retry-After at once instead of queueing; `api_threads` is the thread pool sync routes run in;
+    # a route waits at most `db_pool_timeout` s for one of db_pool_size + db_max_overflow connections.
+    api_threads: int = Field(40, gt=0, description="Threads for the API's sync routes.")
+    api_max_inflight: int = Field(64, gt=0, description="Requests served at once before shedding load.")
+    db_pool_size: int = Field(10, gt=0, description="Pooled database connections per process.")
+    db_max_overflow: int = Field(20, ge=0, description="Extra connections under a burst.")
+    db_pool_timeout: float = Field(10.0, gt=0, description="Seconds a request waits for a connection.")
+
     # Resource limits on a job, checked at creation (issue 18; core/services/limits.py). A lab
     # raises them for its hardware; the defaults fit one machine.
     job_max_steps: int = Field(100_000, gt=0, description="Most training steps per job.")
