@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core.status import ACTIVE, TERMINAL, JobStatus
+from core.status import JobStatus
 
 # Named constraints: Alembic batch mode on SQLite needs names to alter tables later.
 NAMING_CONVENTION = {
@@ -107,10 +107,6 @@ def utcnow() -> datetime:
 def new_id(prefix: str) -> str:
     """`<prefix>_<12 hex ms timestamp><12 hex random>`: unique and sortable by creation time."""
     return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
-
-
-TERMINAL_STATUSES = TERMINAL
-ACTIVE_STATUSES = ACTIVE
 
 
 class Base(DeclarativeBase):

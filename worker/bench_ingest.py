@@ -22,10 +22,10 @@ from pathlib import Path
 from sqlalchemy import create_engine, text, update
 from sqlalchemy.engine import make_url
 
-from core.db import make_engine, migrate, session_scope
+from core.db import make_engine, migrate, run_in_transaction, session_scope
 from core.models import Job, User
 from trainer.sinks import Histogram
-from worker.sink import DatabaseSink, run_in_transaction
+from worker.sink import DatabaseSink
 
 
 def _fresh_database(url: str):

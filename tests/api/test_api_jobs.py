@@ -115,10 +115,10 @@ def test_cancel_a_finished_job_is_a_conflict(client, alice, job, db):
 
 
 def test_events_after_cursor(client, alice, job, db):
-    from core.services.jobs import add_event
+    from core.jobs.events import record_event
 
     for i in range(4):
-        add_event(db, job["id"], "log", f"message {i}")
+        record_event(db, job["id"], "log", f"message {i}")
     db.commit()
     events = client.get(f"/v1/jobs/{job['id']}/events", headers=alice).json()["data"]
     assert len(events) == 5 and [e["id"] for e in events] == sorted(e["id"] for e in events)

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.jobs.lifecycle import RELEASED_AT
 from core.models import Checkpoint, Job, JobEvent, JobStatus, Metric
 from tests.worker.conftest import LONG_AGO, Hist
-from worker.lifecycle import RELEASED_AT
 from worker.tasks import JobInterrupted, execute_job
 
 GOOD_CONFIG = {"estimator": "reinforce_pp", "n0": 0, "max_steps": 3, "batch_size": 2,
@@ -161,7 +161,7 @@ def test_finished_job_is_a_no_op(make_job, run):
 def test_redelivery_of_an_orphaned_job_resumes(engine, make_job, run, settings):
     job_id = make_job(status=JobStatus.running, config=GOOD_CONFIG, started=LONG_AGO,
                       heartbeat=LONG_AGO)
-    from worker import lifecycle
+    from core.jobs import lifecycle
 
     ckpt = settings.job_run_dir(job_id) / "checkpoints" / "step-000002"
     ckpt.mkdir(parents=True)
