@@ -158,7 +158,7 @@ class Job(Base):
     )
     model: Mapped[str] = mapped_column(String(512))  # the name from GET /v1/models, not a path
     estimator: Mapped[str] = mapped_column(String(64))
-    config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # TrainConfig minus model/dataset/output_dir
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # TrainConfig minus the server fields (core/jobs/config.py)
     status: Mapped[str] = mapped_column(String(32), default=JobStatus.queued, index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -191,7 +191,7 @@ class JobRunner:
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
                             retry_seconds=self.ws.db_retry_seconds)
         try:
-            return train_fn(config, sink, run_dir=Path(config.output_dir),
+            return train_fn(config, sink, run_dir=Path(config.run_dir),
                             should_stop=self.should_stop, on_status=self.on_status,
                             on_checkpoint=self.on_checkpoint, resume=True)
         except LeaseLost:  # the job is another worker's now: failing it would overwrite its run

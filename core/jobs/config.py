@@ -3,7 +3,7 @@ stored job into the config the trainer runs.
 
 Choices:
 - `resolve_train_config` is the only place the server fields are filled (`model` from the model
-  roots, `dataset` from storage, `output_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
+  roots, `dataset` from storage, `run_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
   `<storage dir>/priors`, shared by jobs on the same model and data). The API calls it when a job is
   created, so a bad field fails at POST time with its name, and the worker when the job starts, on
   its own machine's paths: both see the same config.
@@ -32,7 +32,9 @@ from core.settings import Settings
 from trainer.config import TrainConfig, format_validation_error
 
 # Filled by `resolve_train_config`, never stored with the job.
-SERVER_FIELDS = ("model", "dataset", "output_dir", "priors_cache_dir")
+SERVER_FIELDS = ("model", "dataset", "run_dir", "priors_cache_dir")
+# Refused in a user's config: the server fields, and `output_dir`, `run_dir`'s former name.
+REFUSED_FIELDS = (*SERVER_FIELDS, "output_dir")
 # Server paths a user may send only as null (the value older job rows return).
 NULLABLE_FIELDS = ("eval_dataset", "priors_cache_dir")
 
@@ -64,7 +66,7 @@ def _non_finite(value: Any, path: str) -> str | None:
 
 def check_user_config(config: dict[str, Any]) -> None:
     """Refuse server fields and non-finite numbers in a user's config; Invalid names the field."""
-    for key in dict.fromkeys((*SERVER_FIELDS, *NULLABLE_FIELDS)):
+    for key in dict.fromkeys((*REFUSED_FIELDS, *NULLABLE_FIELDS)):
         if key in config and (key not in NULLABLE_FIELDS or config[key] is not None):
             raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
     if bad := _non_finite(config, "config"):
@@ -92,7 +94,7 @@ def resolve_train_config(settings: Settings, job_id: str, model: str, dataset: D
         **config,
         "model": str(resolve_model(settings, model)),
         "dataset": str(dataset_path(settings, dataset)),
-        "output_dir": str(settings.job_run_dir(job_id)),
+        "run_dir": str(settings.job_run_dir(job_id)),
         "priors_cache_dir": str(Path(settings.storage_dir) / "priors"),
     })
 

@@ -16,7 +16,7 @@ def test_create_validates_commits_then_enqueues(job, enqueued, db, settings):
     assert job["object"] == "job" and job["id"].startswith("job_")
     assert (job["status"], job["model"], job["estimator"], job["max_steps"]) == ("queued", "tiny", "basis", 3)
     assert job["config"]["batch_size"] == 2 and "model" not in job["config"]
-    assert "output_dir" not in job["config"] and job["config"]["sampling"]["temperature"] == 1.0
+    assert "run_dir" not in job["config"] and "output_dir" not in job["config"] and job["config"]["sampling"]["temperature"] == 1.0
     assert job["queue"] == settings.worker_queue and job["latest_metrics"] == {}
     assert enqueued == [(job["id"], settings.worker_queue, True)]  # True: row visible to others
     [event] = db.scalars(select(JobEvent)).all()
@@ -43,6 +43,7 @@ BAD_JOBS = {
     "server field": ({"config": {"model": "/etc"}}, 422, "config.model"),
     "server path": ({"config": {"eval_dataset": "/etc/passwd"}}, 422, "config.eval_dataset"),
     "output dir": ({"config": {"output_dir": "/tmp/x"}}, 422, "config.output_dir"),
+    "run dir": ({"config": {"run_dir": "/tmp/x"}}, 422, "config.run_dir"),
     "config not an object": ({"config": [1, 2]}, 422, "config"),
     "unknown body field": ({"priority": 1}, 422, "priority"),
 }

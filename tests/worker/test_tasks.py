@@ -88,7 +88,7 @@ def test_job_runs_to_succeeded_with_an_event_per_transition(engine, settings, ma
     assert _statuses(engine, job_id) == ["estimating_priors", "running", "succeeded"]
     config = trainer.calls[0]["config"]
     assert Path(config.model) == settings.model_roots[0] / "tiny"
-    assert Path(config.output_dir) == settings.job_run_dir(job_id) == trainer.calls[0]["run_dir"]
+    assert Path(config.run_dir) == settings.job_run_dir(job_id) == trainer.calls[0]["run_dir"]
     assert Path(config.dataset).is_file() and config.max_steps == 3
     with Session(engine) as session:
         assert session.query(Metric).filter_by(job_id=job_id).count() == 3
