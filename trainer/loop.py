@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -52,14 +52,17 @@ from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.loss import policy_loss, token_logprobs
-from trainer.modeling import Prompts, load_model, resolve_device, tokenize
+from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
 from trainer.priors import priors_from_rewards
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
-from trainer.rollout import Rollout, SamplingParams, get_engine
+from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
 from trainer.sinks import MetricsSink, advantage_histogram
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrainResult", "train"]
 
@@ -95,10 +98,10 @@ class Run:
     config: TrainConfig
     sink: MetricsSink
     run_dir: Path
-    model: Any
-    tokenizer: Any
-    engine: Any
-    reference: Any
+    model: torch.nn.Module  # the policy (a peft model under LoRA)
+    tokenizer: PreTrainedTokenizerBase
+    engine: RolloutEngine
+    reference: Reference | None  # frozen KL reference; None without a KL term
     optimizer: torch.optim.Optimizer
     rewarder: RewardRunner
     estimator: Estimator
@@ -290,7 +293,7 @@ def _collate(rollouts: list[Rollout], pad_id: int) -> _Batch:
     return _Batch(ids, attention, response)
 
 
-def _forward_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _forward_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     """(n, L-1) logprobs of each next token under logits / temperature."""
     with _autocast(run):
         logits = model(input_ids=b.input_ids.to(run.device),
@@ -369,7 +372,7 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
     return out
 
 
-def _no_grad_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _no_grad_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     with torch.no_grad():
         return _forward_logprobs(run, model, b)
 
@@ -492,7 +495,9 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
-    engine = get_engine(cfg.engine, model, tokenizer, _EngineConfig(cfg, autocast_dtype))
+    engine = get_engine(cfg.engine, model, tokenizer, EngineConfig(
+        model=cfg.model, engine_options=cfg.engine_options, seed=cfg.seed,
+        autocast_dtype=autocast_dtype))
     return Run(
         config=cfg, sink=sink, run_dir=run_dir, model=model, tokenizer=tokenizer, engine=engine,
         reference=reference, optimizer=optimizer,
@@ -504,17 +509,6 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
         train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
         device=device, autocast_dtype=autocast_dtype,
     )
-
-
-@dataclass
-class _EngineConfig:
-    """What an engine may read: the TrainConfig's fields plus the resolved autocast dtype."""
-
-    config: TrainConfig
-    autocast_dtype: torch.dtype | None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.config, name)
 
 
 # ============================================================================ checkpoints
