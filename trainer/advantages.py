@@ -5,6 +5,8 @@ Numpy float64 in and out, no IO, no Python loop over samples (grouping uses np.u
 Estimators (DESIGN.md section 3):
 - `reinforce_pp`: baseline = mean of the batch's scorable rewards; advantages divided by the batch
   std (REINFORCE++ whitening; centred already since the baseline is the mean).
+- `rloo_batch`: 1 rollout per prompt, baseline = mean of the batch's *other* scorable rewards
+  (leave-one-out), no normalisation: single-rollout REINFORCE with an unbiased batch baseline.
 - `grpo`: baseline = group mean; advantages divided by the group std (ddof=1, as TRL) + eps.
 - `dr_grpo`: baseline = group mean; no normalisation.
 - `rloo`: baseline = mean of the *other* scorable rewards of the group (leave-one-out).
@@ -232,6 +234,20 @@ class ReinforcePP(Estimator):
         b = np.full_like(r, mean)
         scale = std + self.options.eps if self.options.normalize else 1.0
         return AdvantageResult(b, _finish(r, ok, b, scale), {"reinforce_pp/std": float(std)})
+
+
+@register_estimator("rloo_batch")
+class RLOOBatch(Estimator):
+    """Single-rollout REINFORCE with a leave-one-out batch-mean baseline: b_i = mean of the *other*
+    scorable rewards of the batch (0.5 if none), no normalisation. The unbiased single-rollout
+    REINFORCE-type baseline (RLOO's leave-one-out applied across prompts, k = 1), the reference for
+    the paper's claim (d)."""
+
+    def compute(self, batch: AdvantageBatch) -> AdvantageResult:
+        r = batch.rewards
+        ok = ~np.isnan(r)
+        b = _loo_batch_mean(r, ok)
+        return AdvantageResult(np.where(ok, b, np.nan), _finish(r, ok, b))
 
 
 # ---------------------------------------------------------------------------- groups

@@ -427,7 +427,11 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
     rollouts = run.engine.generate([run.train.tokens[i] for i in idx[:p]], m,
                                    _sampling(run.config, _seed(run.config.seed, step, _PROBE)))
     rewards = _score(run, rollouts, [run.train.answers[idx[r.prompt_index]] for r in rollouts])
-    return run.probe.measure(np.arange(p), rewards.reshape(p, m))
+    out = run.probe.measure(np.arange(p), rewards.reshape(p, m))
+    run.sink.log_event("probe", f"value probe at step {step}", {
+        "step": step, "prompt_ids": [run.train.ids[i] for i in idx[:p]],
+        "errors": run.probe.last_detail})
+    return out
 
 
 # ============================================================================ priors phase
@@ -476,7 +480,7 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
         train_rows, eval_rows = rows, load_jsonl(cfg.eval_dataset)
     else:
         try:
-            train_rows, eval_rows = split(rows, cfg.eval_fraction, seed=cfg.seed)
+            train_rows, eval_rows = split(rows, cfg.eval_fraction, seed=cfg.eval_seed)
         except ValueError as e:
             raise ConfigError(f"eval_fraction: {e}") from None
     if cfg.eval_size is not None:
