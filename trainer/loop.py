@@ -211,7 +211,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
         **_reward_metrics(rewards),
         **_advantage_metrics(result.advantages),
         **result.info,
-        **update,
+        **update.metrics(),
         **probe_metrics,
         "response/length_mean": float(np.mean([len(r.response_ids) for r in rollouts])),
         "rollout/stop_frac": float(np.mean([r.finish_reason == "stop" for r in rollouts])),
@@ -308,67 +308,98 @@ def _autocast(run: Run):
     return torch.autocast(run.device.type, dtype=run.autocast_dtype)
 
 
-def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> dict:
+@dataclass
+class UpdateStats:
+    """One update's figures; `metrics()` names them as docs/architecture.md lists them.
+
+    Loss figures are sums over micro-batches (each already normalised by whole-batch totals, so the
+    sum is the batch value), averaged over PPO epochs; the logprob gap and TIS figures come from the
+    first epoch only, weighted by response tokens.
+    """
+
+    lr: float
+    with_kl: bool  # a reference model is loaded: report `kl/mean`
+    with_tis: bool  # truncated importance sampling is on: report `tis/*`
+    grad_norm: float = 0.0  # of the last epoch, before clipping
+    policy: float = 0.0
+    kl: float = 0.0  # the KL term of the loss (kl_coef * kl_mean)
+    kl_mean: float = 0.0  # the unweighted KL estimate
+    clip_frac: float = 0.0
+    tokens: float = 0.0  # response tokens seen in the first epoch
+    gap_sum: float = 0.0  # sum over those tokens of |trainer - engine logprob|
+    tis_weight_sum: float = 0.0  # token-weighted sums of tis_metrics' figures
+    tis_clipped_sum: float = 0.0
+
+    def add_loss(self, stats: dict[str, torch.Tensor], epochs: int) -> None:
+        self.policy += float(stats["policy"]) / epochs
+        self.kl += float(stats["kl"]) / epochs
+        self.kl_mean += float(stats["kl_mean"]) / epochs
+        self.clip_frac += float(stats["clip_frac"]) / epochs
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "loss/policy": self.policy,
+            "loss/kl": self.kl,
+            "loss/clip_frac": self.clip_frac,
+            "optim/grad_norm": self.grad_norm,
+            "optim/lr": self.lr,
+            "rollout/logprob_gap": self.gap_sum / max(self.tokens, 1.0),
+        }
+        if self.with_kl:
+            out["kl/mean"] = self.kl_mean
+        if self.with_tis:
+            out["tis/mean_weight"] = self.tis_weight_sum / max(self.tokens, 1.0)
+            out["tis/clipped_frac"] = self.tis_clipped_sum / max(self.tokens, 1.0)
+        return out
+
+
+def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> UpdateStats:
     cfg, opt_cfg = run.config, run.config.optimizer
-    lr = _lr(cfg, step)
+    out = UpdateStats(lr=_lr(cfg, step), with_kl=run.reference is not None,
+                      with_tis=cfg.loss.tis_cap is not None)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    adv = torch.tensor(advantages, dtype=torch.float32)
+        group["lr"] = out.lr
+    adv = torch.tensor(advantages, dtype=torch.float32)  # (B*k,)
     pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
     mb = opt_cfg.micro_batch_size
     chunks = [rollouts[i:i + mb] for i in range(0, len(rollouts), mb)]
     batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
-    totals = {"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
-              "total_seqs": float(len(rollouts))}
+    total_tokens = float(sum(b.response.sum() for b, _ in batches))
     multi = cfg.loss.ppo_epochs > 1
     old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
     ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
     skip_zero = not multi and run.reference is None
-    sums: dict[str, float] = {}
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
         run.optimizer.zero_grad(set_to_none=True)
         for j, (b, a) in enumerate(batches):
             if skip_zero and not bool((a != 0).any()):
                 continue
-            lp = _forward_logprobs(run, run.model, b)
+            lp = _forward_logprobs(run, run.model, b)  # (n, L-1)
             mask = b.response.to(run.device)
-            base = lp.detach() if old[j] is None else old[j]
+            old_j = old[j]
+            base = lp.detach() if old_j is None else old_j
             weights = None
+            n = float(b.response.sum())
             if cfg.loss.tis_cap is not None:
                 engine_lp = _engine_logprobs(lp, chunks[j])
                 weights = tis_weights(base, engine_lp, cfg.loss.tis_cap)
                 if epoch == 0:
-                    for key, value in tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap).items():
-                        n = float(b.response.sum())
-                        sums[key] = sums.get(key, 0.0) + value * n
-                        sums[key + ":n"] = sums.get(key + ":n", 0.0) + n
+                    tis = tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap)
+                    out.tis_weight_sum += tis["tis/mean_weight"] * n
+                    out.tis_clipped_sum += tis["tis/clipped_frac"] * n
             loss, stats = policy_loss(
                 lp, base, a.to(run.device), mask,
                 clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
                 kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
-                token_weights=weights, **totals)
+                token_weights=weights, total_tokens=total_tokens, total_seqs=float(len(rollouts)))
             loss.backward()
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + float(value) / cfg.loss.ppo_epochs
+            out.add_loss(stats, cfg.loss.ppo_epochs)
             if epoch == 0:
-                sums["gap"] = sums.get("gap", 0.0) + _logprob_gap(lp.detach(), chunks[j], mask)
-                sums["gap_tokens"] = sums.get("gap_tokens", 0.0) + float(b.response.sum())
-        grad_norm = _clip(run, opt_cfg.grad_clip)
+                out.gap_sum += _logprob_gap(lp.detach(), chunks[j], mask)
+                out.tokens += n
+        out.grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
-    out = {
-        "loss/policy": sums.get("policy", 0.0),
-        "loss/kl": sums.get("kl", 0.0),
-        "loss/clip_frac": sums.get("clip_frac", 0.0),
-        "optim/grad_norm": grad_norm,
-        "optim/lr": lr,
-        "rollout/logprob_gap": sums.get("gap", 0.0) / max(sums.get("gap_tokens", 0.0), 1.0),
-    }
-    if run.reference is not None:
-        out["kl/mean"] = sums.get("kl_mean", 0.0)
-    if cfg.loss.tis_cap is not None:
-        for key in ("tis/mean_weight", "tis/clipped_frac"):
-            out[key] = sums.get(key, 0.0) / max(sums.get(key + ":n", 0.0), 1.0)
     return out
 
 
