@@ -54,7 +54,7 @@ from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.loss import policy_loss, token_logprobs
 from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
-from trainer.priors import priors_from_rewards
+from trainer.priors import TakesPriors, priors_from_rewards
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
@@ -470,13 +470,13 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
 
 def _start_fresh(run: Run, on_status) -> None:
     """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
-    takes_priors = callable(getattr(run.estimator, "set_priors", None))
+    takes_priors = run.estimator if isinstance(run.estimator, TakesPriors) else None
     metrics: dict[str, float] = {}
-    if run.config.n0 > 0 and (takes_priors or (run.probe and run.probe.needs_priors)):
+    if run.config.n0 > 0 and (takes_priors is not None or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
         priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
-        if takes_priors:
-            run.estimator.set_priors(run.train.ids, priors, n0=run.config.n0)
+        if takes_priors is not None:
+            takes_priors.set_priors(run.train.ids, priors, n0=run.config.n0)
             run.counters.rollouts_total += int(meta["rollouts"])
             run.counters.train_seconds += float(meta["seconds"])
         if run.probe is not None:

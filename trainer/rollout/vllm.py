@@ -256,6 +256,7 @@ class VllmEngine:
     def _push_adapter(self, model: Any) -> None:
         from vllm.lora.request import LoRARequest
 
+        assert self._lora_dir is not None  # made in __init__ whenever self.lora
         self._lora_id += 1
         path = self._lora_dir / f"adapter-{self._lora_id}"
         model.save_pretrained(str(path))
