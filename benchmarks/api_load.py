@@ -46,7 +46,7 @@ def _seed(database_url: str, data_dir: Path, jobs: int = 5) -> tuple[str, list[s
     from core.db import make_engine, migrate, session_scope
     from core.models import Metric, User
     from core.services.datasets import create_dataset
-    from core.services.jobs import create_job
+    from core.jobs.service import create_job
     from core.services.keys import create_key
     from core.settings import Settings
 

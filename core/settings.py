@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(20, ge=0, description="Extra connections under a burst.")
     db_pool_timeout: float = Field(10.0, gt=0, description="Seconds a request waits for a connection.")
 
-    # Resource limits on a job, checked at creation (issue 18; core/services/limits.py). A lab
+    # Resource limits on a job, checked at creation (issue 18; core/jobs/limits.py). A lab
     # raises them for its hardware; the defaults fit one machine.
     job_max_steps: int = Field(100_000, gt=0, description="Most training steps per job.")
     job_max_new_tokens: int = Field(4096, gt=0, description="Longest response a job may sample.")
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
 
     @property
     def jobs_dir(self) -> Path:
-        """Parent of every job's run directory (the trainer's `output_dir`)."""
+        """Parent of every job's run directory (the trainer's `run_dir`)."""
         return self.storage_dir / "jobs"
 
     def job_run_dir(self, job_id: str) -> Path:
