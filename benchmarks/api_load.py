@@ -44,9 +44,9 @@ def _seed(database_url: str, data_dir: Path, jobs: int = 5) -> tuple[str, list[s
     """A user with a key, a dataset and `jobs` jobs with 200 metric points each, written through
     the services (as the API and the worker would)."""
     from core.db import make_engine, migrate, session_scope
+    from core.jobs.service import create_job
     from core.models import Metric, User
     from core.services.datasets import create_dataset
-    from core.jobs.service import create_job
     from core.services.keys import create_key
     from core.settings import Settings
 
