@@ -13,7 +13,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException
 
@@ -74,6 +74,14 @@ async def operational_error(request: Request, exc: OperationalError) -> JSONResp
                           headers={"Retry-After": "5"})
 
 
+async def database_error(request: Request, exc: DatabaseError) -> JSONResponse:
+    # Not a bad request (those are DataError/IntegrityError): the file is corrupted or unreadable.
+    log.error("database error: %s", exc)
+    return error_response(503, "unavailable", "the database cannot be read (corrupted or "
+                          "unreadable); the administrator must restore it (docs/reliability.md)",
+                          headers={"Retry-After": "60"})
+
+
 async def pool_timeout(request: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
     log.warning("no database connection within the pool timeout: %s", exc)
     return error_response(503, "overloaded", "the server is busy; retry shortly",
@@ -94,4 +102,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(OperationalError, operational_error)
     app.add_exception_handler(SQLAlchemyTimeoutError, pool_timeout)
+    app.add_exception_handler(DatabaseError, database_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -29,6 +30,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+
+from benchmarks.fresh_db import fresh_postgres_schema
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 20.0
@@ -165,9 +168,11 @@ async def _load(base: str, secret: str, job_ids: list[str], clients: int, second
 def run(clients: int, seconds: float, database_url: str | None = None,
         env_extra: dict[str, str] | None = None) -> dict:
     """Start an API, seed it, load it; returns the figures (see module docstring)."""
-    with tempfile.TemporaryDirectory(prefix="basis-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="basis-load-") as tmp, contextlib.ExitStack() as stack:
         data_dir = Path(tmp) / "data"
         url = database_url or f"sqlite:///{data_dir / 'basis.sqlite'}"
+        if url.startswith("postgresql"):  # a fresh schema of that database, dropped afterwards
+            url = stack.enter_context(fresh_postgres_schema(url, "load"))
         secret, job_ids = _seed(url, data_dir)
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASIS_")}

@@ -204,7 +204,9 @@ def wait_for_api(base_url: str, stack: Stack, timeout: float = 60.0) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from core.db import get_engine, migrate, session_scope
+    from sqlalchemy.engine import make_url
+
+    from core.db import get_engine, migrate, session_scope, sqlite_problem
     from core.settings import get_settings
     from worker.reconcile import reconcile
 
@@ -212,6 +214,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"basis up: data in {settings.data_dir}", flush=True)
+    if problem := sqlite_problem(settings.database_url):
+        database = make_url(settings.database_url).database
+        print(f"basis up: the database {database} is corrupted ({problem}); not starting.\n"
+              f"  To recover: 1) stop every basis process; 2) move the file aside: mv {database} "
+              f"{database}.corrupt (with its -wal and -shm files); 3) restore your last backup to "
+              f"{database}, or start empty (basis up creates a new database; the datasets and "
+              f"checkpoints under {settings.storage_dir} stay on disk but are no longer listed). "
+              "See docs/reliability.md.", file=sys.stderr, flush=True)
+        return 1
     migrate(settings.database_url)
     requeued = reconcile(settings=settings,
                          stale_after_seconds=0 if _embedded_broker(settings) else None)

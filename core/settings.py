@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(20, ge=0, description="Extra connections under a burst.")
     db_pool_timeout: float = Field(10.0, gt=0, description="Seconds a request waits for a connection.")
 
+    # Disk (issue 18): below this much free space on the storage volume uploads and job creation
+    # get 507, and a job's checkpoint is refused before it is written.
+    min_free_disk_mb: int = Field(200, ge=0, description="Free-space floor of the storage volume (MB).")
+    # /v1/health/ready calls an active job stuck when its heartbeat is older than this.
+    health_stale_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age of a stuck job.")
+
     # Resource limits on a job, checked at creation (issue 18; core/jobs/limits.py). A lab
     # raises them for its hardware; the defaults fit one machine.
     job_max_steps: int = Field(100_000, gt=0, description="Most training steps per job.")

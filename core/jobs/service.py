@@ -32,7 +32,7 @@ from core.models import Job, JobEvent, Metric, User, new_id
 from core.services.datasets import get_dataset
 from core.services.errors import Conflict, Invalid, NotFound
 from core.services.pagination import Page, paginate
-from core.services.storage import remove_tree
+from core.services.storage import remove_tree, require_free_space
 from core.settings import Settings
 from core.status import RETRYABLE, TERMINAL, JobStatus
 
@@ -49,6 +49,7 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     if not QUEUE_RE.fullmatch(queue):
         raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
     check_queue(settings, queue)
+    require_free_space(settings, "job creation")
     check_user_config(config)
     job_id = new_id("job")
     train_config = resolve_train_config(settings, job_id, model, dataset, config)
