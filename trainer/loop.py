@@ -474,17 +474,17 @@ def _start_fresh(run: Run, on_status) -> None:
     metrics: dict[str, float] = {}
     if run.config.n0 > 0 and (takes_priors is not None or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
-        priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
+        offline = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
         if takes_priors is not None:
-            takes_priors.set_priors(run.train.ids, priors, n0=run.config.n0)
-            run.counters.rollouts_total += int(meta["rollouts"])
-            run.counters.train_seconds += float(meta["seconds"])
+            takes_priors.set_priors(run.train.ids, offline.priors, n0=run.config.n0)
+            run.counters.rollouts_total += offline.rollouts
+            run.counters.train_seconds += offline.seconds
         if run.probe is not None:
-            run.probe.set_priors(run.train.ids, priors, run.config.n0)
-        metrics.update({"priors/seconds": float(meta["seconds"]),
-                        "priors/rollouts": float(meta["rollouts"]),
-                        "priors/cached": float(meta["cached"]),
-                        "priors/mean": float(np.mean(priors))})
+            run.probe.set_priors(run.train.ids, offline.priors, run.config.n0)
+        metrics.update({"priors/seconds": offline.seconds,
+                        "priors/rollouts": float(offline.rollouts),
+                        "priors/cached": float(offline.cached),
+                        "priors/mean": float(np.mean(offline.priors))})
     t = time.perf_counter()
     metrics["eval/accuracy"] = _evaluate(run)
     run.counters.initial_eval_accuracy = run.counters.last_eval_accuracy = metrics["eval/accuracy"]
