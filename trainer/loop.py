@@ -59,12 +59,14 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import MetricsSink, advantage_histogram
+from trainer.sinks import Histogram, MetricsSink, advantage_histogram
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrainResult", "train"]
+
+OnCheckpoint = Callable[[int, Path], None]  # (step, checkpoint dir), after each checkpoint is written
 
 # Purposes of derived seeds (never reorder: checkpoints of older runs rely on them).
 _ROLLOUT, _PROBE, _PRIORS = 0, 1, 2
@@ -125,7 +127,7 @@ def train(
     run_dir: Path,
     should_stop: Callable[[], bool] = lambda: False,
     on_status: Callable[[str], None] = lambda s: None,
-    on_checkpoint: Callable[[int, Path], None] = lambda step, path: None,
+    on_checkpoint: OnCheckpoint = lambda step, path: None,
     resume: bool = True,
 ) -> TrainResult:
     """Run (or resume) a training job to `config.max_steps` or until `should_stop()`."""
@@ -153,7 +155,7 @@ def train(
         run.engine.close()
 
 
-def _run_steps(run: Run, should_stop, on_checkpoint) -> bool:
+def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint) -> bool:
     cfg = run.config
     while run.counters.step < cfg.max_steps:
         if should_stop():
@@ -183,7 +185,7 @@ def _every(step: int, n: int) -> bool:
 # ================================================================================== step
 
 
-def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
+def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
     cfg, k = run.config, run.config.rollouts_per_prompt
     t0 = time.perf_counter()
     idx = run.sampler.next_batch()  # (B,) prompt indices
@@ -302,10 +304,12 @@ def _forward_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     return token_logprobs(logits, b.input_ids[:, 1:].to(run.device))
 
 
-def _autocast(run: Run):
+def _autocast(run: Run) -> contextlib.AbstractContextManager[object]:
     if run.autocast_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(run.device.type, dtype=run.autocast_dtype)
+    autocast: contextlib.AbstractContextManager[object] = torch.autocast(
+        run.device.type, dtype=run.autocast_dtype)
+    return autocast
 
 
 @dataclass
@@ -468,7 +472,7 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
 # ============================================================================ priors phase
 
 
-def _start_fresh(run: Run, on_status) -> None:
+def _start_fresh(run: Run, on_status: Callable[[str], None]) -> None:
     """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
     takes_priors = run.estimator if isinstance(run.estimator, TakesPriors) else None
     metrics: dict[str, float] = {}
@@ -522,7 +526,8 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
     return train_rows, eval_rows
 
 
-def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
+def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[Row],
+           eval_rows: list[Row]) -> Run:
     device, autocast_dtype = resolve_device(cfg)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
@@ -549,7 +554,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
 # ============================================================================ checkpoints
 
 
-def _checkpoint(run: Run, on_checkpoint) -> None:
+def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
     state = {
         "counters": asdict(run.counters),
         "sampler": run.sampler.state_dict(),
