@@ -73,6 +73,10 @@ class ValueProbe:
         self.last_baselines: dict[str, np.ndarray] = {}
 
     @property
+    def uses_features(self) -> bool:
+        return any(e.uses_features for e in self.shadows.values())
+
+    @property
     def needs_priors(self) -> bool:
         return any(callable(getattr(e, "set_priors", None)) for e in self.shadows.values())
 
