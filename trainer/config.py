@@ -9,7 +9,7 @@ Choices:
   options against the engine's model (trainer.rollout.options), so a bad option fails here and not
   after the model has loaded.
 - Paths are *not* checked for existence by the model itself: the API validates a config before the
-  worker has filled `model`, `dataset` and `output_dir`. `check_paths()` does that; `train()` calls
+  worker has filled `model`, `dataset` and `run_dir`. `check_paths()` does that; `train()` calls
   it first, before loading anything.
 - `dtype` is the compute dtype: fp32 master weights always, bf16 autocast on GPU by default.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "ConfigError",
@@ -81,6 +81,7 @@ class OptimizerConfig(_Strict):
     warmup_steps: int = Field(0, ge=0, description="linear LR warmup steps, constant afterwards")
 
 
+
 class LoraConfig(_Strict):
     r: int = Field(16, ge=1, description="LoRA rank")
     alpha: float = Field(32.0, gt=0, description="LoRA scaling alpha")
@@ -136,8 +137,19 @@ class TrainConfig(_Strict):
         16, ge=2, le=1024, description="M: Monte Carlo rollouts per probe prompt (>= 10 for gm8)"
     )
     seed: int = Field(0, ge=0, description="seed for data order, sampling and init")
+    eval_seed: int = Field(
+        0, ge=0, description="seed of the held-out split (eval_fraction); separate from `seed` "
+        "so runs with different training seeds are scored on the same problems and can be paired"
+    )
     max_steps: int = Field(100, ge=1, description="training steps")
-    output_dir: str = Field("runs/default", description="run directory (checkpoints, metrics)")
+    run_dir: str = Field(
+        "runs/default", description="run directory (checkpoints, metrics); `output_dir`, its "
+        "former name, is still read", validation_alias=AliasChoices("run_dir", "output_dir"),
+    )
+    num_processes: int = Field(
+        1, ge=1, le=64,
+        description="processes (GPUs) of the job: > 1 runs it under torchrun, one rank per GPU "
+        "(gloo on CPU), FSDP2 for the update; batch_size must divide evenly among them")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
     cpu_threads: int | None = Field(
         None, ge=1, le=256, description="torch CPU threads for this run; None = torch's default"
@@ -189,6 +201,8 @@ class TrainConfig(_Strict):
                 f"probe_prompts: {self.probe_prompts} exceeds batch_size {self.batch_size}; the "
                 f"probe measures prompts of the batch, so set probe_prompts <= batch_size"
             )
+        if self.num_processes > 1:
+            _check_distributed(self)
         if self.lora is not None and self.lora.target_modules == []:
             raise ValueError("lora.target_modules: empty list; name modules or use 'all-linear'")
         return self
@@ -234,6 +248,19 @@ class TrainConfig(_Strict):
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {e}") from None
         return cls.from_dict(data, source=str(path))
+
+
+def _check_distributed(cfg: TrainConfig) -> None:
+    """What a multi-process job needs: equal shards and an engine that can run sharded."""
+    n = cfg.num_processes
+    if cfg.batch_size % n:
+        raise ValueError(
+            f"num_processes: batch_size {cfg.batch_size} does not split evenly over {n} "
+            f"processes; make batch_size a multiple of {n}")
+    if cfg.engine != "hf":
+        raise ValueError(
+            f"num_processes: engine {cfg.engine!r} runs in one process only; use engine 'hf' for "
+            f"a multi-process job")
 
 
 def _check_reward(name: str, options: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from trainer.advantages import AdvantageBatch, Basis, get_estimator
+from trainer.probe import per_prompt_errors
 
 PROBE_PROMPTS = 32
 PROBE_ROLLOUTS = 32
@@ -152,14 +153,6 @@ def load_trace(path: Path) -> dict[str, Any]:
 # -------------------------------------------------------------------------------- scoring
 
 
-def _mc_terms(b: np.ndarray, rewards: np.ndarray) -> np.ndarray:
-    """(P,) bias-corrected squared error per prompt: (b - V_M)^2 - s^2 / M; rewards (P, M)."""
-    m = rewards.shape[1]
-    v = rewards.mean(axis=1)
-    s2 = rewards.var(axis=1, ddof=1)
-    return (b - v) ** 2 - s2 / m
-
-
 def group_terms(rewards: np.ndarray, k: int) -> np.ndarray:
     """(P,) group_mean_k's per-prompt term, averaged over the M // k disjoint blocks of k."""
     blocks = rewards.shape[1] // k
@@ -167,7 +160,7 @@ def group_terms(rewards: np.ndarray, k: int) -> np.ndarray:
     for j in range(blocks):
         head = rewards[:, j * k:(j + 1) * k]
         rest = np.delete(rewards, np.s_[j * k:(j + 1) * k], axis=1)
-        out += _mc_terms(head.mean(axis=1), rest)
+        out += per_prompt_errors(np.nanmean(head, axis=1), rest)
     return out / blocks
 
 
@@ -190,7 +183,7 @@ def score_trace(trace: dict[str, Any], spec: Spec) -> dict[str, Any]:
         sq, count = sq + float(np.sum((b[ok] - r[ok]) ** 2)), count + int(ok.sum())
         if t in at:
             j = at[t]
-            terms[j] = _mc_terms(b[: pr.shape[1]], pr[j])
+            terms[j] = per_prompt_errors(b[: pr.shape[1]], pr[j])
     loo = spec.estimator != "reinforce_pp"  # its batch mean includes r_i
     return {"terms": terms, "batch_score": sq / count if loo else None}
 
