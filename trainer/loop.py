@@ -60,12 +60,14 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import MetricsSink, advantage_histogram
+from trainer.sinks import Histogram, MetricsSink, advantage_histogram
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrainResult", "train"]
+
+OnCheckpoint = Callable[[int, Path], None]  # (step, checkpoint dir), after each checkpoint is written
 
 # Purposes of derived seeds (never reorder: checkpoints of older runs rely on them).
 _ROLLOUT, _PROBE, _PRIORS = 0, 1, 2
@@ -126,7 +128,7 @@ def train(
     run_dir: Path,
     should_stop: Callable[[], bool] = lambda: False,
     on_status: Callable[[str], None] = lambda s: None,
-    on_checkpoint: Callable[[int, Path], None] = lambda step, path: None,
+    on_checkpoint: OnCheckpoint = lambda step, path: None,
     resume: bool = True,
 ) -> TrainResult:
     """Run (or resume) a training job to `config.max_steps` or until `should_stop()`."""
@@ -154,7 +156,7 @@ def train(
         run.engine.close()
 
 
-def _run_steps(run: Run, should_stop, on_checkpoint) -> bool:
+def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint) -> bool:
     cfg = run.config
     while run.counters.step < cfg.max_steps:
         if should_stop():
@@ -184,7 +186,7 @@ def _every(step: int, n: int) -> bool:
 # ================================================================================== step
 
 
-def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
+def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
     cfg, k = run.config, run.config.rollouts_per_prompt
     t0 = time.perf_counter()
     idx = run.sampler.next_batch()  # (B,) prompt indices
@@ -306,10 +308,12 @@ def _forward_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     return token_logprobs(logits, b.input_ids[:, 1:].to(run.device))
 
 
-def _autocast(run: Run):
+def _autocast(run: Run) -> contextlib.AbstractContextManager[object]:
     if run.autocast_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(run.device.type, dtype=run.autocast_dtype)
+    autocast: contextlib.AbstractContextManager[object] = torch.autocast(
+        run.device.type, dtype=run.autocast_dtype)
+    return autocast
 
 
 @dataclass
@@ -482,23 +486,23 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
 # ============================================================================ priors phase
 
 
-def _start_fresh(run: Run, on_status) -> None:
+def _start_fresh(run: Run, on_status: Callable[[str], None]) -> None:
     """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
     takes_priors = run.estimator if isinstance(run.estimator, TakesPriors) else None
     metrics: dict[str, float] = {}
     if run.config.n0 > 0 and (takes_priors is not None or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
-        priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
+        offline = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
         if takes_priors is not None:
-            takes_priors.set_priors(run.train.ids, priors, n0=run.config.n0)
-            run.counters.rollouts_total += int(meta["rollouts"])
-            run.counters.train_seconds += float(meta["seconds"])
+            takes_priors.set_priors(run.train.ids, offline.priors, n0=run.config.n0)
+            run.counters.rollouts_total += offline.rollouts
+            run.counters.train_seconds += offline.seconds
         if run.probe is not None:
-            run.probe.set_priors(run.train.ids, priors, run.config.n0)
-        metrics.update({"priors/seconds": float(meta["seconds"]),
-                        "priors/rollouts": float(meta["rollouts"]),
-                        "priors/cached": float(meta["cached"]),
-                        "priors/mean": float(np.mean(priors))})
+            run.probe.set_priors(run.train.ids, offline.priors, run.config.n0)
+        metrics.update({"priors/seconds": offline.seconds,
+                        "priors/rollouts": float(offline.rollouts),
+                        "priors/cached": float(offline.cached),
+                        "priors/mean": float(np.mean(offline.priors))})
     t = time.perf_counter()
     metrics["eval/accuracy"] = _evaluate(run)
     run.counters.initial_eval_accuracy = run.counters.last_eval_accuracy = metrics["eval/accuracy"]
@@ -536,7 +540,8 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
     return train_rows, eval_rows
 
 
-def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
+def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[Row],
+           eval_rows: list[Row]) -> Run:
     device, autocast_dtype = resolve_device(cfg)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
@@ -563,7 +568,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
 # ============================================================================ checkpoints
 
 
-def _checkpoint(run: Run, on_checkpoint) -> None:
+def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
     state = {
         "counters": asdict(run.counters),
         "sampler": run.sampler.state_dict(),
