@@ -51,6 +51,7 @@ from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
+from trainer.features import prompt_features
 from trainer.loss import policy_loss, token_logprobs
 from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
@@ -196,7 +197,10 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
     rewards = _score(run, rollouts, answers)  # (B*k,) NaN = unscorable
     t2 = time.perf_counter()
     prompt_ids = np.array([run.train.ids[i] for i in idx])
-    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[[r.prompt_index for r in rollouts]])
+    owner = [r.prompt_index for r in rollouts]
+    feats = _prompt_features(run, idx)  # (B, d) or None
+    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[owner],
+                           features=None if feats is None else feats[owner])
     result = run.estimator.compute(batch)
     t3 = time.perf_counter()
     probe_metrics = _probe(run, step, idx, batch)
@@ -447,6 +451,16 @@ def _evaluate(run: Run) -> float:
     return float(np.mean(np.nan_to_num(rewards, nan=0.0) >= 1.0))
 
 
+def _prompt_features(run: Run, idx: np.ndarray) -> np.ndarray | None:
+    """(B, d) prompt features of the batch, computed only when an estimator (or shadow) reads
+    them; counted in time/advantage since they are part of that estimator's cost."""
+    if not (run.estimator.uses_features or (run.probe is not None and run.probe.uses_features)):
+        return None
+    pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
+    return prompt_features(run.model, [run.train.tokens[i] for i in idx], pad, run.device,
+                           _autocast(run))
+
+
 # ================================================================================= probe
 
 
@@ -455,7 +469,7 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
     if run.probe is None:
         return {}
     first = np.arange(len(idx)) * run.config.rollouts_per_prompt  # first rollout of each prompt
-    run.probe.observe(AdvantageBatch(batch.rewards[first], batch.prompt_ids[first]))
+    run.probe.observe(batch.subset(first))
     if not _every(step, run.config.probe_every):
         return {}
     p, m = run.config.probe_prompts, run.config.probe_rollouts
