@@ -52,7 +52,7 @@ from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, render_prompt, split
-from trainer.loss import policy_loss, token_logprobs
+from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
 from trainer.priors import load_priors, priors_cache_key, priors_from_rewards, save_priors
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
@@ -324,10 +324,18 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
     chunks = [rollouts[i:i + mb] for i in range(0, len(rollouts), mb)]
     batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
     totals = {"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
-              "total_seqs": float(len(rollouts))}
+              "total_seqs": float(len(rollouts)), "max_tokens": cfg.sampling.max_new_tokens}
     multi = cfg.loss.ppo_epochs > 1
-    old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
+    kl_in_reward = run.reference is not None and cfg.loss.kl_in == "reward"
+    old = [_no_grad_logprobs(run, run.model, b) if multi or kl_in_reward else None
+           for b, _ in batches]
     ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
+    if kl_in_reward:  # reward - kl_coef * sequence log ratio, before the update (trainer/loss.py)
+        ratio = torch.cat([((o - r) * b.response.to(o.device)).sum(-1).cpu()
+                           for o, r, (b, _) in zip(old, ref, batches, strict=True)])
+        adv = kl_reward_advantages(adv, ratio, cfg.loss.kl_coef)
+        batches = [(b, adv[i * mb:(i + 1) * mb]) for i, (b, _) in enumerate(batches)]
+        old = old if multi else [None] * len(batches)
     skip_zero = not multi and run.reference is None
     sums: dict[str, float] = {}
     run.model.train()
@@ -350,8 +358,9 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                         sums[key + ":n"] = sums.get(key + ":n", 0.0) + n
             loss, stats = policy_loss(
                 lp, base, a.to(run.device), mask,
-                clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
-                kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
+                clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss_aggregation,
+                kl_coef=0.0 if kl_in_reward else cfg.loss.kl_coef, ref_logprobs=ref[j],
+                kl_kind=cfg.loss.kl_estimator,
                 token_weights=weights, **totals)
             loss.backward()
             for key, value in stats.items():
