@@ -69,10 +69,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from scipy.special import expit, logit
 
 from trainer.priors import estimate_priors, load_priors, priors_from_rewards, save_priors
+from trainer.registry import NoOptions, Registry
 
 __all__ = [
     "ESTIMATORS",
@@ -142,19 +143,15 @@ class AdvantageResult:
 
 # ------------------------------------------------------------------------- registry
 
-ESTIMATORS: dict[str, type[Estimator]] = {}
+ESTIMATORS: Registry[type[Estimator]] = Registry("estimator")
 
 
 def register_estimator(name: str):
     """Class decorator adding an Estimator subclass under `name`; a taken name is an error."""
 
     def deco(cls: type[Estimator]) -> type[Estimator]:
-        if name in ESTIMATORS:
-            raise ValueError(
-                f"estimator {name!r} is already registered ({ESTIMATORS[name].__qualname__})"
-            )
+        ESTIMATORS.add(name, cls)
         cls.name = name
-        ESTIMATORS[name] = cls
         return cls
 
     return deco
@@ -162,15 +159,7 @@ def register_estimator(name: str):
 
 def get_estimator(name: str, **options: Any) -> Estimator:
     """Instantiate a registered estimator; an unknown name lists the valid ones."""
-    if name not in ESTIMATORS:
-        raise ValueError(
-            f"unknown estimator {name!r}; valid names: {', '.join(sorted(ESTIMATORS))}"
-        )
-    return ESTIMATORS[name](**options)
-
-
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    return ESTIMATORS.lookup(name)(**options)
 
 
 class Estimator:

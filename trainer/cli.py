@@ -112,8 +112,8 @@ def demo_config(model: Path, dataset: Path, out: Path, cache: Path, **overrides:
 def prepare_demo(cache: Path, rows: int = DEMO_ROWS, warm_steps: int | None = None
                  ) -> tuple[Path, Path]:
     """(warm-started demo model dir, arithmetic JSONL) under `cache`, built on first use."""
+    from trainer.demo_model import ensure_demo_model, is_demo_model
     from trainer.tasks import generate_arithmetic, write_jsonl
-    from trainer.tiny import ensure_demo_model, is_demo_model
 
     model_dir = cache / "demo-model"
     if not is_demo_model(model_dir):

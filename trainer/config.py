@@ -91,6 +91,7 @@ class OptimizerConfig(_Strict):
     warmup_steps: int = Field(0, ge=0, description="linear LR warmup steps, constant afterwards")
 
 
+
 class LoraConfig(_Strict):
     r: int = Field(16, ge=1, description="LoRA rank")
     alpha: float = Field(32.0, gt=0, description="LoRA scaling alpha")
@@ -152,6 +153,10 @@ class TrainConfig(_Strict):
     )
     max_steps: int = Field(100, ge=1, description="training steps")
     output_dir: str = Field("runs/default", description="run directory (checkpoints, metrics)")
+    num_processes: int = Field(
+        1, ge=1, le=64,
+        description="processes (GPUs) of the job: > 1 runs it under torchrun, one rank per GPU "
+        "(gloo on CPU), FSDP2 for the update; batch_size must divide evenly among them")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
     cpu_threads: int | None = Field(
         None, ge=1, le=256, description="torch CPU threads for this run; None = torch's default"
@@ -210,6 +215,8 @@ class TrainConfig(_Strict):
                 "gradient) or 'k3' (forward-KL gradient), or kl_in: 'reward' (the log ratio in "
                 "the reward, REINFORCE++/verl)"
             )
+        if self.num_processes > 1:
+            _check_distributed(self)
         if self.lora is not None and self.lora.target_modules == []:
             raise ValueError("lora.target_modules: empty list; name modules or use 'all-linear'")
         return self
@@ -263,6 +270,19 @@ class TrainConfig(_Strict):
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {e}") from None
         return cls.from_dict(data, source=str(path))
+
+
+def _check_distributed(cfg: TrainConfig) -> None:
+    """What a multi-process job needs: equal shards and an engine that can run sharded."""
+    n = cfg.num_processes
+    if cfg.batch_size % n:
+        raise ValueError(
+            f"num_processes: batch_size {cfg.batch_size} does not split evenly over {n} "
+            f"processes; make batch_size a multiple of {n}")
+    if cfg.engine != "hf":
+        raise ValueError(
+            f"num_processes: engine {cfg.engine!r} runs in one process only; use engine 'hf' for "
+            f"a multi-process job")
 
 
 def _check_reward(name: str, options: dict[str, Any]) -> None:

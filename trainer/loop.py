@@ -22,7 +22,8 @@ Deliberate choices (and departures from textbook PPO):
   (LoRA dropout) is checkpointed. A resumed run reproduces an uninterrupted one's metrics exactly
   on CPU (tests/trainer/test_loop.py).
 - BASIS offline phase: n0 rollouts of every training prompt from the starting policy before step
-  1 -> priors, cached under `priors_cache_dir` by hash(model files, training rows, n0, sampling).
+  1 -> priors, cached under `priors_cache_dir` by hash(model files, training rows, n0, sampling)
+  (trainer/prior_cache.py; model loading is trainer/modeling.py).
   It runs when the training estimator or a probe shadow takes priors (`set_priors`); its cost
   counts in `rollouts/total` and `time/train_elapsed` only for a training estimator that uses it,
   and counts even when read from the cache (it is part of that estimator's budget; the cache only
@@ -37,8 +38,6 @@ Deliberate choices (and departures from textbook PPO):
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -51,9 +50,11 @@ import torch
 from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
-from trainer.data import PromptSampler, Row, load_jsonl, render_prompt, split
+from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
-from trainer.priors import load_priors, priors_cache_key, priors_from_rewards, save_priors
+from trainer.modeling import Prompts, load_model, resolve_device, tokenize
+from trainer.prior_cache import cached_priors
+from trainer.priors import priors_from_rewards
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import Rollout, SamplingParams, get_engine
@@ -73,15 +74,6 @@ class TrainResult:
     initial_eval_accuracy: float | None
     final_eval_accuracy: float | None
     seconds: float
-
-
-@dataclass
-class Prompts:
-    """Tokenised prompts of one split: ids (N,), token ids (N, ragged), answers (N,)."""
-
-    ids: list[str]
-    tokens: list[list[int]]
-    answers: list[str]
 
 
 @dataclass
@@ -457,7 +449,7 @@ def _start_fresh(run: Run, on_status) -> None:
     metrics: dict[str, float] = {}
     if run.config.n0 > 0 and (takes_priors or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
-        priors, meta = _offline_priors(run)
+        priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
         if takes_priors:
             run.estimator.set_priors(run.train.ids, priors, n0=run.config.n0)
             run.counters.rollouts_total += int(meta["rollouts"])
@@ -477,56 +469,12 @@ def _start_fresh(run: Run, on_status) -> None:
     run.sink.log_step(0, metrics, {})
 
 
-def _offline_priors(run: Run) -> tuple[np.ndarray, dict[str, Any]]:
-    """(priors (N,), meta) for the training prompts, from the cache or n0 fresh rollouts each."""
+def _reference_priors(run: Run) -> tuple[np.ndarray, int]:
+    """(priors (N,), rollouts drawn): n0 rollouts of every training prompt from the policy."""
     cfg = run.config
-    key = priors_cache_key(_model_fingerprint(cfg.model), _rows_hash(run.train), cfg.n0,
-                           cfg.sampling_dict)
-    path = _priors_dir(cfg) / f"{key}.json"
-    if path.is_file():
-        ids, priors, meta = load_priors(path)
-        if ids == run.train.ids:
-            run.sink.log_event("priors", f"reused cached priors {path}", {"path": str(path)})
-            return priors, {**meta, "cached": 1}
-    t = time.perf_counter()
     rollouts = run.engine.generate(run.train.tokens, cfg.n0, _sampling(cfg, _seed(cfg.seed, 0, _PRIORS)))
     rewards = _score(run, rollouts, [run.train.answers[r.prompt_index] for r in rollouts])
-    priors = priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0))
-    meta = {"seconds": time.perf_counter() - t, "rollouts": len(rollouts), "n0": cfg.n0,
-            "model": cfg.model, "dataset": cfg.dataset, "sampling": cfg.sampling_dict}
-    save_priors(path, run.train.ids, priors, meta)
-    run.sink.log_event("priors", f"estimated priors from {len(rollouts)} rollouts", {"path": str(path)})
-    return priors, {**meta, "cached": 0}
-
-
-def _priors_dir(cfg: TrainConfig) -> Path:
-    return Path(cfg.priors_cache_dir or Path.home() / ".cache" / "basis" / "priors").expanduser()
-
-
-def _model_fingerprint(model_dir: str) -> str:
-    """Hash of the model directory's files: names, sizes, and content (head and tail of big ones).
-
-    Hashing every byte of a 15 GB model would cost minutes per job; weights that differ in their
-    first or last MiB, or in size, are caught, which is enough to key a cache.
-    """
-    h = hashlib.sha256()
-    root = Path(model_dir)
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        size = f.stat().st_size
-        h.update(f"{f.relative_to(root)}\0{size}\0".encode())
-        with f.open("rb") as fh:
-            if size <= 1 << 22:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(1 << 20))
-                fh.seek(-(1 << 20), 2)
-                h.update(fh.read())
-    return h.hexdigest()
-
-
-def _rows_hash(prompts: Prompts) -> str:
-    blob = json.dumps([prompts.ids, prompts.tokens, prompts.answers])
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0)), len(rollouts)
 
 
 # ================================================================================= setup
@@ -549,78 +497,11 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
     return train_rows, eval_rows
 
 
-def _resolve_device(cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
-    want = cfg.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but no CUDA device is available; use 'auto'")
-    dtype = cfg.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if want == "cuda" else "float32"
-    return torch.device(want), (torch.bfloat16 if dtype == "bfloat16" else None)
-
-
-class ModelLoadError(RuntimeError):
-    """The model directory could not be loaded; the message names the directory and the cause."""
-
-
-def _from_pretrained(loader, model_dir: str, **kwargs):
-    """`loader.from_pretrained`, with a failure naming the directory (a half-copied weights file
-    otherwise reads only `SafetensorError: ... invalid header length`)."""
-    try:
-        return loader.from_pretrained(model_dir, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the directory, cause chained
-        text = str(exc).strip()
-        cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-        what = "tokenizer" if "Tokenizer" in loader.__name__ else "model"
-        raise ModelLoadError(f"could not load the {what} from {model_dir}: {cause}") from exc
-
-
-def _load_model(cfg: TrainConfig, device: torch.device):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = _from_pretrained(AutoTokenizer, cfg.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
-    model = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
-    reference = None
-    if cfg.lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
-        if cfg.loss.kl_coef > 0:
-            reference = _AdapterOff(model)
-    elif cfg.loss.kl_coef > 0:
-        reference = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
-        reference.requires_grad_(False).eval().to(device)
-    return model.to(device), tokenizer, reference
-
-
-class _AdapterOff:
-    """The LoRA model with its adapter disabled: the frozen reference at no extra memory."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, **kwargs):
-        with self.model.disable_adapter():
-            return self.model(**kwargs)
-
-
-def _tokenize(rows: list[Row], tokenizer) -> Prompts:
-    tokens = [tokenizer(render_prompt(r, tokenizer))["input_ids"] for r in rows]
-    return Prompts([r.id for r in rows], tokens, [r.answer for r in rows])
-
-
 def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
-    device, autocast_dtype = _resolve_device(cfg)
+    device, autocast_dtype = resolve_device(cfg)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
-    model, tokenizer, reference = _load_model(cfg, device)
+    model, tokenizer, reference = load_model(cfg, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
@@ -633,7 +514,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
         estimator=get_estimator(cfg.estimator, **cfg.estimator_options),
         probe=ValueProbe(cfg.estimator, cfg.estimator_options) if cfg.probe_every else None,
         sampler=PromptSampler(len(train_rows), cfg.batch_size, seed=cfg.seed),
-        train=_tokenize(train_rows, tokenizer), eval=_tokenize(eval_rows, tokenizer),
+        train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
         device=device, autocast_dtype=autocast_dtype,
     )
 

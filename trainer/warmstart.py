@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import numpy as np
 
     from trainer.data import Row, split
-    from trainer.tiny import DEMO_MODEL, build_tiny_model
+    from trainer.tiny import DEMO_SHAPE, build_tiny_model
 
     parser = argparse.ArgumentParser(prog="python -m trainer.warmstart")
     parser.add_argument("out_dir", type=Path)
@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     seed=0)
     eval_rows = [by_id[r.id] for r in held]
     exclude = {r["prompt"] for r in eval_rows if r["difficulty"] > 0} if args.exclude_eval else ()
-    build_tiny_model(args.out_dir, seed=args.seed, **DEMO_MODEL)
+    build_tiny_model(args.out_dir, seed=args.seed, **DEMO_SHAPE)
     report = warm_start(args.out_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, threads=args.threads, exclude=frozenset(exclude),
                         target_accuracy=args.target if args.target > 0 else None)

@@ -213,7 +213,7 @@ def test_another_owners_job_and_unknown_ids_are_404_for_delete_and_retry(client,
 def test_cli_retry_and_delete(client, alice, job, db, settings, monkeypatch, capsys):
     """`basis jobs retry ID` prints the queued job; `basis jobs delete ID` refuses an active job in
     one line on stderr and deletes a finished one."""
-    from core.cli import main
+    from cli.main import main
     from core.settings import get_settings
 
     monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))

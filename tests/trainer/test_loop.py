@@ -9,7 +9,8 @@ import torch
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import DatasetError
-from trainer.loop import ModelLoadError, train
+from trainer.loop import train
+from trainer.modeling import ModelLoadError
 from trainer.sinks import JsonlSink, NullSink, read_jsonl_metrics
 from trainer.tasks import generate_arithmetic, write_jsonl
 from trainer.tiny import build_tiny_model
