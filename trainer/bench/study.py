@@ -104,6 +104,8 @@ class Spec:
     probe_rollouts: int = 32
     n0: int = 8
     max_new_tokens: int = 8
+    rows: int = 4000  # demo dataset size (generate_arithmetic); priors cost n0 x training prompts
+    eval_fraction: float = 0.1
     model: str | None = None  # None = the demo model, built in cache_dir on first use
     dataset: str | None = None
     cache_dir: str = ".cache/basis"
@@ -121,8 +123,9 @@ def _base_fields(spec: Spec) -> dict[str, Any]:
 
     model, data = spec.model, spec.dataset
     if model is None or data is None:
-        model, data = (str(p) for p in prepare_demo(Path(spec.cache_dir)))
+        model, data = (str(p) for p in prepare_demo(Path(spec.cache_dir), rows=spec.rows))
     return {**DEMO_CONFIG, "model": model, "dataset": data, "eval_size": spec.eval_size,
+            "eval_fraction": spec.eval_fraction,
             "n0": spec.n0, "probe_rollouts": spec.probe_rollouts,
             "sampling": {**DEMO_CONFIG["sampling"], "max_new_tokens": spec.max_new_tokens},
             "checkpoint_every": 0, "cpu_threads": 1, **spec.extra}
@@ -654,12 +657,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", default="steps:300", help="steps:N, rollouts:N or seconds:S")
     p.add_argument("--budget-for", action="append", default=[], metavar="ARM=KIND:N")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--rows", type=int, default=4000, help="demo dataset rows")
+    p.add_argument("--eval-fraction", type=float, default=0.1, help="held out of --rows")
     p.add_argument("--eval-every-rollouts", type=int, default=6400)
     p.add_argument("--probe-every", type=int, default=25)
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     p.add_argument("--out", default=None, help="run directories (default runs/study[-smoke])")
     p.add_argument("--docs", default=None, help="study.json + figures (default docs/study)")
     p.add_argument("--cache-dir", default=".cache/basis")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where every run trains (cuda: the runs of --jobs share the GPU)")
     p.add_argument("--smoke", action="store_true", help="every arm, 2 seeds, 4 small steps")
     p.add_argument("--json", action="store_true", help="print the summary JSON on stdout")
     p.add_argument("--no-run", action="store_true",
@@ -686,9 +693,11 @@ def main(argv: list[str] | None = None) -> int:
                         if a in budgets})
         for b in budgets.values():
             Budget.parse(b)
-        spec = Spec(seeds=seeds, budgets=budgets, batch_size=args.batch_size,
+        spec = Spec(seeds=seeds, budgets=budgets, batch_size=args.batch_size, rows=args.rows,
+                    eval_fraction=args.eval_fraction,
                     eval_every_rollouts=args.eval_every_rollouts, probe_every=args.probe_every,
-                    cache_dir=args.cache_dir)
+                    cache_dir=args.cache_dir,
+                    extra={"device": args.device} if args.device != "cpu" else {})
         out, docs = Path(args.out or "runs/study"), Path(args.docs or "docs/study")
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-run"]
     command = "python -m trainer.bench study " + " ".join(given)
