@@ -176,3 +176,13 @@ def test_rollouts_budget_counts_basis_priors(tiny_spec):
     with pytest.raises(ValueError, match="priors"):
         st.run_config(st.Spec(**{**spec.__dict__, "budgets": {"basis_paper": "rollouts:50"}}),
                       "basis_paper", 0, root / "x")
+
+
+def test_eval_cadence_follows_rollouts_with_a_cap_on_evals(tiny_spec):
+    spec, root = tiny_spec
+    spec = st.Spec(**{**spec.__dict__, "budgets": {"rloo": "steps:300", st.GRPO8: "steps:300"},
+                      "eval_every_rollouts": 64})
+    assert st.run_config(spec, "rloo", 0, root / "x")[0].eval_every == 10  # the cap: 300 / 30
+    spec = st.Spec(**{**spec.__dict__, "eval_every_rollouts": 640})
+    assert st.run_config(spec, "rloo", 0, root / "x")[0].eval_every == 80  # 640 rollouts / 8
+    assert st.run_config(spec, st.GRPO8, 0, root / "x")[0].eval_every == 10

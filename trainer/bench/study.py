@@ -97,7 +97,8 @@ class Spec:
     seeds: dict[str, list[int]]  # arm -> seeds
     budgets: dict[str, str]  # arm -> Budget text
     batch_size: int = 256
-    eval_every_rollouts: int = 6400  # eval cadence on the rollouts axis (same for every arm)
+    eval_every_rollouts: int = 6400  # eval cadence on the rollouts axis (same for every arm) ...
+    max_evals: int = 30  # ... but at most this many evals in a run of known steps
     eval_size: int = 400
     probe_every: int = 25
     probe_prompts: int = 16
@@ -161,6 +162,8 @@ def run_config(spec: Spec, arm_name: str, seed: int, run_dir: Path) -> tuple[Any
                              f"rollouts) leave no step of {per_step} rollouts")
     else:
         steps = 10**9
+    if steps < 10**9:  # an arm with many rollouts per step would otherwise eval every step
+        cfg = cfg.model_copy(update={"eval_every": max(cfg.eval_every, -(-steps // spec.max_evals))})
     return cfg.model_copy(update={"max_steps": steps}), budget
 
 
@@ -661,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-fraction", type=float, default=0.1, help="held out of --rows")
     p.add_argument("--eval-every-rollouts", type=int, default=6400)
     p.add_argument("--probe-every", type=int, default=25)
+    p.add_argument("--probe-rollouts", type=int, default=32, help="M per probe prompt (>= 10)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     p.add_argument("--out", default=None, help="run directories (default runs/study[-smoke])")
     p.add_argument("--docs", default=None, help="study.json + figures (default docs/study)")
@@ -694,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in budgets.values():
             Budget.parse(b)
         spec = Spec(seeds=seeds, budgets=budgets, batch_size=args.batch_size, rows=args.rows,
-                    eval_fraction=args.eval_fraction,
+                    eval_fraction=args.eval_fraction, probe_rollouts=args.probe_rollouts,
                     eval_every_rollouts=args.eval_every_rollouts, probe_every=args.probe_every,
                     cache_dir=args.cache_dir,
                     extra={"device": args.device} if args.device != "cpu" else {})
