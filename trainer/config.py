@@ -9,7 +9,7 @@ Choices:
   options against the engine's model (trainer.rollout.options), so a bad option fails here and not
   after the model has loaded.
 - Paths are *not* checked for existence by the model itself: the API validates a config before the
-  worker has filled `model`, `dataset` and `output_dir`. `check_paths()` does that; `train()` calls
+  worker has filled `model`, `dataset` and `run_dir`. `check_paths()` does that; `train()` calls
   it first, before loading anything.
 - `dtype` is the compute dtype: fp32 master weights always, bf16 autocast on GPU by default.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "ConfigError",
@@ -32,6 +32,11 @@ __all__ = [
     "TrainConfig",
     "format_validation_error",
 ]
+
+
+# trainer/loss.py's modes and KL estimators (it imports these names).
+AggregationName = Literal["token_mean", "seq_mean", "constant"]
+KlEstimatorName = Literal["k1", "k2", "k3"]
 
 
 class ConfigError(ValueError):
@@ -59,13 +64,13 @@ class LossConfig(_Strict):
         "loss; 'reward' = each sequence's reward minus kl_coef * its log ratio before the "
         "advantages (REINFORCE++/verl), exact reverse-KL gradient (trainer/loss.py)"
     )
-    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+    kl_estimator: KlEstimatorName = Field(
         "k2", description="per-token KL estimator in the loss (trainer/loss.py): k2 = (log ratio)^2 "
         "/ 2, whose expected gradient is the reverse-KL gradient; k3 = exp(-r) + r - 1, whose "
         "expected gradient is the *forward* KL(ref || pi)'s; k1 (log ratio) has zero expected "
         "gradient and is refused in the loss"
     )
-    aggregation: Literal["token_mean", "seq_mean", "constant"] | None = Field(
+    aggregation: AggregationName | None = Field(
         None, description="token_mean = sum over tokens / their count; seq_mean = per sequence, "
         "then over sequences; constant = sum over tokens / (sequences x max_new_tokens) (Dr. "
         "GRPO); None = constant for dr_grpo, token_mean otherwise"
@@ -152,7 +157,10 @@ class TrainConfig(_Strict):
         "so runs with different training seeds are scored on the same problems and can be paired"
     )
     max_steps: int = Field(100, ge=1, description="training steps")
-    output_dir: str = Field("runs/default", description="run directory (checkpoints, metrics)")
+    run_dir: str = Field(
+        "runs/default", description="run directory (checkpoints, metrics); `output_dir`, its "
+        "former name, is still read", validation_alias=AliasChoices("run_dir", "output_dir"),
+    )
     num_processes: int = Field(
         1, ge=1, le=64,
         description="processes (GPUs) of the job: > 1 runs it under torchrun, one rank per GPU "
@@ -224,7 +232,7 @@ class TrainConfig(_Strict):
     # ------------------------------------------------------------------- helpers
 
     @property
-    def loss_aggregation(self) -> str:
+    def loss_aggregation(self) -> AggregationName:
         """`loss.aggregation`, with None resolved: Dr. GRPO's constant normaliser for `dr_grpo`
         (its paper's loss), token_mean for every other estimator."""
         if self.loss.aggregation is not None:

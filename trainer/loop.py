@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -51,17 +51,23 @@ from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
+from trainer.features import prompt_features
 from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
-from trainer.modeling import Prompts, load_model, resolve_device, tokenize
+from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
-from trainer.priors import priors_from_rewards
+from trainer.priors import TakesPriors, priors_from_rewards
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
-from trainer.rollout import Rollout, SamplingParams, get_engine
+from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import MetricsSink, advantage_histogram
+from trainer.sinks import Histogram, MetricsSink, advantage_histogram
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrainResult", "train"]
+
+OnCheckpoint = Callable[[int, Path], None]  # (step, checkpoint dir), after each checkpoint is written
 
 # Purposes of derived seeds (never reorder: checkpoints of older runs rely on them).
 _ROLLOUT, _PROBE, _PRIORS = 0, 1, 2
@@ -95,10 +101,10 @@ class Run:
     config: TrainConfig
     sink: MetricsSink
     run_dir: Path
-    model: Any
-    tokenizer: Any
-    engine: Any
-    reference: Any
+    model: torch.nn.Module  # the policy (a peft model under LoRA)
+    tokenizer: PreTrainedTokenizerBase
+    engine: RolloutEngine
+    reference: Reference | None  # frozen KL reference; None without a KL term
     optimizer: torch.optim.Optimizer
     rewarder: RewardRunner
     estimator: Estimator
@@ -122,7 +128,7 @@ def train(
     run_dir: Path,
     should_stop: Callable[[], bool] = lambda: False,
     on_status: Callable[[str], None] = lambda s: None,
-    on_checkpoint: Callable[[int, Path], None] = lambda step, path: None,
+    on_checkpoint: OnCheckpoint = lambda step, path: None,
     resume: bool = True,
 ) -> TrainResult:
     """Run (or resume) a training job to `config.max_steps` or until `should_stop()`."""
@@ -150,7 +156,7 @@ def train(
         run.engine.close()
 
 
-def _run_steps(run: Run, should_stop, on_checkpoint) -> bool:
+def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint) -> bool:
     cfg = run.config
     while run.counters.step < cfg.max_steps:
         if should_stop():
@@ -180,7 +186,7 @@ def _every(step: int, n: int) -> bool:
 # ================================================================================== step
 
 
-def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
+def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
     cfg, k = run.config, run.config.rollouts_per_prompt
     t0 = time.perf_counter()
     idx = run.sampler.next_batch()  # (B,) prompt indices
@@ -191,7 +197,10 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
     rewards = _score(run, rollouts, answers)  # (B*k,) NaN = unscorable
     t2 = time.perf_counter()
     prompt_ids = np.array([run.train.ids[i] for i in idx])
-    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[[r.prompt_index for r in rollouts]])
+    owner = [r.prompt_index for r in rollouts]
+    feats = _prompt_features(run, idx)  # (B, d) or None
+    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[owner],
+                           features=None if feats is None else feats[owner])
     result = run.estimator.compute(batch)
     t3 = time.perf_counter()
     probe_metrics = _probe(run, step, idx, batch)
@@ -208,7 +217,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
         **_reward_metrics(rewards),
         **_advantage_metrics(result.advantages),
         **result.info,
-        **update,
+        **update.metrics(),
         **probe_metrics,
         "response/length_mean": float(np.mean([len(r.response_ids) for r in rollouts])),
         "rollout/stop_frac": float(np.mean([r.finish_reason == "stop" for r in rollouts])),
@@ -290,7 +299,7 @@ def _collate(rollouts: list[Rollout], pad_id: int) -> _Batch:
     return _Batch(ids, attention, response)
 
 
-def _forward_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _forward_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     """(n, L-1) logprobs of each next token under logits / temperature."""
     with _autocast(run):
         logits = model(input_ids=b.input_ids.to(run.device),
@@ -299,86 +308,126 @@ def _forward_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
     return token_logprobs(logits, b.input_ids[:, 1:].to(run.device))
 
 
-def _autocast(run: Run):
+def _autocast(run: Run) -> contextlib.AbstractContextManager[object]:
     if run.autocast_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(run.device.type, dtype=run.autocast_dtype)
+    autocast: contextlib.AbstractContextManager[object] = torch.autocast(
+        run.device.type, dtype=run.autocast_dtype)
+    return autocast
 
 
-def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> dict:
+@dataclass
+class UpdateStats:
+    """One update's figures; `metrics()` names them as docs/architecture.md lists them.
+
+    Loss figures are sums over micro-batches (each already normalised by whole-batch totals, so the
+    sum is the batch value), averaged over PPO epochs; the logprob gap and TIS figures come from the
+    first epoch only, weighted by response tokens.
+    """
+
+    lr: float
+    with_kl: bool  # a reference model is loaded: report `kl/mean`
+    with_tis: bool  # truncated importance sampling is on: report `tis/*`
+    grad_norm: float = 0.0  # of the last epoch, before clipping
+    policy: float = 0.0
+    kl: float = 0.0  # the KL term of the loss (kl_coef * kl_mean)
+    kl_mean: float = 0.0  # the unweighted KL estimate
+    clip_frac: float = 0.0
+    tokens: float = 0.0  # response tokens seen in the first epoch
+    gap_sum: float = 0.0  # sum over those tokens of |trainer - engine logprob|
+    tis_weight_sum: float = 0.0  # token-weighted sums of tis_metrics' figures
+    tis_clipped_sum: float = 0.0
+
+    def add_loss(self, stats: dict[str, torch.Tensor], epochs: int) -> None:
+        self.policy += float(stats["policy"]) / epochs
+        self.kl += float(stats["kl"]) / epochs
+        self.kl_mean += float(stats["kl_mean"]) / epochs
+        self.clip_frac += float(stats["clip_frac"]) / epochs
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "loss/policy": self.policy,
+            "loss/kl": self.kl,
+            "loss/clip_frac": self.clip_frac,
+            "optim/grad_norm": self.grad_norm,
+            "optim/lr": self.lr,
+            "rollout/logprob_gap": self.gap_sum / max(self.tokens, 1.0),
+        }
+        if self.with_kl:
+            out["kl/mean"] = self.kl_mean
+        if self.with_tis:
+            out["tis/mean_weight"] = self.tis_weight_sum / max(self.tokens, 1.0)
+            out["tis/clipped_frac"] = self.tis_clipped_sum / max(self.tokens, 1.0)
+        return out
+
+
+def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> UpdateStats:
     cfg, opt_cfg = run.config, run.config.optimizer
-    lr = _lr(cfg, step)
+    out = UpdateStats(lr=_lr(cfg, step), with_kl=run.reference is not None,
+                      with_tis=cfg.loss.tis_cap is not None)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    adv = torch.tensor(advantages, dtype=torch.float32)
+        group["lr"] = out.lr
+    adv = torch.tensor(advantages, dtype=torch.float32)  # (B*k,)
     pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
     mb = opt_cfg.micro_batch_size
     chunks = [rollouts[i:i + mb] for i in range(0, len(rollouts), mb)]
     batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
-    totals = {"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
-              "total_seqs": float(len(rollouts)), "max_tokens": cfg.sampling.max_new_tokens}
+    total_tokens = float(sum(b.response.sum() for b, _ in batches))
     multi = cfg.loss.ppo_epochs > 1
     kl_in_reward = run.reference is not None and cfg.loss.kl_in == "reward"
-    old = [_no_grad_logprobs(run, run.model, b) if multi or kl_in_reward else None
-           for b, _ in batches]
+    old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
     ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
     if kl_in_reward:  # reward - kl_coef * sequence log ratio, before the update (trainer/loss.py)
-        ratio = torch.cat([((o - r) * b.response.to(o.device)).sum(-1).cpu()
-                           for o, r, (b, _) in zip(old, ref, batches, strict=True)])
-        adv = kl_reward_advantages(adv, ratio, cfg.loss.kl_coef)
+        adv = kl_reward_advantages(adv, _seq_log_ratio(run, batches, ref), cfg.loss.kl_coef)
         batches = [(b, adv[i * mb:(i + 1) * mb]) for i, (b, _) in enumerate(batches)]
-        old = old if multi else [None] * len(batches)
     skip_zero = not multi and run.reference is None
-    sums: dict[str, float] = {}
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
         run.optimizer.zero_grad(set_to_none=True)
         for j, (b, a) in enumerate(batches):
             if skip_zero and not bool((a != 0).any()):
                 continue
-            lp = _forward_logprobs(run, run.model, b)
+            lp = _forward_logprobs(run, run.model, b)  # (n, L-1)
             mask = b.response.to(run.device)
-            base = lp.detach() if old[j] is None else old[j]
+            old_j = old[j]
+            base = lp.detach() if old_j is None else old_j
             weights = None
+            n = float(b.response.sum())
             if cfg.loss.tis_cap is not None:
                 engine_lp = _engine_logprobs(lp, chunks[j])
                 weights = tis_weights(base, engine_lp, cfg.loss.tis_cap)
                 if epoch == 0:
-                    for key, value in tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap).items():
-                        n = float(b.response.sum())
-                        sums[key] = sums.get(key, 0.0) + value * n
-                        sums[key + ":n"] = sums.get(key + ":n", 0.0) + n
+                    tis = tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap)
+                    out.tis_weight_sum += tis["tis/mean_weight"] * n
+                    out.tis_clipped_sum += tis["tis/clipped_frac"] * n
             loss, stats = policy_loss(
                 lp, base, a.to(run.device), mask,
                 clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss_aggregation,
                 kl_coef=0.0 if kl_in_reward else cfg.loss.kl_coef, ref_logprobs=ref[j],
-                kl_kind=cfg.loss.kl_estimator,
-                token_weights=weights, **totals)
+                kl_kind=cfg.loss.kl_estimator, token_weights=weights, total_tokens=total_tokens,
+                total_seqs=float(len(rollouts)), max_tokens=cfg.sampling.max_new_tokens)
             loss.backward()
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + float(value) / cfg.loss.ppo_epochs
+            out.add_loss(stats, cfg.loss.ppo_epochs)
             if epoch == 0:
-                sums["gap"] = sums.get("gap", 0.0) + _logprob_gap(lp.detach(), chunks[j], mask)
-                sums["gap_tokens"] = sums.get("gap_tokens", 0.0) + float(b.response.sum())
-        grad_norm = _clip(run, opt_cfg.grad_clip)
+                out.gap_sum += _logprob_gap(lp.detach(), chunks[j], mask)
+                out.tokens += n
+        out.grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
-    out = {
-        "loss/policy": sums.get("policy", 0.0),
-        "loss/kl": sums.get("kl", 0.0),
-        "loss/clip_frac": sums.get("clip_frac", 0.0),
-        "optim/grad_norm": grad_norm,
-        "optim/lr": lr,
-        "rollout/logprob_gap": sums.get("gap", 0.0) / max(sums.get("gap_tokens", 0.0), 1.0),
-    }
-    if run.reference is not None:
-        out["kl/mean"] = sums.get("kl_mean", 0.0)
-    if cfg.loss.tis_cap is not None:
-        for key in ("tis/mean_weight", "tis/clipped_frac"):
-            out[key] = sums.get(key, 0.0) / max(sums.get(key + ":n", 0.0), 1.0)
     return out
 
 
-def _no_grad_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _seq_log_ratio(run: Run, batches: list[tuple[_Batch, torch.Tensor]],
+                   ref: list[torch.Tensor | None]) -> torch.Tensor:
+    """(B,) sum over each sequence's response tokens of log pi - log ref, without grad."""
+    out = []
+    for (b, _), r in zip(batches, ref, strict=True):
+        assert r is not None, "the KL in the reward needs the reference's logprobs"
+        lp = _no_grad_logprobs(run, run.model, b)
+        out.append(((lp - r) * b.response.to(lp.device)).sum(-1).cpu())
+    return torch.cat(out)
+
+
+def _no_grad_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     with torch.no_grad():
         return _forward_logprobs(run, model, b)
 
@@ -418,6 +467,16 @@ def _evaluate(run: Run) -> float:
     return float(np.mean(np.nan_to_num(rewards, nan=0.0) >= 1.0))
 
 
+def _prompt_features(run: Run, idx: np.ndarray) -> np.ndarray | None:
+    """(B, d) prompt features of the batch, computed only when an estimator (or shadow) reads
+    them; counted in time/advantage since they are part of that estimator's cost."""
+    if not (run.estimator.uses_features or (run.probe is not None and run.probe.uses_features)):
+        return None
+    pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
+    return prompt_features(run.model, [run.train.tokens[i] for i in idx], pad, run.device,
+                           _autocast(run))
+
+
 # ================================================================================= probe
 
 
@@ -426,7 +485,7 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
     if run.probe is None:
         return {}
     first = np.arange(len(idx)) * run.config.rollouts_per_prompt  # first rollout of each prompt
-    run.probe.observe(AdvantageBatch(batch.rewards[first], batch.prompt_ids[first]))
+    run.probe.observe(batch.subset(first))
     if not _every(step, run.config.probe_every):
         return {}
     p, m = run.config.probe_prompts, run.config.probe_rollouts
@@ -443,23 +502,23 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
 # ============================================================================ priors phase
 
 
-def _start_fresh(run: Run, on_status) -> None:
+def _start_fresh(run: Run, on_status: Callable[[str], None]) -> None:
     """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
-    takes_priors = callable(getattr(run.estimator, "set_priors", None))
+    takes_priors = run.estimator if isinstance(run.estimator, TakesPriors) else None
     metrics: dict[str, float] = {}
-    if run.config.n0 > 0 and (takes_priors or (run.probe and run.probe.needs_priors)):
+    if run.config.n0 > 0 and (takes_priors is not None or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
-        priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
-        if takes_priors:
-            run.estimator.set_priors(run.train.ids, priors, n0=run.config.n0)
-            run.counters.rollouts_total += int(meta["rollouts"])
-            run.counters.train_seconds += float(meta["seconds"])
+        offline = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
+        if takes_priors is not None:
+            takes_priors.set_priors(run.train.ids, offline.priors, n0=run.config.n0)
+            run.counters.rollouts_total += offline.rollouts
+            run.counters.train_seconds += offline.seconds
         if run.probe is not None:
-            run.probe.set_priors(run.train.ids, priors, run.config.n0)
-        metrics.update({"priors/seconds": float(meta["seconds"]),
-                        "priors/rollouts": float(meta["rollouts"]),
-                        "priors/cached": float(meta["cached"]),
-                        "priors/mean": float(np.mean(priors))})
+            run.probe.set_priors(run.train.ids, offline.priors, run.config.n0)
+        metrics.update({"priors/seconds": offline.seconds,
+                        "priors/rollouts": float(offline.rollouts),
+                        "priors/cached": float(offline.cached),
+                        "priors/mean": float(np.mean(offline.priors))})
     t = time.perf_counter()
     metrics["eval/accuracy"] = _evaluate(run)
     run.counters.initial_eval_accuracy = run.counters.last_eval_accuracy = metrics["eval/accuracy"]
@@ -497,7 +556,8 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
     return train_rows, eval_rows
 
 
-def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
+def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[Row],
+           eval_rows: list[Row]) -> Run:
     device, autocast_dtype = resolve_device(cfg)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
@@ -505,7 +565,9 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
-    engine = get_engine(cfg.engine, model, tokenizer, _EngineConfig(cfg, autocast_dtype))
+    engine = get_engine(cfg.engine, model, tokenizer, EngineConfig(
+        model=cfg.model, engine_options=cfg.engine_options, seed=cfg.seed,
+        autocast_dtype=autocast_dtype))
     return Run(
         config=cfg, sink=sink, run_dir=run_dir, model=model, tokenizer=tokenizer, engine=engine,
         reference=reference, optimizer=optimizer,
@@ -519,21 +581,10 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
     )
 
 
-@dataclass
-class _EngineConfig:
-    """What an engine may read: the TrainConfig's fields plus the resolved autocast dtype."""
-
-    config: TrainConfig
-    autocast_dtype: torch.dtype | None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.config, name)
-
-
 # ============================================================================ checkpoints
 
 
-def _checkpoint(run: Run, on_checkpoint) -> None:
+def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
     state = {
         "counters": asdict(run.counters),
         "sampler": run.sampler.state_dict(),

@@ -29,13 +29,13 @@ Choices:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-Aggregation = Literal["token_mean", "seq_mean", "constant"]
-KlKind = Literal["k1", "k2", "k3"]
+from trainer.config import AggregationName as Aggregation  # declared once, with the config
+from trainer.config import KlEstimatorName as KlKind
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -156,8 +156,8 @@ def policy_loss(
     pg, was_clipped = ppo_clip_objective(logprobs, old_logprobs, advantages, clip_eps)
     if token_weights is not None:
         pg = pg * token_weights
-    agg = {"mode": aggregation, "total_tokens": total_tokens, "total_seqs": total_seqs,
-           "max_tokens": max_tokens}
+    agg: dict[str, Any] = {"mode": aggregation, "total_tokens": total_tokens,
+                           "total_seqs": total_seqs, "max_tokens": max_tokens}
     pg_loss = aggregate(pg, mask, **agg)
     zero = torch.zeros((), dtype=pg_loss.dtype)
     kl_mean, kl_term = zero, zero
