@@ -254,12 +254,19 @@ def run_study(spec: Spec, out: Path, jobs: int = 1, log=print, run: bool = True
         _base_fields(spec)  # build the demo model once, before parallel runs race to do it
     done, todo = [], []
     # Seed-major order: a study stopped early still has every arm for its first seeds.
+    stale = 0
     for arm, seed in sorted(spec.runs(), key=lambda r: (r[1], list(ARMS).index(r[0]))):
         path = out / arm / f"seed{seed}" / "result.json"
-        if path.is_file() and json.loads(path.read_text()).get("key") == run_key(spec, arm, seed):
-            done.append(json.loads(path.read_text()))
+        result = json.loads(path.read_text()) if path.is_file() else None
+        fresh = result is not None and result.get("key") == run_key(spec, arm, seed)
+        if fresh or (result is not None and not run):
+            # Analysing only: a finished run counts even if TrainConfig has grown fields since.
+            stale += not fresh
+            done.append(result)
         else:
             todo.append((arm, seed))
+    if stale:
+        log(f"study: {stale} finished runs have another config key (older code); analysed as is")
     log(f"study: {len(done)} runs reused, {len(todo)} to run with {jobs} jobs")
     if not run:
         return done
@@ -433,9 +440,9 @@ def _value_mse(runs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def _acc_by_seed(runs: list[dict], axis: str, x: float | dict[int, float]) -> dict[int, float]:
-    return {r["seed"]: value_at(r["curve"], axis, x[r["seed"]] if isinstance(x, dict) else x)
-            for r in runs}
+def _acc_by_seed(runs: list[dict], axis: str, x: dict[int, float]) -> dict[int, float | None]:
+    """seed -> accuracy at x[seed] on `axis`, for the seeds x has (a partial study lacks some)."""
+    return {r["seed"]: value_at(r["curve"], axis, x[r["seed"]]) for r in runs if r["seed"] in x}
 
 
 def claims(arms: dict[str, list[dict]], target: float | None, command: str) -> list[dict]:
