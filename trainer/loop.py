@@ -52,7 +52,7 @@ from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.features import prompt_features
-from trainer.loss import policy_loss, token_logprobs
+from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
 from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
 from trainer.priors import TakesPriors, priors_from_rewards
@@ -374,8 +374,12 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
     batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
     total_tokens = float(sum(b.response.sum() for b, _ in batches))
     multi = cfg.loss.ppo_epochs > 1
+    kl_in_reward = run.reference is not None and cfg.loss.kl_in == "reward"
     old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
     ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
+    if kl_in_reward:  # reward - kl_coef * sequence log ratio, before the update (trainer/loss.py)
+        adv = kl_reward_advantages(adv, _seq_log_ratio(run, batches, ref), cfg.loss.kl_coef)
+        batches = [(b, adv[i * mb:(i + 1) * mb]) for i, (b, _) in enumerate(batches)]
     skip_zero = not multi and run.reference is None
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
@@ -398,9 +402,10 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                     out.tis_clipped_sum += tis["tis/clipped_frac"] * n
             loss, stats = policy_loss(
                 lp, base, a.to(run.device), mask,
-                clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
-                kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
-                token_weights=weights, total_tokens=total_tokens, total_seqs=float(len(rollouts)))
+                clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss_aggregation,
+                kl_coef=0.0 if kl_in_reward else cfg.loss.kl_coef, ref_logprobs=ref[j],
+                kl_kind=cfg.loss.kl_estimator, token_weights=weights, total_tokens=total_tokens,
+                total_seqs=float(len(rollouts)), max_tokens=cfg.sampling.max_new_tokens)
             loss.backward()
             out.add_loss(stats, cfg.loss.ppo_epochs)
             if epoch == 0:
@@ -409,6 +414,17 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
         out.grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
     return out
+
+
+def _seq_log_ratio(run: Run, batches: list[tuple[_Batch, torch.Tensor]],
+                   ref: list[torch.Tensor | None]) -> torch.Tensor:
+    """(B,) sum over each sequence's response tokens of log pi - log ref, without grad."""
+    out = []
+    for (b, _), r in zip(batches, ref, strict=True):
+        assert r is not None, "the KL in the reward needs the reference's logprobs"
+        lp = _no_grad_logprobs(run, run.model, b)
+        out.append(((lp - r) * b.response.to(lp.device)).sum(-1).cpu())
+    return torch.cat(out)
 
 
 def _no_grad_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
