@@ -164,6 +164,17 @@ def release(conn: Connection, job_id: str, epoch: int) -> None:
     _touch(conn, job_id, epoch, RELEASED_AT)
 
 
+def release_all(conn: Connection) -> list[str]:
+    """Release every started active job at once; returns their ids. Only for a supervisor that
+    knows the worker holding them is dead and was the only one (`basis up` on the embedded broker):
+    the next delivery then resumes them without waiting for their heartbeats to go stale."""
+    ids = list(conn.scalars(select(Job.id).where(Job.status.in_(ACTIVE),
+                                                 Job.started_at.is_not(None))))
+    if ids:
+        conn.execute(update(Job).where(Job.id.in_(ids)).values(updated_at=RELEASED_AT))
+    return ids
+
+
 def cancel(conn: Connection, job_id: str) -> bool:
     """The user's cancel: True when a queued job became `cancelled` at once; False when the job had
     left `queued`, so only `cancel_requested` is set and its worker stops it at the next step."""
