@@ -1,5 +1,6 @@
-"""Issue 18 items 5 and 8: health tells the truth, a full disk refuses new work clearly, a corrupted
-database is a clear 503 and `basis up` refuses to start on it with the recovery steps.
+"""Issue 18 items 5, 6 and 8: health tells the truth, a full disk refuses new work clearly, a corrupted
+database is a clear 503 and `basis up` refuses to start on it with the recovery steps, and a retry
+whose checkpoint files are gone says so instead of silently restarting from step 0.
 
 The API runs in-process on a real SQLite file (and Postgres where the fixture says so); the disk
 floor is the real free space of the test's volume against a floor set above it.
@@ -133,3 +134,31 @@ def test_a_corrupted_database_is_a_503_and_basis_up_refuses_with_recovery_steps(
     first, *steps = up.stderr.strip().splitlines()
     assert first.startswith("basis up: the database") and "corrupted" in first, up.stderr
     assert "Traceback" not in up.stderr and "mv " in steps[0] and "restore" in steps[0]
+
+
+def test_retry_with_a_lost_checkpoint_is_a_409_naming_it_or_an_explicit_start_over(api, settings):
+    from core.models import Checkpoint, Metric
+
+    dataset = _upload(api).json()["id"]
+    job = api.post("/v1/jobs", json={"dataset_id": dataset, "model": "tiny",
+                                     "config": {"batch_size": 2}}).json()["id"]
+    ckpt = settings.job_run_dir(job) / "checkpoints" / "step-000260"
+    with session_scope(api.app.state.engine) as session:  # what a worker leaves after 260 steps
+        row = session.get(Job, job)
+        row.status, row.current_step = "failed", 261
+        session.add_all(Metric(job_id=job, name="reward/mean", step=s, value=0.5) for s in (1, 260))
+        session.add(Checkpoint(job_id=job, step=260, bytes=1,
+                               path=str(ckpt.relative_to(settings.storage_dir))))
+    refused = api.post(f"/v1/jobs/{job}/retry")  # the checkpoint's files were never there / lost
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["error"]["message"]
+    assert "checkpoints/step-000260/state.json (step 260) is missing" in message
+    assert str(settings.storage_dir) not in message  # no server path
+    assert api.get(f"/v1/jobs/{job}").json()["status"] == "failed"  # nothing changed
+
+    again = api.post(f"/v1/jobs/{job}/retry", params={"start_over": "true"})
+    assert again.status_code == 200 and again.json()["status"] == "queued", again.text
+    assert api.get(f"/v1/jobs/{job}/metrics").json()["data"] in ([], [{"name": "reward/mean",
+                                                                      "steps": [], "values": []}])
+    kinds = [e["kind"] for e in api.get(f"/v1/jobs/{job}/events").json()["data"]]
+    assert "start_over" in kinds
