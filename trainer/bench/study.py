@@ -652,10 +652,11 @@ def figures(study: dict[str, Any], out: Path) -> list[Path]:
 
 
 def smoke_spec(cache_dir: str) -> Spec:
-    """Every arm, 2 seeds, a few steps on the demo model: plumbing and statistics end to end."""
+    """Every arm, 2 seeds, 4 steps on the demo model and 400 problems (priors stay cheap):
+    plumbing and statistics end to end."""
     return Spec(seeds={a: [0, 1] for a in ARMS}, budgets={a: "steps:4" for a in ARMS},
                 batch_size=32, eval_every_rollouts=64, eval_size=40, probe_every=2,
-                probe_prompts=4, probe_rollouts=12, n0=2, cache_dir=cache_dir)
+                probe_prompts=4, probe_rollouts=12, n0=2, rows=400, cache_dir=cache_dir)
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
