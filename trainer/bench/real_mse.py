@@ -61,6 +61,7 @@ class Spec:
 
 DEFAULT_SPECS = (
     Spec("basis", "basis"),
+    Spec("basis[cross]", "basis", {"cross_prompt": True}),
     Spec("basis_paper", "basis_paper"),
     Spec("reinforce_pp", "reinforce_pp"),
     Spec("group_mean_4", None, k=4),
