@@ -344,8 +344,8 @@ class UpdateStats:
     with_tis: bool  # truncated importance sampling is on: report `tis/*`
     grad_norm: float = 0.0  # of the last epoch, before clipping
     policy: float = 0.0
-    kl: float = 0.0  # the KL term of the loss (kl_coef * kl_mean)
-    kl_mean: float = 0.0  # the unweighted KL estimate
+    kl: float = 0.0  # the KL term of the loss (kl_coef * the loss's estimator; 0 if KL in reward)
+    kl_mean: float = 0.0  # k3's estimate of KL(pi || ref), whatever the loss uses
     clip_frac: float = 0.0
     tokens: float = 0.0  # response tokens seen in the first epoch
     gap_sum: float = 0.0  # sum over those tokens of |trainer - engine logprob|
