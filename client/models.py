@@ -141,7 +141,7 @@ class JobPublic(BaseModel):
     latest_metrics: dict[str, float | None] = Field(default_factory=dict)
 
 
-JobStatus = Literal["queued", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["queued", "starting", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
 
 
 class MetricSeries(BaseModel):
@@ -156,3 +156,15 @@ class ModelPublic(BaseModel):
     id: str
     object: Literal["model"] = "model"
     name: str
+
+
+class Readiness(BaseModel):
+    """Each check is `{"ok": bool, ...what it saw}` (core/services/health.py)."""
+
+    status: Literal["ok", "degraded"]
+    database: dict[str, Any] = Field(default_factory=dict)
+    broker: dict[str, Any] = Field(default_factory=dict)
+    disk: dict[str, Any] = Field(default_factory=dict)
+    workers: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    version: str

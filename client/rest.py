@@ -37,6 +37,7 @@ from client.models import (
     MetricSeries,
     ModelPublic,
     Page,
+    Readiness,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -56,6 +57,7 @@ class Route(Generic[M]):
 
 
 HEALTH = Route("GET", "/v1/health", Health)
+READY = Route("GET", "/v1/health/ready", Readiness)
 UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
 LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
 GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
@@ -79,7 +81,7 @@ CHECKPOINT_CONTENT: Route[BaseModel] = Route(
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
-        HEALTH, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
+        HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT)}
 
@@ -212,6 +214,10 @@ class BasisClient:
         """`GET /v1/health` (no key needed)."""
         return self._call(HEALTH)
 
+    def ready(self) -> Readiness:
+        """`GET /v1/health/ready` (no key needed): every check; ApiError (503) when one fails."""
+        return self._call(READY)
+
     def models(self) -> list[ModelPublic]:
         return self._call(MODELS).data
 
@@ -274,10 +280,12 @@ class BasisClient:
     def cancel_job(self, job_id: str) -> JobPublic:
         return self._call(CANCEL_JOB, {"job_id": job_id})
 
-    def retry_job(self, job_id: str) -> JobPublic:
+    def retry_job(self, job_id: str, *, start_over: bool = False) -> JobPublic:
         """`POST /v1/jobs/{id}/retry`: a failed or cancelled job back to `queued`; the worker resumes
-        it from its newest checkpoint. Any other status raises `ApiError` (409)."""
-        return self._call(RETRY_JOB, {"job_id": job_id})
+        it from its newest checkpoint. Any other status, or a newest checkpoint whose files are gone,
+        raises `ApiError` (409); `start_over` clears the job's metrics and trains from step 0."""
+        params = {"start_over": "true"} if start_over else None
+        return self._call(RETRY_JOB, {"job_id": job_id}, params=params)
 
     def delete_job(self, job_id: str) -> None:
         """`DELETE /v1/jobs/{id}`: a finished job with its events, metrics, checkpoints and run dir.
