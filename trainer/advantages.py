@@ -74,7 +74,7 @@ BASIS as implemented (deliberate choices, see docs/benchmarks.md for their measu
   squares of the realised residuals on h * delta, decayed by `cross_decay`, weak pull to 1, clipped
   to [0, 3]), so where the kernel's predictions do not come true g falls and the term fades (the
   `sharpen` scenario: +1%, against +5% for a first version with g fixed at 1 and lambda = 1);
-  logged as `basis/cross_gain`. Off by default: on real runs it gains 1-3% (docs/benchmarks.md
+  logged as `basis/cross_gain`. Off by default: on real runs it gains 0-1.4% (docs/benchmarks.md
   "Value-MSE on real runs"), within noise, and needs a feature pass per step.
 """
 
