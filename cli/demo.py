@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from client import BasisClient, JobPublic
+from client import BasisClient
+from client.summary import job_summary
 from core.status import TERMINAL, JobStatus
 
 # The name the demo model is served under (a directory in the first model root); its shape is
@@ -73,29 +74,19 @@ def _unfinished_job(api: BasisClient) -> str | None:
     return None
 
 
-def _progress(job: JobPublic) -> str:
-    reward = job.latest_metrics.get("reward/mean")
-    extra = f"  reward/mean {reward:.3f}" if reward is not None else ""
-    return f"  step {job.current_step}/{job.max_steps}{extra}"
-
-
 def follow(api: BasisClient, job_id: str, stack: Any, interval: float = 2.0) -> str:
-    """Print the job's events and step progress until it ends; returns the final status."""
-    after = 0
-    last_step = -1
+    """Print the job's log (status, a progress line per step with ETA, warnings) until it ends,
+    then its summary (held-out accuracy before -> after); returns the final status."""
+    after = None
     while True:
         if stack is not None and stack.dead():
             raise RuntimeError(f"{stack.dead()[0].name} exited while the demo job was running")
-        events = api.list_events(job_id, after=after, limit=500)
-        for event in events.data:
-            print(f"  [{event.kind}] {event.message}", flush=True)
-            after = event.id
+        page = api.logs(job_id, after=after, limit=500)
+        for line in page.data:
+            print(f"  {line.line}", flush=True)
+            after = line.id
         job = api.get_job(job_id)
-        if job.current_step != last_step and job.status == JobStatus.running:
-            print(_progress(job), flush=True)
-            last_step = job.current_step
-        if job.status in TERMINAL and not events.has_more:
-            print(f"basis up: job {job_id} {job.status}" + (f": {job.error}" if job.error else ""),
-                  flush=True)
+        if job.status in TERMINAL and not page.has_more and not api.logs(job_id, after=after).data:
+            print(f"basis up: {job_summary(api, job)}", flush=True)
             return job.status
         time.sleep(interval)

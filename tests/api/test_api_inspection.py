@@ -79,3 +79,45 @@ def test_unscorable_rewards_warn_then_fail_the_job_naming_the_cause(client, alic
     assert "expected answer" in warning["line"]
     samples = client.get(f"/v1/jobs/{job['id']}/samples", headers=alice).json()["data"]
     assert samples and all(s["reward"] is None for s in samples)
+
+
+def test_cli_shows_samples_logs_and_the_summary(client, alice, trained, monkeypatch, capsys):
+    from cli.main import main
+    from core.settings import get_settings
+
+    job = trained(eval_every=2)
+    monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    get_settings.cache_clear()
+
+    def basis(*argv):
+        status = main(list(argv), http=client)
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    status, out, _ = basis("jobs", "samples", job["id"], "--step", "2")
+    assert status == 0 and out.count("step 2 #") == 3 and "completion: " in out
+    status, out, _ = basis("jobs", "logs", job["id"], "--follow", "--interval", "0")
+    assert status == 0 and "step 3/3 reward=" in out
+    assert f"{job['id']} succeeded: held-out accuracy " in out and ", 3 steps, training " in out
+    status, out, err = basis("jobs", "get", job["id"])
+    assert status == 0 and '"status": "succeeded"' in out and "held-out accuracy" in err
+
+
+def test_cli_help_lists_every_subcommand_and_a_missing_key_names_the_variable(
+        client, monkeypatch, capsys):
+    from cli.main import build_parser, main
+
+    helps = {}
+    for group in ("datasets", "jobs", "models"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([group, "--help"])
+        helps[group] = capsys.readouterr().out
+    for group, actions in {"datasets": ["upload", "list", "get", "delete"],
+                           "jobs": ["create", "list", "get", "cancel", "retry", "delete", "logs",
+                                    "samples"],
+                           "models": ["list"]}.items():
+        for action in actions:
+            assert f"    {action} " in helps[group], (group, action, helps[group])
+    monkeypatch.delenv("BASIS_API_KEY", raising=False)
+    assert main(["jobs", "list"], http=client) == 1
+    assert "set BASIS_API_KEY" in capsys.readouterr().err
