@@ -176,7 +176,8 @@ def build_stack(settings, *, api_key: str | None, dashboard: bool, grace: float)
             # Same interface as the API (loopback by default): the demo's key is in this process.
             "--server.address", settings.api_host,
             "--server.port", str(settings.dashboard_port), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false"], env))
+            "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal"], env))  # no "Deploy" button: this is not a Streamlit app to publish
     elif dashboard:
         print(f"basis up: no dashboard at {app_file}; running without it", flush=True)
     return Stack(children)

@@ -54,6 +54,8 @@ class ComponentsPublic(BaseModel):
     estimators: list[EstimatorComponent]
     rewards: list[Component]
     engines: list[Component]
+    # The job config's default for every field a user may set (POST /v1/jobs `config`)
+    defaults: dict[str, Any]
 
 
 class DatasetPublic(BaseModel):
