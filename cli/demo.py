@@ -20,6 +20,31 @@ from core.status import TERMINAL, JobStatus
 DEMO_MODEL_NAME = "tiny-arith"
 
 
+DEMO_USER = "demo"
+DEMO_DATASET_NAME = "arithmetic-demo"
+DEMO_KEY_FILE = "demo-api-key"  # in the data dir, mode 600: the key `make run` printed last time
+
+
+def demo_api_key(settings: Any) -> tuple[str, bool]:
+    """(key, reused): the demo user's key saved by an earlier `basis up --demo` while it still
+    authenticates as that user, else a new one, saved. Keys are stored hashed, so the secret can
+    only be reused from this file; every `make run` minting another key left them piling up."""
+    from core.db import get_engine, session_scope
+    from core.services.keys import authenticate, create_key
+
+    path = settings.data_dir / DEMO_KEY_FILE
+    saved = path.read_text().strip() if path.is_file() else None
+    with session_scope(get_engine(settings.database_url)) as session:
+        user = authenticate(session, saved) if saved else None
+        if saved and user is not None and user.name == DEMO_USER:
+            return saved, True
+        _, secret = create_key(session, DEMO_USER)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret, False
+
+
 def ensure_model(settings: Any, warm_steps: int | None) -> None:
     from trainer.demo_model import ensure_demo_model, is_demo_model
 
@@ -57,8 +82,14 @@ def run_demo(settings: Any, base_url: str, api_key: str, stack: Any, *, steps: i
             print(f"basis up: following the unfinished demo job {unfinished} (resumed, not resubmitted)",
                   flush=True)
             return follow(api, unfinished, stack)
-        dataset = api.upload_dataset(demo_dataset(), "arithmetic.jsonl", name="arithmetic-demo")
-        print(f"basis up: uploaded dataset {dataset.id} ({dataset.rows} rows)", flush=True)
+        content = demo_dataset()
+        dataset = next((d for d in api.datasets() if d.name == DEMO_DATASET_NAME
+                        and d.bytes == len(content)), None)
+        if dataset is not None:  # the same rows as last time: not another copy per `make run`
+            print(f"basis up: reusing dataset {dataset.id} ({dataset.rows} rows)", flush=True)
+        else:
+            dataset = api.upload_dataset(content, "arithmetic.jsonl", name=DEMO_DATASET_NAME)
+            print(f"basis up: uploaded dataset {dataset.id} ({dataset.rows} rows)", flush=True)
         job = api.create_job(dataset_id=dataset.id, model=DEMO_MODEL_NAME, config=config)
         print(f"basis up: submitted job {job.id} (BASIS, {config['max_steps']} steps); "
               f"watch it at http://127.0.0.1:{settings.dashboard_port}", flush=True)
