@@ -186,9 +186,12 @@ def delete_job(session: Session, settings: Settings, owner: User, job_id: str) -
         log.warning("job %s deleted but its run dir was not removed: %s", job_id, problem)
 
 
-def list_events(session: Session, job: Job, *, after: int | None, limit: int) -> tuple[list[JobEvent], bool]:
+def list_events(session: Session, job: Job, *, after: int | None, limit: int,
+                exclude_kinds: tuple[str, ...] = ()) -> tuple[list[JobEvent], bool]:
     """Events of `job` with id > `after`, oldest first, and whether more follow."""
     stmt = select(JobEvent).where(JobEvent.job_id == job.id)
+    if exclude_kinds:
+        stmt = stmt.where(JobEvent.kind.not_in(exclude_kinds))
     if after is not None:
         stmt = stmt.where(JobEvent.id > after)
     events = list(session.scalars(stmt.order_by(JobEvent.id).limit(limit + 1)))
