@@ -420,9 +420,12 @@ class _StopWatch:
         return self
 
     def _run(self) -> None:
+        should_stop = self._should_stop
+        if should_stop is None:  # __enter__ starts the thread only with one
+            return
         while not self._done.wait(STOP_POLL_S):
             try:
-                if self._should_stop():
+                if should_stop():
                     self.fired.set()
                     return
             except Exception:  # noqa: BLE001 - the trainer asks again between steps
