@@ -421,8 +421,7 @@ class _StopWatch:
 
     def _run(self) -> None:
         should_stop = self._should_stop
-        if should_stop is None:  # __enter__ starts the thread only with one
-            return
+        assert should_stop is not None  # started only with one (__enter__)
         while not self._done.wait(STOP_POLL_S):
             try:
                 if should_stop():
