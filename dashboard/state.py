@@ -177,6 +177,11 @@ def fetch_events(url: str, key: str, job_id: str) -> list[dict]:
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_samples(url: str, key: str, job_id: str, max_items: int = 2000) -> list[dict]:
+    return _plain(_client(url, key).samples(job_id, max_items=max_items))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def fetch_checkpoints(url: str, key: str, job_id: str) -> list[dict]:
     return _plain(_client(url, key).checkpoints(job_id))
 

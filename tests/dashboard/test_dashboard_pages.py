@@ -322,3 +322,37 @@ def test_new_job_choices_and_option_help_come_from_the_api(stack):
     basis = next(t for t in options if "history_drift" in list(t["option"]))
     assert set(basis.columns) == {"option", "default", "description"}
     assert basis.set_index("option").loc["history", "default"] == "true"
+
+
+def test_job_detail_samples_filter_by_step_sort_by_advantage_and_mark_unscorable(stack):
+    at = app_test(stack.url, stack.keys["alice"], "views/job_detail.py", job=stack.seeded.basis_job)
+    assert not at.exception and not errors(at)
+    assert at.selectbox(key="samples_step").value == STEPS  # the newest step first
+    frame = next(df.value for df in at.dataframe if "completion" in getattr(df.value, "columns", []))
+    frame = getattr(frame, "data", frame)  # a Styler (highlighted rows) or its frame
+    assert frame["step"].tolist() == [STEPS] * 4
+    assert frame["advantage"].tolist() == sorted(frame["advantage"], reverse=True)
+    assert frame["unscorable"].tolist() == [False, False, False, True]
+    assert any("1 unscorable" in c.value for c in at.caption)
+    at.selectbox(key="samples_order").set_value("advantage, low first")
+    at.selectbox(key="samples_step").set_value("all")
+    at.run()
+    frame = next(df.value for df in at.dataframe if "completion" in getattr(df.value, "columns", []))
+    frame = getattr(frame, "data", frame)
+    assert len(frame) == 8 and frame["advantage"].tolist() == sorted(frame["advantage"])
+
+
+def test_new_job_defaults_are_the_apis(stack):
+    """Reward, engine, estimator and every number start at GET /v1/components' defaults."""
+    from core.jobs.config import default_config
+
+    defaults = default_config()
+    at = app_test(stack.url, stack.keys["carol"], "views/new_job.py")
+    assert not at.exception
+    assert at.selectbox(key="new_reward").value == defaults["reward"] == "math"
+    assert at.selectbox(key="new_engine").value == defaults["engine"]
+    assert at.selectbox(key="new_estimator").value == defaults["estimator"]
+    assert at.number_input(key="new_batch_size").value == defaults["batch_size"]
+    assert at.number_input(key="new_optimizer.lr").value == defaults["optimizer"]["lr"]
+    assert at.number_input(key="new_sampling.max_new_tokens").value == \
+        defaults["sampling"]["max_new_tokens"]
