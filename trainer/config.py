@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "LoraConfig",
     "LossConfig",
+    "MemoryConfig",
     "OptimizerConfig",
     "SamplingConfig",
     "TrainConfig",
@@ -79,7 +80,25 @@ class OptimizerConfig(_Strict):
         8, ge=1, description="sequences per forward/backward; gradients accumulate over the batch"
     )
     warmup_steps: int = Field(0, ge=0, description="linear LR warmup steps, constant afterwards")
+    max_tokens_per_micro_batch: int | None = Field(
+        None, ge=1,
+        description="token budget per forward/backward (prompt + response tokens, padding "
+        "included): sequences are sorted by length and packed greedily under it, replacing the "
+        "fixed micro_batch_size; None = fixed micro_batch_size chunks")
 
+
+class MemoryConfig(_Strict):
+    """Memory features (trainer/memory.py); none changes the gradient, only where memory goes."""
+
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each layer's activations in the backward pass instead of "
+        "keeping them (about 1/3 more update compute, activations ~1 layer instead of all)")
+    offload_reference: bool = Field(
+        False, description="keep the KL reference model on the CPU and move it to the device only "
+        "for its forward passes (full fine-tune with kl_coef > 0; LoRA shares the base already)")
+    max_device_memory_gb: float | None = Field(
+        None, gt=0, description="refuse the job before loading when the memory estimate exceeds "
+        "this many GiB per process; None = the device's total memory (no check on CPU)")
 
 
 class LoraConfig(_Strict):
@@ -143,6 +162,7 @@ class TrainConfig(_Strict):
         1, ge=1, le=64,
         description="processes (GPUs) of the job: > 1 runs it under torchrun, one rank per GPU "
         "(gloo on CPU), FSDP2 for the update; batch_size must divide evenly among them")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig, description="memory features")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
     cpu_threads: int | None = Field(
         None, ge=1, le=256, description="torch CPU threads for this run; None = torch's default"
@@ -250,10 +270,10 @@ def _check_distributed(cfg: TrainConfig) -> None:
         raise ValueError(
             f"num_processes: batch_size {cfg.batch_size} does not split evenly over {n} "
             f"processes; make batch_size a multiple of {n}")
-    if cfg.engine != "hf":
+    if cfg.engine == "vllm":
         raise ValueError(
-            f"num_processes: engine {cfg.engine!r} runs in one process only; use engine 'hf' for "
-            f"a multi-process job")
+            "num_processes: engine 'vllm' runs in one process only here; use engine 'hf' for "
+            "a multi-process job")
 
 
 def _check_reward(name: str, options: dict[str, Any]) -> None:

@@ -52,13 +52,28 @@ from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, render_prompt, split
+from trainer.distributed import (
+    SINGLE,
+    Dist,
+    full_tensor,
+    load_sharded_checkpoint,
+    process_group,
+    save_sharded_checkpoint,
+    shard_model,
+)
 from trainer.loss import policy_loss, token_logprobs
+from trainer.memory import (
+    check_memory,
+    enable_gradient_checkpointing,
+    offloaded,
+    plan_micro_batches,
+)
 from trainer.priors import load_priors, priors_cache_key, priors_from_rewards, save_priors
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import Rollout, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import MetricsSink, advantage_histogram
+from trainer.sinks import MetricsSink, NullSink, advantage_histogram
 
 __all__ = ["TrainResult", "train"]
 
@@ -116,6 +131,7 @@ class Run:
     eval: Prompts
     device: torch.device
     autocast_dtype: torch.dtype | None
+    dist: Dist = SINGLE
     counters: Counters = field(default_factory=Counters)
     started: float = field(default_factory=time.perf_counter)
 
@@ -133,11 +149,29 @@ def train(
     on_checkpoint: Callable[[int, Path], None] = lambda step, path: None,
     resume: bool = True,
 ) -> TrainResult:
-    """Run (or resume) a training job to `config.max_steps` or until `should_stop()`."""
+    """Run (or resume) a training job to `config.max_steps` or until `should_stop()`.
+
+    Under torchrun (config.num_processes > 1) every rank calls this; rank 0 alone writes to `sink`
+    and calls the callbacks, and its `should_stop` decides for all (trainer/distributed.py)."""
     run_dir = Path(run_dir)
     config.check_paths()
     train_rows, eval_rows = _load_rows(config)  # bad data fails here, before any model loads
-    run = _setup(config, sink, run_dir, train_rows, eval_rows)
+    device, autocast_dtype = _resolve_device(config)
+    estimate = check_memory(config, train_rows, device, 2 if autocast_dtype else 4)  # no weights read
+    with process_group(config.num_processes, device.type) as dist:
+        if not dist.is_main:
+            sink, on_status = NullSink(), lambda s: None
+            on_checkpoint = lambda step, path: None  # noqa: E731
+        sink.log_event("memory", estimate.summary(),
+                       {"peak_bytes": estimate.peak, **estimate.terms, **estimate.phases})
+        return _train(config, sink, run_dir, dist, train_rows, eval_rows,
+                      lambda: dist.broadcast(should_stop() if dist.is_main else None),
+                      on_status, on_checkpoint, resume)
+
+
+def _train(config, sink, run_dir, dist, train_rows, eval_rows, should_stop, on_status,
+           on_checkpoint, resume) -> TrainResult:
+    run = _setup(config, sink, run_dir, train_rows, eval_rows, dist)
     try:
         ckpt = latest_checkpoint(run_dir) if resume else None
         if ckpt is not None:
@@ -189,37 +223,42 @@ def _every(step: int, n: int) -> bool:
 
 
 def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
-    cfg, k = run.config, run.config.rollouts_per_prompt
+    cfg, k, dist = run.config, run.config.rollouts_per_prompt, run.dist
     t0 = time.perf_counter()
-    idx = run.sampler.next_batch()  # (B,) prompt indices
-    rollouts = run.engine.generate([run.train.tokens[i] for i in idx], k,
-                                   _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT)))
+    idx = run.sampler.next_batch()  # (B,) prompt indices, the same on every rank
+    mine = idx[dist.block(len(idx))]  # (B / world,) this rank's prompts
+    rollouts = run.engine.generate([run.train.tokens[i] for i in mine], k,
+                                   _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT, dist.rank)))
     t1 = time.perf_counter()
-    answers = [run.train.answers[idx[r.prompt_index]] for r in rollouts]
-    rewards = _score(run, rollouts, answers)  # (B*k,) NaN = unscorable
+    answers = [run.train.answers[mine[r.prompt_index]] for r in rollouts]
+    local_rewards = _score(run, rollouts, answers)  # (B*k / world,) NaN = unscorable
     t2 = time.perf_counter()
-    prompt_ids = np.array([run.train.ids[i] for i in idx])
-    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[[r.prompt_index for r in rollouts]])
+    # The estimator sees the whole batch on every rank (rank order == single-process order).
+    rewards = np.array(dist.gather(local_rewards.tolist()), dtype=np.float64)  # (B*k,)
+    prompt_ids = np.array(dist.gather([run.train.ids[mine[r.prompt_index]] for r in rollouts]))
+    lengths = dist.gather([len(r.response_ids) for r in rollouts])
+    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids)
     result = run.estimator.compute(batch)
     t3 = time.perf_counter()
     probe_metrics = _probe(run, step, idx, batch)
     t4 = time.perf_counter()
-    update = _update(run, rollouts, result.advantages, step)
+    update = _update(run, rollouts, result.advantages[dist.block(len(rewards))], step)
     t5 = time.perf_counter()
     sync = run.engine.sync_weights(run.model)
     t6 = time.perf_counter()
 
     seconds = (t1 - t0) + (t2 - t1) + (t3 - t2) + (t5 - t4) + (t6 - t5)
     run.counters.train_seconds += seconds
-    run.counters.rollouts_total += len(rollouts)
+    run.counters.rollouts_total += len(lengths)  # every rank's
     metrics = {
         **_reward_metrics(rewards),
         **_advantage_metrics(result.advantages),
         **result.info,
         **update,
         **probe_metrics,
-        "response/length_mean": float(np.mean([len(r.response_ids) for r in rollouts])),
-        "rollout/stop_frac": float(np.mean([r.finish_reason == "stop" for r in rollouts])),
+        "response/length_mean": float(np.mean(lengths)),
+        "rollout/stop_frac": float(np.mean(dist.gather([r.finish_reason == "stop"
+                                                        for r in rollouts]))),
         "time/rollout": t1 - t0,
         "time/reward": t2 - t1,
         "time/advantage": t3 - t2,
@@ -228,7 +267,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
         "time/sync": sync,
         "time/step": t6 - t0,
         "time/train_elapsed": run.counters.train_seconds,
-        "throughput/tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(t1 - t0, 1e-9),
+        "throughput/tokens_per_s": sum(lengths) / max(t1 - t0, 1e-9),
         "rollouts/total": float(run.counters.rollouts_total),
     }
     return metrics, {"advantage": advantage_histogram(result.advantages)}
@@ -240,8 +279,10 @@ def _sampling(cfg: TrainConfig, seed: int, greedy: bool = False) -> SamplingPara
                           top_k=s.top_k, max_new_tokens=s.max_new_tokens, seed=seed)
 
 
-def _seed(seed: int, step: int, purpose: int) -> int:
-    return int(np.random.SeedSequence([seed, step, purpose]).generate_state(1, np.uint64)[0] >> 1)
+def _seed(seed: int, step: int, purpose: int, rank: int = 0) -> int:
+    """Rank 0 keeps the single-process seed (older checkpoints resume unchanged)."""
+    entropy = [seed, step, purpose] + ([rank] if rank else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _score(run: Run, rollouts: list[Rollout], answers: list[str]) -> np.ndarray:
@@ -320,15 +361,27 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
         group["lr"] = lr
     adv = torch.tensor(advantages, dtype=torch.float32)
     pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
-    mb = opt_cfg.micro_batch_size
-    chunks = [rollouts[i:i + mb] for i in range(0, len(rollouts), mb)]
-    batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
-    totals = {"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
-              "total_seqs": float(len(rollouts))}
+    plan = plan_micro_batches([len(r.prompt_ids) + len(r.response_ids) for r in rollouts],
+                              opt_cfg.micro_batch_size, opt_cfg.max_tokens_per_micro_batch)
+    chunks = [[rollouts[i] for i in part] for part in plan]
+    batches = [(_collate(c, pad), adv[part]) for c, part in zip(chunks, plan, strict=True)]
+    # Normalisers and the number of passes are the whole batch's (every rank's): the loss is the
+    # single-process loss, and FSDP's collectives see the same passes on every rank.
+    totals = run.dist.sum({"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
+                           "total_seqs": float(len(rollouts))})
+    weight = 1.0
+    if run.dist.enabled:
+        weight = float(run.dist.world)  # FSDP averages the ranks' gradients; we want their sum
+        filler = (_collate(rollouts[:1], pad), torch.zeros(1))
+        chunks += [rollouts[:1]] * (run.dist.max(len(batches)) - len(batches))
+        batches += [filler] * (len(chunks) - len(batches))
     multi = cfg.loss.ppo_epochs > 1
     old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
-    ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
-    skip_zero = not multi and run.reference is None
+    with offloaded(run.reference, run.device,
+                   cfg.memory.offload_reference and not run.dist.enabled):
+        ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None
+               for b, _ in batches]
+    skip_zero = not multi and run.reference is None and not run.dist.enabled
     sums: dict[str, float] = {}
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
@@ -336,6 +389,7 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
         for j, (b, a) in enumerate(batches):
             if skip_zero and not bool((a != 0).any()):
                 continue
+            real = j < len(plan)  # fillers: a zero-weight pass that keeps ranks in step
             lp = _forward_logprobs(run, run.model, b)
             mask = b.response.to(run.device)
             base = lp.detach() if old[j] is None else old[j]
@@ -343,7 +397,7 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
             if cfg.loss.tis_cap is not None:
                 engine_lp = _engine_logprobs(lp, chunks[j])
                 weights = tis_weights(base, engine_lp, cfg.loss.tis_cap)
-                if epoch == 0:
+                if epoch == 0 and real:
                     for key, value in tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap).items():
                         n = float(b.response.sum())
                         sums[key] = sums.get(key, 0.0) + value * n
@@ -353,7 +407,9 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                 clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
                 kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
                 token_weights=weights, **totals)
-            loss.backward()
+            (loss * (weight if real else 0.0)).backward()
+            if not real:
+                continue
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + float(value) / cfg.loss.ppo_epochs
             if epoch == 0:
@@ -361,6 +417,8 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                 sums["gap_tokens"] = sums.get("gap_tokens", 0.0) + float(b.response.sum())
         grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)  # gradients need no memory during the rollouts
+    sums = run.dist.sum(sums)
     out = {
         "loss/policy": sums.get("policy", 0.0),
         "loss/kl": sums.get("kl", 0.0),
@@ -401,7 +459,10 @@ def _clip(run: Run, max_norm: float) -> float:
     params = [p for p in run.model.parameters() if p.requires_grad]
     if all(p.grad is None for p in params):
         return 0.0
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    # get_total_norm + clip_grads_with_norm_ is clip_grad_norm_, with the (FSDP) DTensor norm
+    # made whole in between, as torchtitan does.
+    norm = full_tensor(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm if max_norm > 0 else float("inf"), norm)
     return float(norm)
 
 
@@ -412,8 +473,11 @@ def _evaluate(run: Run) -> float:
     """Greedy accuracy on the held-out prompts (unscorable counts as wrong)."""
     if not run.eval.ids:
         return float("nan")
-    rollouts = run.engine.generate(run.eval.tokens, 1, _sampling(run.config, 0, greedy=True))
-    rewards = _score(run, rollouts, run.eval.answers)
+    mine, valid = run.dist.padded_block(len(run.eval.ids))  # same size on every rank
+    rollouts = run.engine.generate([run.eval.tokens[i] for i in mine], 1,
+                                   _sampling(run.config, 0, greedy=True))
+    rewards = _score(run, rollouts[:valid], [run.eval.answers[i] for i in mine[:valid]])
+    rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
     return float(np.mean(np.nan_to_num(rewards, nan=0.0) >= 1.0))
 
 
@@ -476,13 +540,18 @@ def _offline_priors(run: Run) -> tuple[np.ndarray, dict[str, Any]]:
             run.sink.log_event("priors", f"reused cached priors {path}", {"path": str(path)})
             return priors, {**meta, "cached": 1}
     t = time.perf_counter()
-    rollouts = run.engine.generate(run.train.tokens, cfg.n0, _sampling(cfg, _seed(cfg.seed, 0, _PRIORS)))
-    rewards = _score(run, rollouts, [run.train.answers[r.prompt_index] for r in rollouts])
+    mine, valid = run.dist.padded_block(len(run.train.ids))  # each rank its block of prompts
+    rollouts = run.engine.generate([run.train.tokens[i] for i in mine], cfg.n0,
+                                   _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)))
+    rollouts = rollouts[:valid * cfg.n0]
+    rewards = _score(run, rollouts, [run.train.answers[mine[r.prompt_index]] for r in rollouts])
+    rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
     priors = priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0))
-    meta = {"seconds": time.perf_counter() - t, "rollouts": len(rollouts), "n0": cfg.n0,
+    meta = {"seconds": time.perf_counter() - t, "rollouts": len(rewards), "n0": cfg.n0,
             "model": cfg.model, "dataset": cfg.dataset, "sampling": cfg.sampling_dict}
-    save_priors(path, run.train.ids, priors, meta)
-    run.sink.log_event("priors", f"estimated priors from {len(rollouts)} rollouts", {"path": str(path)})
+    if run.dist.is_main:
+        save_priors(path, run.train.ids, priors, meta)
+    run.sink.log_event("priors", f"estimated priors from {len(rewards)} rollouts", {"path": str(path)})
     return priors, {**meta, "cached": 0}
 
 
@@ -583,7 +652,8 @@ def _load_model(cfg: TrainConfig, device: torch.device):
             reference = _AdapterOff(model)
     elif cfg.loss.kl_coef > 0:
         reference = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
-        reference.requires_grad_(False).eval().to(device)
+        offload = cfg.memory.offload_reference and cfg.num_processes == 1  # FSDP offloads itself
+        reference.requires_grad_(False).eval().to("cpu" if offload else device)
     return model.to(device), tokenizer, reference
 
 
@@ -603,11 +673,20 @@ def _tokenize(rows: list[Row], tokenizer) -> Prompts:
     return Prompts([r.id for r in rows], tokens, [r.answer for r in rows])
 
 
-def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
+def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows,
+           dist: Dist = SINGLE) -> Run:
     device, autocast_dtype = _resolve_device(cfg)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
     model, tokenizer, reference = _load_model(cfg, device)
+    if cfg.memory.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if dist.enabled:
+        shard_model(model, autocast_dtype)
+        if isinstance(reference, torch.nn.Module):
+            shard_model(reference, autocast_dtype, offload=cfg.memory.offload_reference)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
@@ -621,7 +700,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
         probe=ValueProbe(cfg.estimator, cfg.estimator_options) if cfg.probe_every else None,
         sampler=PromptSampler(len(train_rows), cfg.batch_size, seed=cfg.seed),
         train=_tokenize(train_rows, tokenizer), eval=_tokenize(eval_rows, tokenizer),
-        device=device, autocast_dtype=autocast_dtype,
+        device=device, autocast_dtype=autocast_dtype, dist=dist,
     )
 
 
@@ -646,15 +725,27 @@ def _checkpoint(run: Run, on_checkpoint) -> None:
         "estimator": run.estimator.state_dict(),
         "probe": run.probe.state_dict() if run.probe else None,
     }
-    path = save_checkpoint(run.run_dir, run.counters.step, model=run.model,
-                           optimizer=run.optimizer, state=state, tokenizer=run.tokenizer)
+    if run.dist.enabled:
+        path = save_sharded_checkpoint(run.run_dir, run.counters.step, dist=run.dist,
+                                       model=run.model, optimizer=run.optimizer, state=state,
+                                       tokenizer=run.tokenizer)
+    else:
+        path = save_checkpoint(run.run_dir, run.counters.step, model=run.model,
+                               optimizer=run.optimizer, state=state, tokenizer=run.tokenizer)
     run.sink.log_event("checkpoint", f"saved {path.name}", {"step": run.counters.step,
                                                             "path": str(path)})
     on_checkpoint(run.counters.step, path)
 
 
 def _restore(run: Run, path: Path) -> None:
-    state = load_checkpoint(path, model=run.model, optimizer=run.optimizer)
+    if (path / "dcp").is_dir():  # written by a multi-process run: any number of processes
+        state = load_sharded_checkpoint(path, dist=run.dist, model=run.model,
+                                        optimizer=run.optimizer)
+    elif run.dist.enabled:
+        raise ConfigError(f"num_processes: {path} was written by a single-process run; resume it "
+                          f"with num_processes 1")
+    else:
+        state = load_checkpoint(path, model=run.model, optimizer=run.optimizer)
     run.counters = Counters(**state["counters"])
     run.sampler.load_state_dict(state["sampler"])
     run.estimator.load_state_dict(state["estimator"])
