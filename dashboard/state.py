@@ -3,6 +3,9 @@
 Choices:
 - The API URL and key live in `st.session_state` (sidebar inputs), seeded from `BASIS_API_URL` /
   `BASIS_API_KEY`, so one dashboard process can serve users with different keys.
+- All HTTP goes through the shared typed client (`client/`); the cached reads store its answers as
+  plain JSON (`model_dump(mode="json")`): they pickle cheaply into `st.cache_data` and the chart
+  and table builders read them directly.
 - Reads go through `st.cache_data` with a short TTL, keyed by URL *and* key (they are arguments of
   every cached function): two users never share a cached answer, and a live page polling every few
   seconds costs the API one request per TTL, not one per rerun. Errors are never cached.
@@ -19,12 +22,14 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import streamlit as st
+from pydantic import BaseModel
 
+from client import DEFAULT_URL, ApiError, ApiUnreachable, BasisClient, NotFound, Unauthorized
+from core.status import ACTIVE
 from dashboard.charts import Chart
-from dashboard.client import ApiError, ApiUnreachable, BasisClient, NotFound, Unauthorized
 
 T = TypeVar("T")
-DEFAULT_API_URL = "http://127.0.0.1:8000"
+DEFAULT_API_URL = DEFAULT_URL
 TTL_SECONDS = 3  # shorter than the live refresh period, so each refresh sees new steps
 TERMINAL_TTL_SECONDS = 60  # a finished job's data no longer changes
 MAX_POINTS = 500  # per metric series: about one point per pixel column of a wide chart
@@ -35,7 +40,6 @@ X_MAX_POINTS = 5000
 # charts cover the whole run however long it is.
 HISTOGRAM_STEPS = 500
 REFRESH_SECONDS = 5
-ACTIVE = ("queued", "estimating_priors", "running")
 
 
 def init_connection() -> None:
@@ -97,61 +101,68 @@ def stop_on_error(exc: ApiError) -> None:
 
 # -- cached reads: URL and key are arguments so they are part of every cache key ----------------
 
+def _plain(answer: BaseModel | list[BaseModel]) -> Any:
+    """A client answer as the API's JSON (what the cache stores and the pages read)."""
+    if isinstance(answer, list):
+        return [item.model_dump(mode="json") for item in answer]
+    return answer.model_dump(mode="json")
+
+
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def fetch_jobs(url: str, key: str, status: str | None = None, max_items: int = 500) -> list[dict]:
-    return list(_client(url, key).iter_jobs(status=status, max_items=max_items))
+    return _plain(list(_client(url, key).iter_jobs(status=status, max_items=max_items)))
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def fetch_job(url: str, key: str, job_id: str) -> dict:
-    return _client(url, key).get_job(job_id)
+    return _plain(_client(url, key).get_job(job_id))
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def fetch_metrics(url: str, key: str, job_id: str, names: tuple[str, ...] | None = None,
                   max_points: int = MAX_POINTS) -> list[dict]:
-    return _client(url, key).metrics(job_id, names=names, max_points=max_points)
+    return _plain(_client(url, key).metrics(job_id, names=names, max_points=max_points))
 
 
 @st.cache_data(ttl=TERMINAL_TTL_SECONDS, show_spinner=False)
 def fetch_metrics_final(url: str, key: str, job_id: str, names: tuple[str, ...] | None = None,
                         max_points: int = MAX_POINTS) -> list[dict]:
-    return _client(url, key).metrics(job_id, names=names, max_points=max_points)
+    return _plain(_client(url, key).metrics(job_id, names=names, max_points=max_points))
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def fetch_advantages(url: str, key: str, job_id: str, max_steps: int = HISTOGRAM_STEPS) -> list[dict]:
-    return _client(url, key).advantages(job_id, max_steps=max_steps)
+    return _plain(_client(url, key).advantages(job_id, max_steps=max_steps))
 
 
 @st.cache_data(ttl=TERMINAL_TTL_SECONDS, show_spinner=False)
 def fetch_advantages_final(url: str, key: str, job_id: str, max_steps: int = HISTOGRAM_STEPS) -> list[dict]:
-    return _client(url, key).advantages(job_id, max_steps=max_steps)
+    return _plain(_client(url, key).advantages(job_id, max_steps=max_steps))
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def fetch_events(url: str, key: str, job_id: str) -> list[dict]:
-    return _client(url, key).events(job_id)
+    return _plain(_client(url, key).events(job_id))
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def fetch_checkpoints(url: str, key: str, job_id: str) -> list[dict]:
-    return _client(url, key).checkpoints(job_id)
+    return _plain(_client(url, key).checkpoints(job_id))
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def fetch_datasets(url: str, key: str) -> list[dict]:
-    return _client(url, key).datasets()
+    return _plain(_client(url, key).datasets())
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def fetch_models(url: str, key: str) -> list[dict]:
-    return _client(url, key).models()
+    return _plain(_client(url, key).models())
 
 
 @st.cache_data(ttl=300, show_spinner=False)
 def fetch_components(url: str, key: str) -> dict[str, list[dict]]:
-    return _client(url, key).components()
+    return _plain(_client(url, key).components())
 
 
 def job_metrics(job: dict, names: tuple[str, ...] | None = None,

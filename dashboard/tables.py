@@ -12,8 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-ACTIVE = ("queued", "estimating_priors", "running")
-
 
 def parse_time(value: str | None) -> datetime | None:
     """An ISO-8601 timestamp from the API as aware UTC (naive means UTC), or None."""

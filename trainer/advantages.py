@@ -5,6 +5,8 @@ Numpy float64 in and out, no IO, no Python loop over samples (grouping uses np.u
 Estimators (DESIGN.md section 3):
 - `reinforce_pp`: baseline = mean of the batch's scorable rewards; advantages divided by the batch
   std (REINFORCE++ whitening; centred already since the baseline is the mean).
+- `rloo_batch`: 1 rollout per prompt, baseline = mean of the batch's *other* scorable rewards
+  (leave-one-out), no normalisation: single-rollout REINFORCE with an unbiased batch baseline.
 - `grpo`: baseline = group mean; advantages divided by the group std (ddof=1, as TRL) + eps.
 - `dr_grpo`: baseline = group mean; no normalisation.
 - `rloo`: baseline = mean of the *other* scorable rewards of the group (leave-one-out).
@@ -67,10 +69,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from scipy.special import expit, logit
 
 from trainer.priors import estimate_priors, load_priors, priors_from_rewards, save_priors
+from trainer.registry import NoOptions, Registry
 
 __all__ = [
     "ESTIMATORS",
@@ -140,19 +143,15 @@ class AdvantageResult:
 
 # ------------------------------------------------------------------------- registry
 
-ESTIMATORS: dict[str, type[Estimator]] = {}
+ESTIMATORS: Registry[type[Estimator]] = Registry("estimator")
 
 
 def register_estimator(name: str):
     """Class decorator adding an Estimator subclass under `name`; a taken name is an error."""
 
     def deco(cls: type[Estimator]) -> type[Estimator]:
-        if name in ESTIMATORS:
-            raise ValueError(
-                f"estimator {name!r} is already registered ({ESTIMATORS[name].__qualname__})"
-            )
+        ESTIMATORS.add(name, cls)
         cls.name = name
-        ESTIMATORS[name] = cls
         return cls
 
     return deco
@@ -160,15 +159,7 @@ def register_estimator(name: str):
 
 def get_estimator(name: str, **options: Any) -> Estimator:
     """Instantiate a registered estimator; an unknown name lists the valid ones."""
-    if name not in ESTIMATORS:
-        raise ValueError(
-            f"unknown estimator {name!r}; valid names: {', '.join(sorted(ESTIMATORS))}"
-        )
-    return ESTIMATORS[name](**options)
-
-
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    return ESTIMATORS.lookup(name)(**options)
 
 
 class Estimator:
@@ -234,6 +225,7 @@ class ReinforcePP(Estimator):
     """REINFORCE++: global batch-mean baseline, advantages whitened by the batch std."""
 
     Options = _ReinforceOptions
+    options: _ReinforceOptions
 
     def compute(self, batch: AdvantageBatch) -> AdvantageResult:
         r = batch.rewards
@@ -243,6 +235,20 @@ class ReinforcePP(Estimator):
         b = np.full_like(r, mean)
         scale = std + self.options.eps if self.options.normalize else 1.0
         return AdvantageResult(b, _finish(r, ok, b, scale), {"reinforce_pp/std": float(std)})
+
+
+@register_estimator("rloo_batch")
+class RLOOBatch(Estimator):
+    """Single-rollout REINFORCE with a leave-one-out batch-mean baseline: b_i = mean of the *other*
+    scorable rewards of the batch (0.5 if none), no normalisation. The unbiased single-rollout
+    REINFORCE-type baseline (RLOO's leave-one-out applied across prompts, k = 1), the reference for
+    the paper's claim (d)."""
+
+    def compute(self, batch: AdvantageBatch) -> AdvantageResult:
+        r = batch.rewards
+        ok = ~np.isnan(r)
+        b = _loo_batch_mean(r, ok)
+        return AdvantageResult(np.where(ok, b, np.nan), _finish(r, ok, b))
 
 
 # ---------------------------------------------------------------------------- groups
@@ -277,6 +283,7 @@ class GRPO(_GroupEstimator):
     """GRPO: group-mean baseline, advantages divided by the group std (ddof=1) + eps."""
 
     Options = _GroupOptions
+    options: _GroupOptions
 
     def compute(self, batch: AdvantageBatch) -> AdvantageResult:
         r, ok, inv, cnt, tot, mean = self._stats(batch)
@@ -434,6 +441,7 @@ class Basis(Estimator):
     """BASIS: one rollout per prompt; baseline sigmoid(logit p(x_i) + c_hat_{-i}), c fitted on the batch."""
 
     Options = BasisOptions
+    options: BasisOptions
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -623,3 +631,4 @@ class BasisPaper(Basis):
     """
 
     Options = BasisPaperOptions
+    options: BasisPaperOptions

@@ -2,7 +2,7 @@
 
 - `run CONFIG [--json] [--no-resume]`: validate the YAML/JSON config (a bad field or dataset line is
   reported before any model loads, exit code 2), train with a console progress bar on stderr and
-  `output_dir/metrics.jsonl`; resumes from the newest checkpoint in `output_dir` unless --no-resume.
+  `run_dir/metrics.jsonl`; resumes from the newest checkpoint in `run_dir` unless --no-resume.
   With `num_processes: N > 1` it re-launches itself under torchrun as N ranks (rank 0 writes the
   metrics and the --json line); `torchrun --nproc-per-node N -m trainer run CONFIG` is the same.
 - `demo [--json] [--estimator NAME] [--max-steps N] [--out DIR] [--cache-dir DIR]`: the whole
@@ -80,7 +80,7 @@ def _train(config: TrainConfig, *, resume: bool, as_json: bool) -> int:
     from trainer.loop import train
     from trainer.sinks import ConsoleSink, JsonlSink, MultiSink, NullSink
 
-    run_dir = Path(config.output_dir)
+    run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes anything
     sink = MultiSink(ConsoleSink(config.max_steps, every=max(1, config.max_steps // 30)),
@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def demo_config(model: Path, dataset: Path, out: Path, cache: Path, **overrides: Any) -> TrainConfig:
     """The demo's TrainConfig for given paths; overrides replace top-level fields."""
     fields = {**DEMO_CONFIG, **{k: v for k, v in overrides.items() if v is not None},
-              "model": str(model), "dataset": str(dataset), "output_dir": str(out),
+              "model": str(model), "dataset": str(dataset), "run_dir": str(out),
               "priors_cache_dir": str(cache / "priors")}
     return TrainConfig.from_dict(fields, source="demo config")
 
@@ -128,8 +128,8 @@ def demo_config(model: Path, dataset: Path, out: Path, cache: Path, **overrides:
 def prepare_demo(cache: Path, rows: int = DEMO_ROWS, warm_steps: int | None = None
                  ) -> tuple[Path, Path]:
     """(warm-started demo model dir, arithmetic JSONL) under `cache`, built on first use."""
+    from trainer.demo_model import ensure_demo_model, is_demo_model
     from trainer.tasks import generate_arithmetic, write_jsonl
-    from trainer.tiny import ensure_demo_model, is_demo_model
 
     model_dir = cache / "demo-model"
     if not is_demo_model(model_dir):

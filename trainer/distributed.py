@@ -244,11 +244,11 @@ def save_sharded_checkpoint(run_dir: Path, step: int, *, dist: Dist, model: torc
     from trainer.checkpoint import _is_peft, _rng_state, checkpoint_dir
 
     final = checkpoint_dir(run_dir, step)
-    tmp = None
+    name = None
     if dist.is_main:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-")
-    tmp = Path(dist.broadcast(tmp))
+        name = tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-")
+    tmp = Path(dist.broadcast(name))
     try:
         msd, osd = get_state_dict(model, optimizer)
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(tmp / "dcp"))

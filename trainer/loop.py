@@ -22,7 +22,8 @@ Deliberate choices (and departures from textbook PPO):
   (LoRA dropout) is checkpointed. A resumed run reproduces an uninterrupted one's metrics exactly
   on CPU (tests/trainer/test_loop.py).
 - BASIS offline phase: n0 rollouts of every training prompt from the starting policy before step
-  1 -> priors, cached under `priors_cache_dir` by hash(model files, training rows, n0, sampling).
+  1 -> priors, cached under `priors_cache_dir` by hash(model files, training rows, n0, sampling)
+  (trainer/prior_cache.py; model loading is trainer/modeling.py).
   It runs when the training estimator or a probe shadow takes priors (`set_priors`); its cost
   counts in `rollouts/total` and `time/train_elapsed` only for a training estimator that uses it,
   and counts even when read from the cache (it is part of that estimator's budget; the cache only
@@ -37,13 +38,11 @@ Deliberate choices (and departures from textbook PPO):
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -51,7 +50,7 @@ import torch
 from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
-from trainer.data import PromptSampler, Row, load_jsonl, render_prompt, split
+from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.distributed import (
     SINGLE,
     Dist,
@@ -68,12 +67,17 @@ from trainer.memory import (
     offloaded,
     plan_micro_batches,
 )
-from trainer.priors import load_priors, priors_cache_key, priors_from_rewards, save_priors
+from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
+from trainer.prior_cache import cached_priors
+from trainer.priors import TakesPriors, priors_from_rewards
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
-from trainer.rollout import Rollout, SamplingParams, get_engine
+from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
 from trainer.sinks import MetricsSink, NullSink, advantage_histogram
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrainResult", "train"]
 
@@ -88,15 +92,6 @@ class TrainResult:
     initial_eval_accuracy: float | None
     final_eval_accuracy: float | None
     seconds: float
-
-
-@dataclass
-class Prompts:
-    """Tokenised prompts of one split: ids (N,), token ids (N, ragged), answers (N,)."""
-
-    ids: list[str]
-    tokens: list[list[int]]
-    answers: list[str]
 
 
 @dataclass
@@ -118,10 +113,10 @@ class Run:
     config: TrainConfig
     sink: MetricsSink
     run_dir: Path
-    model: Any
-    tokenizer: Any
-    engine: Any
-    reference: Any
+    model: torch.nn.Module  # the policy (a peft model under LoRA)
+    tokenizer: PreTrainedTokenizerBase
+    engine: RolloutEngine
+    reference: Reference | None  # frozen KL reference; None without a KL term
     optimizer: torch.optim.Optimizer
     rewarder: RewardRunner
     estimator: Estimator
@@ -156,7 +151,7 @@ def train(
     run_dir = Path(run_dir)
     config.check_paths()
     train_rows, eval_rows = _load_rows(config)  # bad data fails here, before any model loads
-    device, autocast_dtype = _resolve_device(config)
+    device, autocast_dtype = resolve_device(config)
     estimate = check_memory(config, train_rows, device, 2 if autocast_dtype else 4)  # no weights read
     with process_group(config.num_processes, device.type) as dist:
         if not dist.is_main:
@@ -254,7 +249,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
         **_reward_metrics(rewards),
         **_advantage_metrics(result.advantages),
         **result.info,
-        **update,
+        **update.metrics(),
         **probe_metrics,
         "response/length_mean": float(np.mean(lengths)),
         "rollout/stop_frac": float(np.mean(dist.gather([r.finish_reason == "stop"
@@ -339,7 +334,7 @@ def _collate(rollouts: list[Rollout], pad_id: int) -> _Batch:
     return _Batch(ids, attention, response)
 
 
-def _forward_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _forward_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     """(n, L-1) logprobs of each next token under logits / temperature."""
     with _autocast(run):
         logits = model(input_ids=b.input_ids.to(run.device),
@@ -354,12 +349,68 @@ def _autocast(run: Run):
     return torch.autocast(run.device.type, dtype=run.autocast_dtype)
 
 
-def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> dict:
+@dataclass
+class UpdateStats:
+    """One update's figures; `metrics()` names them as docs/architecture.md lists them.
+
+    Loss figures are sums over micro-batches (each already normalised by whole-batch totals, so the
+    sum is the batch value), averaged over PPO epochs; the logprob gap and TIS figures come from the
+    first epoch only, weighted by response tokens.
+    """
+
+    lr: float
+    with_kl: bool  # a reference model is loaded: report `kl/mean`
+    with_tis: bool  # truncated importance sampling is on: report `tis/*`
+    grad_norm: float = 0.0  # of the last epoch, before clipping
+    policy: float = 0.0
+    kl: float = 0.0  # the KL term of the loss (kl_coef * kl_mean)
+    kl_mean: float = 0.0  # the unweighted KL estimate
+    clip_frac: float = 0.0
+    tokens: float = 0.0  # response tokens seen in the first epoch
+    gap_sum: float = 0.0  # sum over those tokens of |trainer - engine logprob|
+    tis_weight_sum: float = 0.0  # token-weighted sums of tis_metrics' figures
+    tis_clipped_sum: float = 0.0
+
+    def add_loss(self, stats: dict[str, torch.Tensor], epochs: int) -> None:
+        self.policy += float(stats["policy"]) / epochs
+        self.kl += float(stats["kl"]) / epochs
+        self.kl_mean += float(stats["kl_mean"]) / epochs
+        self.clip_frac += float(stats["clip_frac"]) / epochs
+
+    def summed(self, dist: Dist) -> UpdateStats:
+        """Every rank's sums added up (the loss figures are normalised by global totals)."""
+        t = dist.sum({"policy": self.policy, "kl": self.kl, "kl_mean": self.kl_mean,
+                      "clip_frac": self.clip_frac, "tokens": self.tokens, "gap_sum": self.gap_sum,
+                      "tis_weight_sum": self.tis_weight_sum,
+                      "tis_clipped_sum": self.tis_clipped_sum})
+        return replace(self, policy=t["policy"], kl=t["kl"], kl_mean=t["kl_mean"],
+                       clip_frac=t["clip_frac"], tokens=t["tokens"], gap_sum=t["gap_sum"],
+                       tis_weight_sum=t["tis_weight_sum"], tis_clipped_sum=t["tis_clipped_sum"])
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "loss/policy": self.policy,
+            "loss/kl": self.kl,
+            "loss/clip_frac": self.clip_frac,
+            "optim/grad_norm": self.grad_norm,
+            "optim/lr": self.lr,
+            "rollout/logprob_gap": self.gap_sum / max(self.tokens, 1.0),
+        }
+        if self.with_kl:
+            out["kl/mean"] = self.kl_mean
+        if self.with_tis:
+            out["tis/mean_weight"] = self.tis_weight_sum / max(self.tokens, 1.0)
+            out["tis/clipped_frac"] = self.tis_clipped_sum / max(self.tokens, 1.0)
+        return out
+
+
+def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> UpdateStats:
     cfg, opt_cfg = run.config, run.config.optimizer
-    lr = _lr(cfg, step)
+    out = UpdateStats(lr=_lr(cfg, step), with_kl=run.reference is not None,
+                      with_tis=cfg.loss.tis_cap is not None)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    adv = torch.tensor(advantages, dtype=torch.float32)
+        group["lr"] = out.lr
+    adv = torch.tensor(advantages, dtype=torch.float32)  # (B*k / world,)
     pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
     plan = plan_micro_batches([len(r.prompt_ids) + len(r.response_ids) for r in rollouts],
                               opt_cfg.micro_batch_size, opt_cfg.max_tokens_per_micro_batch)
@@ -369,9 +420,8 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
     # single-process loss, and FSDP's collectives see the same passes on every rank.
     totals = run.dist.sum({"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
                            "total_seqs": float(len(rollouts))})
-    weight = 1.0
+    weight = float(run.dist.world)  # FSDP averages the ranks' gradients; the loss wants their sum
     if run.dist.enabled:
-        weight = float(run.dist.world)  # FSDP averages the ranks' gradients; we want their sum
         filler = (_collate(rollouts[:1], pad), torch.zeros(1))
         chunks += [rollouts[:1]] * (run.dist.max(len(batches)) - len(batches))
         batches += [filler] * (len(chunks) - len(batches))
@@ -382,7 +432,6 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
         ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None
                for b, _ in batches]
     skip_zero = not multi and run.reference is None and not run.dist.enabled
-    sums: dict[str, float] = {}
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
         run.optimizer.zero_grad(set_to_none=True)
@@ -390,18 +439,19 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
             if skip_zero and not bool((a != 0).any()):
                 continue
             real = j < len(plan)  # fillers: a zero-weight pass that keeps ranks in step
-            lp = _forward_logprobs(run, run.model, b)
+            lp = _forward_logprobs(run, run.model, b)  # (n, L-1)
             mask = b.response.to(run.device)
-            base = lp.detach() if old[j] is None else old[j]
+            old_j = old[j]
+            base = lp.detach() if old_j is None else old_j
             weights = None
+            n = float(b.response.sum())
             if cfg.loss.tis_cap is not None:
                 engine_lp = _engine_logprobs(lp, chunks[j])
                 weights = tis_weights(base, engine_lp, cfg.loss.tis_cap)
                 if epoch == 0 and real:
-                    for key, value in tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap).items():
-                        n = float(b.response.sum())
-                        sums[key] = sums.get(key, 0.0) + value * n
-                        sums[key + ":n"] = sums.get(key + ":n", 0.0) + n
+                    tis = tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap)
+                    out.tis_weight_sum += tis["tis/mean_weight"] * n
+                    out.tis_clipped_sum += tis["tis/clipped_frac"] * n
             loss, stats = policy_loss(
                 lp, base, a.to(run.device), mask,
                 clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
@@ -410,32 +460,17 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
             (loss * (weight if real else 0.0)).backward()
             if not real:
                 continue
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + float(value) / cfg.loss.ppo_epochs
+            out.add_loss(stats, cfg.loss.ppo_epochs)
             if epoch == 0:
-                sums["gap"] = sums.get("gap", 0.0) + _logprob_gap(lp.detach(), chunks[j], mask)
-                sums["gap_tokens"] = sums.get("gap_tokens", 0.0) + float(b.response.sum())
-        grad_norm = _clip(run, opt_cfg.grad_clip)
+                out.gap_sum += _logprob_gap(lp.detach(), chunks[j], mask)
+                out.tokens += n
+        out.grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)  # gradients need no memory during the rollouts
-    sums = run.dist.sum(sums)
-    out = {
-        "loss/policy": sums.get("policy", 0.0),
-        "loss/kl": sums.get("kl", 0.0),
-        "loss/clip_frac": sums.get("clip_frac", 0.0),
-        "optim/grad_norm": grad_norm,
-        "optim/lr": lr,
-        "rollout/logprob_gap": sums.get("gap", 0.0) / max(sums.get("gap_tokens", 0.0), 1.0),
-    }
-    if run.reference is not None:
-        out["kl/mean"] = sums.get("kl_mean", 0.0)
-    if cfg.loss.tis_cap is not None:
-        for key in ("tis/mean_weight", "tis/clipped_frac"):
-            out[key] = sums.get(key, 0.0) / max(sums.get(key + ":n", 0.0), 1.0)
-    return out
+    return out.summed(run.dist)
 
 
-def _no_grad_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _no_grad_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     with torch.no_grad():
         return _forward_logprobs(run, model, b)
 
@@ -496,7 +531,11 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
     rollouts = run.engine.generate([run.train.tokens[i] for i in idx[:p]], m,
                                    _sampling(run.config, _seed(run.config.seed, step, _PROBE)))
     rewards = _score(run, rollouts, [run.train.answers[idx[r.prompt_index]] for r in rollouts])
-    return run.probe.measure(np.arange(p), rewards.reshape(p, m))
+    out = run.probe.measure(np.arange(p), rewards.reshape(p, m))
+    run.sink.log_event("probe", f"value probe at step {step}", {
+        "step": step, "prompt_ids": [run.train.ids[i] for i in idx[:p]],
+        "errors": run.probe.last_detail})
+    return out
 
 
 # ============================================================================ priors phase
@@ -504,13 +543,13 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
 
 def _start_fresh(run: Run, on_status) -> None:
     """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
-    takes_priors = callable(getattr(run.estimator, "set_priors", None))
+    takes_priors = run.estimator if isinstance(run.estimator, TakesPriors) else None
     metrics: dict[str, float] = {}
-    if run.config.n0 > 0 and (takes_priors or (run.probe and run.probe.needs_priors)):
+    if run.config.n0 > 0 and (takes_priors is not None or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
-        priors, meta = _offline_priors(run)
-        if takes_priors:
-            run.estimator.set_priors(run.train.ids, priors, n0=run.config.n0)
+        priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
+        if takes_priors is not None:
+            takes_priors.set_priors(run.train.ids, priors, n0=run.config.n0)
             run.counters.rollouts_total += int(meta["rollouts"])
             run.counters.train_seconds += float(meta["seconds"])
         if run.probe is not None:
@@ -528,61 +567,16 @@ def _start_fresh(run: Run, on_status) -> None:
     run.sink.log_step(0, metrics, {})
 
 
-def _offline_priors(run: Run) -> tuple[np.ndarray, dict[str, Any]]:
-    """(priors (N,), meta) for the training prompts, from the cache or n0 fresh rollouts each."""
+def _reference_priors(run: Run) -> tuple[np.ndarray, int]:
+    """(priors (N,), rollouts drawn): n0 rollouts of every training prompt from the policy."""
     cfg = run.config
-    key = priors_cache_key(_model_fingerprint(cfg.model), _rows_hash(run.train), cfg.n0,
-                           cfg.sampling_dict)
-    path = _priors_dir(cfg) / f"{key}.json"
-    if path.is_file():
-        ids, priors, meta = load_priors(path)
-        if ids == run.train.ids:
-            run.sink.log_event("priors", f"reused cached priors {path}", {"path": str(path)})
-            return priors, {**meta, "cached": 1}
-    t = time.perf_counter()
     mine, valid = run.dist.padded_block(len(run.train.ids))  # each rank its block of prompts
     rollouts = run.engine.generate([run.train.tokens[i] for i in mine], cfg.n0,
                                    _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)))
     rollouts = rollouts[:valid * cfg.n0]
     rewards = _score(run, rollouts, [run.train.answers[mine[r.prompt_index]] for r in rollouts])
     rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
-    priors = priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0))
-    meta = {"seconds": time.perf_counter() - t, "rollouts": len(rewards), "n0": cfg.n0,
-            "model": cfg.model, "dataset": cfg.dataset, "sampling": cfg.sampling_dict}
-    if run.dist.is_main:
-        save_priors(path, run.train.ids, priors, meta)
-    run.sink.log_event("priors", f"estimated priors from {len(rewards)} rollouts", {"path": str(path)})
-    return priors, {**meta, "cached": 0}
-
-
-def _priors_dir(cfg: TrainConfig) -> Path:
-    return Path(cfg.priors_cache_dir or Path.home() / ".cache" / "basis" / "priors").expanduser()
-
-
-def _model_fingerprint(model_dir: str) -> str:
-    """Hash of the model directory's files: names, sizes, and content (head and tail of big ones).
-
-    Hashing every byte of a 15 GB model would cost minutes per job; weights that differ in their
-    first or last MiB, or in size, are caught, which is enough to key a cache.
-    """
-    h = hashlib.sha256()
-    root = Path(model_dir)
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        size = f.stat().st_size
-        h.update(f"{f.relative_to(root)}\0{size}\0".encode())
-        with f.open("rb") as fh:
-            if size <= 1 << 22:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(1 << 20))
-                fh.seek(-(1 << 20), 2)
-                h.update(fh.read())
-    return h.hexdigest()
-
-
-def _rows_hash(prompts: Prompts) -> str:
-    blob = json.dumps([prompts.ids, prompts.tokens, prompts.answers])
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0)), len(rewards)
 
 
 # ================================================================================= setup
@@ -594,7 +588,7 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
         train_rows, eval_rows = rows, load_jsonl(cfg.eval_dataset)
     else:
         try:
-            train_rows, eval_rows = split(rows, cfg.eval_fraction, seed=cfg.seed)
+            train_rows, eval_rows = split(rows, cfg.eval_fraction, seed=cfg.eval_seed)
         except ValueError as e:
             raise ConfigError(f"eval_fraction: {e}") from None
     if cfg.eval_size is not None:
@@ -605,82 +599,14 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
     return train_rows, eval_rows
 
 
-def _resolve_device(cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
-    want = cfg.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but no CUDA device is available; use 'auto'")
-    dtype = cfg.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if want == "cuda" else "float32"
-    return torch.device(want), (torch.bfloat16 if dtype == "bfloat16" else None)
-
-
-class ModelLoadError(RuntimeError):
-    """The model directory could not be loaded; the message names the directory and the cause."""
-
-
-def _from_pretrained(loader, model_dir: str, **kwargs):
-    """`loader.from_pretrained`, with a failure naming the directory (a half-copied weights file
-    otherwise reads only `SafetensorError: ... invalid header length`)."""
-    try:
-        return loader.from_pretrained(model_dir, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the directory, cause chained
-        text = str(exc).strip()
-        cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-        what = "tokenizer" if "Tokenizer" in loader.__name__ else "model"
-        raise ModelLoadError(f"could not load the {what} from {model_dir}: {cause}") from exc
-
-
-def _load_model(cfg: TrainConfig, device: torch.device):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = _from_pretrained(AutoTokenizer, cfg.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
-    model = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
-    reference = None
-    if cfg.lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
-        if cfg.loss.kl_coef > 0:
-            reference = _AdapterOff(model)
-    elif cfg.loss.kl_coef > 0:
-        reference = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
-        offload = cfg.memory.offload_reference and cfg.num_processes == 1  # FSDP offloads itself
-        reference.requires_grad_(False).eval().to("cpu" if offload else device)
-    return model.to(device), tokenizer, reference
-
-
-class _AdapterOff:
-    """The LoRA model with its adapter disabled: the frozen reference at no extra memory."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, **kwargs):
-        with self.model.disable_adapter():
-            return self.model(**kwargs)
-
-
-def _tokenize(rows: list[Row], tokenizer) -> Prompts:
-    tokens = [tokenizer(render_prompt(r, tokenizer))["input_ids"] for r in rows]
-    return Prompts([r.id for r in rows], tokens, [r.answer for r in rows])
-
-
 def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows,
            dist: Dist = SINGLE) -> Run:
-    device, autocast_dtype = _resolve_device(cfg)
+    device, autocast_dtype = resolve_device(cfg)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
-    model, tokenizer, reference = _load_model(cfg, device)
+    model, tokenizer, reference = load_model(cfg, device)
     if cfg.memory.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if dist.enabled:
@@ -690,7 +616,9 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
-    engine = get_engine(cfg.engine, model, tokenizer, _EngineConfig(cfg, autocast_dtype))
+    engine = get_engine(cfg.engine, model, tokenizer, EngineConfig(
+        model=cfg.model, engine_options=cfg.engine_options, seed=cfg.seed,
+        autocast_dtype=autocast_dtype))
     return Run(
         config=cfg, sink=sink, run_dir=run_dir, model=model, tokenizer=tokenizer, engine=engine,
         reference=reference, optimizer=optimizer,
@@ -699,20 +627,9 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
         estimator=get_estimator(cfg.estimator, **cfg.estimator_options),
         probe=ValueProbe(cfg.estimator, cfg.estimator_options) if cfg.probe_every else None,
         sampler=PromptSampler(len(train_rows), cfg.batch_size, seed=cfg.seed),
-        train=_tokenize(train_rows, tokenizer), eval=_tokenize(eval_rows, tokenizer),
+        train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
         device=device, autocast_dtype=autocast_dtype, dist=dist,
     )
-
-
-@dataclass
-class _EngineConfig:
-    """What an engine may read: the TrainConfig's fields plus the resolved autocast dtype."""
-
-    config: TrainConfig
-    autocast_dtype: torch.dtype | None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.config, name)
 
 
 # ============================================================================ checkpoints

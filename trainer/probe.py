@@ -17,6 +17,8 @@ Choices:
 - group_mean_8 is the mean of the first 8 probe rollouts; its truth is then the mean of the *other*
   M - 8 (so b and truth are independent, as for the shadows), bias-corrected the same way. It is
   reported only when M >= 10.
+- `measure` also keeps each prompt's error (`last_detail`); the loop logs it as a "probe" event,
+  so value-MSE comparisons can be paired prompt by prompt (trainer.bench study).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from trainer.advantages import ESTIMATORS, AdvantageBatch, Estimator, get_estimator
+from trainer.priors import TakesPriors
 
-__all__ = ["GROUP_K", "ValueProbe", "bias_corrected_mse"]
+__all__ = ["GROUP_K", "ValueProbe", "bias_corrected_mse", "per_prompt_errors"]
 
 GROUP_K = 8
 
@@ -40,17 +43,25 @@ def bias_corrected_mse(baselines: np.ndarray, rewards: np.ndarray) -> float:
     Returns mean((b - V_M)^2 - s^2 / m) over kept prompts (NaN if none), where V_M, s^2, m are
     the mean, unbiased variance and count of each prompt's scorable rewards.
     """
+    return _nanmean(per_prompt_errors(baselines, rewards))
+
+
+def _nanmean(x: np.ndarray) -> float:
+    return float(np.mean(x[~np.isnan(x)])) if (~np.isnan(x)).any() else float("nan")
+
+
+def per_prompt_errors(baselines: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+    """(P,) bias-corrected squared error (b - V_M)^2 - s^2 / m of each probe prompt; NaN where
+    the prompt is dropped (see `bias_corrected_mse`, which is their mean)."""
     b = np.asarray(baselines, dtype=np.float64)
     r = np.asarray(rewards, dtype=np.float64)
     ok = ~np.isnan(r)
     m = ok.sum(axis=1)
     keep = (m >= 2) & ~np.isnan(b)
-    if not keep.any():
-        return float("nan")
     r0 = np.where(ok, r, 0.0)
     v = r0.sum(axis=1) / np.maximum(m, 1)
     s2 = np.where(ok, (r - v[:, None]) ** 2, 0.0).sum(axis=1) / np.maximum(m - 1, 1)
-    return float(np.mean(((b - v) ** 2 - s2 / np.maximum(m, 1))[keep]))
+    return np.where(keep, (b - v) ** 2 - s2 / np.maximum(m, 1), np.nan)
 
 
 def _first_k(rewards: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,14 +82,15 @@ class ValueProbe:
             if cls.min_rollouts == 1
         }
         self.last_baselines: dict[str, np.ndarray] = {}
+        self.last_detail: dict[str, list[float | None]] = {}
 
     @property
     def needs_priors(self) -> bool:
-        return any(callable(getattr(e, "set_priors", None)) for e in self.shadows.values())
+        return any(isinstance(e, TakesPriors) for e in self.shadows.values())
 
     def set_priors(self, prompt_ids: list[str], priors: np.ndarray, n0: int) -> None:
         for est in self.shadows.values():
-            if callable(getattr(est, "set_priors", None)):
+            if isinstance(est, TakesPriors):
                 est.set_priors(prompt_ids, priors, n0=n0)
 
     def observe(self, batch: AdvantageBatch) -> None:
@@ -90,14 +102,15 @@ class ValueProbe:
 
         rewards: (P, M) probe rewards (NaN = unscorable).
         """
-        out = {
-            f"value_mse/{name}": bias_corrected_mse(b[positions], rewards)
-            for name, b in self.last_baselines.items()
-        }
+        errors = {name: per_prompt_errors(b[positions], rewards)
+                  for name, b in self.last_baselines.items()}
         if rewards.shape[1] >= GROUP_K + 2:
             gm, rest = _first_k(rewards, GROUP_K)
-            out[f"value_mse/group_mean_{GROUP_K}"] = bias_corrected_mse(gm, rest)
-        return out
+            errors[f"group_mean_{GROUP_K}"] = per_prompt_errors(gm, rest)
+        # Per prompt, so a study can pair estimators prompt by prompt (same prompts, same truth).
+        self.last_detail = {name: [None if np.isnan(e) else float(e) for e in err]
+                            for name, err in errors.items()}
+        return {f"value_mse/{name}": _nanmean(err) for name, err in errors.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {n: e.state_dict() for n, e in self.shadows.items()}

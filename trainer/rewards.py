@@ -40,15 +40,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trainer.registry import NoOptions, Registry
+
 RewardFn = Callable[..., list[float | None]]
 
 
 class RewardOptionsError(ValueError):
     """Bad options for a reward; the message names the reward and the option."""
-
-
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -57,33 +55,27 @@ class RewardSpec:
     fn: RewardFn            # the raw scorer, called with validated options
     options: type[BaseModel]
 
+    def __str__(self) -> str:  # names the scorer in the registry's "already registered" error
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
 
-REWARDS: dict[str, RewardSpec] = {}
+
+REWARDS: Registry[RewardSpec] = Registry("reward")
 
 
 def register_reward(name: str, *, options: type[BaseModel] = NoOptions):
     """Function decorator adding a reward under `name`; a name already taken raises ValueError."""
 
     def decorate(fn: RewardFn) -> RewardFn:
-        if name in REWARDS:
-            raise ValueError(f"reward {name!r} is already registered")
-        REWARDS[name] = RewardSpec(name, fn, options)
+        REWARDS.add(name, RewardSpec(name, fn, options))
         return fn
 
     return decorate
 
 
-def _spec(name: str) -> RewardSpec:
-    try:
-        return REWARDS[name]
-    except KeyError:
-        raise ValueError(f"unknown reward {name!r}; valid names: {', '.join(sorted(REWARDS))}") from None
-
-
 def validate_reward_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """All options of reward `name` with defaults filled in; raises RewardOptionsError naming the
     bad option, or ValueError listing valid rewards for an unknown name."""
-    spec = _spec(name)
+    spec = REWARDS.lookup(name)
     try:
         return spec.options(**dict(options or {})).model_dump()
     except ValidationError as exc:
@@ -95,7 +87,7 @@ def validate_reward_options(name: str, options: Mapping[str, Any] | None = None)
 def get_reward(name: str) -> RewardFn:
     """The reward `name` as ``fn(completions, answers, **options) -> list[float | None]``
     (options validated on each call). Unknown name -> ValueError listing the valid ones."""
-    spec = _spec(name)
+    spec = REWARDS.lookup(name)
 
     def reward(completions: Sequence[str], answers: Sequence[str], **options: Any):
         if len(completions) != len(answers):
@@ -333,6 +325,7 @@ def _worker_main(conn, modules: Sequence[str]) -> None:
         if message is None:
             return
         name, options, completion, answer = message
+        reply: tuple[str, float | str | None]
         try:
             reply = ("ok", REWARDS[name].fn([completion], [answer], **options)[0])
         except Exception as exc:  # unscorable item; the parent decides if the reward is broken
@@ -482,6 +475,7 @@ class RewardRunner:
                         continue
                     status, value = value
                     if status == "ok":
+                        assert worker.item is not None  # busy workers hold an item
                         results[worker.item] = _clean(value)
                     else:
                         raised.append(value)

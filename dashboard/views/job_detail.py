@@ -10,8 +10,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from client import ApiError, ApiUnreachable, Unauthorized
+from core.status import ACTIVE, RETRYABLE
 from dashboard import charts, state
-from dashboard.client import ApiError, ApiUnreachable, Unauthorized
 from dashboard.tables import (
     duration_seconds,
     events_frame,
@@ -21,7 +22,6 @@ from dashboard.tables import (
 
 REWARD = ["reward/mean"]
 THROUGHPUT_TIMES = ["time/rollout", "time/reward", "time/update", "time/sync"]
-RETRYABLE = ("failed", "cancelled")
 BASIS_INTERNALS = [("basis/c", "calibration c_t"), ("basis/active_frac", "active-set fraction")]
 
 
@@ -126,7 +126,7 @@ def actions(job: dict) -> None:
     """Cancel (active jobs), Retry (failed or cancelled), Delete (finished, after a confirmation)."""
     if notice := st.session_state.pop("job_notice", None):
         st.success(notice, icon=":material/check_circle:")
-    if job["status"] in state.ACTIVE:
+    if job["status"] in ACTIVE:
         if st.button("Cancel job", key="cancel_job", icon=":material/stop_circle:"):
             state.call(state.client().cancel_job, job["id"])
             state.clear_caches()
@@ -250,16 +250,16 @@ def events_and_checkpoints(job: dict) -> None:
         )
 
 
-@st.fragment(run_every=state.REFRESH_SECONDS if first["status"] in state.ACTIVE else None)
+@st.fragment(run_every=state.REFRESH_SECONDS if first["status"] in ACTIVE else None)
 def live() -> None:
     after_action()  # the same, when the click reran only this fragment
     job = state.call(state.fetch_job, url, key, job_id)
-    if first["status"] in state.ACTIVE and job["status"] not in state.ACTIVE:
+    if first["status"] in ACTIVE and job["status"] not in ACTIVE:
         st.rerun()  # finished since the page loaded: re-render once without the refresh timer
     state.prefetch(job)
     series = state.job_metrics(job)
     header(job, charts.by_name(series))
-    if job["status"] in state.ACTIVE:
+    if job["status"] in ACTIVE:
         st.caption(f"Live: refreshing every {state.REFRESH_SECONDS} s.")
     if not series:
         if job["status"] != "failed":

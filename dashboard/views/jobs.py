@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.status import JobStatus
 from dashboard import state
 from dashboard.tables import jobs_frame
 
-STATUSES = ["all", "queued", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
+STATUSES = ["all", *(status.value for status in JobStatus)]
 
 st.title("Jobs")
 if notice := st.session_state.pop("jobs_notice", None):  # left by an action on another page

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from client import ApiError
 from dashboard import forms, state
-from dashboard.client import ApiError
 
 st.title("New job")
 url, key = state.connection()
@@ -131,7 +131,7 @@ if submitted:
         if source == "Upload a JSONL file":
             if upload is None:
                 raise ApiError("choose a JSONL file to upload", param="file")
-            dataset_id = api.upload_dataset(upload.getvalue(), upload.name, name=dataset_name or None)["id"]
+            dataset_id = api.upload_dataset(upload.getvalue(), upload.name, name=dataset_name or None).id
             state.clear_caches()
         if not dataset_id:
             raise ApiError("pick a dataset (or upload one)", param="dataset_id")
@@ -145,6 +145,6 @@ if submitted:
                                              "param": exc.param, "message": exc.message}
         st.rerun()
     state.clear_caches()
-    st.session_state["new_job_created"] = job["id"]
-    st.session_state["job_id"] = job["id"]
+    st.session_state["new_job_created"] = job.id
+    st.session_state["job_id"] = job.id
     st.rerun()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.cli import main
+from cli.main import main
 from core.settings import get_settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from core.cli import main
+from cli.main import main
 from core.db import session_scope
 from core.services.keys import authenticate
 from core.settings import get_settings

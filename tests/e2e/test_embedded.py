@@ -48,7 +48,7 @@ def test_basis_up_runs_a_job_and_resumes_it_after_a_restart(tmp_path, tiny_model
     env = service_env(data_dir=str(data), api_port=str(port))
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
-    up = spawn(["core.cli", "up", "--no-dashboard", "--grace", "60"], env, log)
+    up = spawn(["cli", "up", "--no-dashboard", "--grace", "60"], env, log)
     try:
         wait_until(lambda: _healthy(url), timeout=90, what="the API", process=up, log=log)
         with session_scope_for(data) as session:
@@ -72,7 +72,7 @@ def test_basis_up_runs_a_job_and_resumes_it_after_a_restart(tmp_path, tiny_model
         # Ctrl-C / SIGTERM: warm shutdown stops the job at a step boundary and gives it back.
         assert stop(up, timeout=90) in (0, 130), log.read_text()[-3000:]
 
-        up = spawn(["core.cli", "up", "--no-dashboard"], env, log.with_suffix(".2.log"))
+        up = spawn(["cli", "up", "--no-dashboard"], env, log.with_suffix(".2.log"))
         wait_until(lambda: _healthy(url), timeout=90, what="the API after restart", process=up,
                    log=log.with_suffix(".2.log"))
         wait_until(lambda: client.get(f"/v1/jobs/{job_id}", headers=headers).json()["status"]
@@ -115,7 +115,7 @@ def test_basis_up_demo_runs_the_demo_job_to_the_end(tmp_path):
 
     env = service_env(data_dir=str(tmp_path / "data"), api_port=str(_free_port()))
     result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "up", "--demo", "--exit-when-done", "--no-dashboard",
+        [sys.executable, "-m", "cli", "up", "--demo", "--exit-when-done", "--no-dashboard",
          "--demo-steps", "2", "--demo-warm-steps", "5"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     out = result.stdout + result.stderr

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.db import session_scope
+from core.queue import enqueue_job
 from core.services.keys import create_key
 from core.settings import Settings
 from tests.e2e.conftest import (
@@ -26,7 +27,6 @@ from tests.e2e.conftest import (
     stop,
     wait_until,
 )
-from worker.tasks import enqueue_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -76,7 +76,7 @@ def test_job_runs_on_a_celery_worker_process_over_redis(lab, api, tmp_path):
     _, env = lab
     client, headers = api
     log = tmp_path / "worker.log"
-    worker = spawn(["core.cli", "worker", "--loglevel", "INFO"], env, log)
+    worker = spawn(["cli", "worker", "--loglevel", "INFO"], env, log)
     try:
         job_id = _submit(client, headers)
         wait_until(lambda: _status(client, headers, job_id) in {"succeeded", "failed", "cancelled"},
@@ -106,7 +106,7 @@ def test_cancel_stops_a_running_job(lab, api, tmp_path):
     _, env = lab
     client, headers = api
     log = tmp_path / "worker.log"
-    worker = spawn(["core.cli", "worker"], env, log)
+    worker = spawn(["cli", "worker"], env, log)
     try:
         job_id = _submit(client, headers, max_steps=500, checkpoint_every=0, probe_every=0)
         wait_until(lambda: client.get(f"/v1/jobs/{job_id}", headers=headers).json()["current_step"] >= 1,
@@ -129,7 +129,7 @@ def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(lab, api, tmp_path
     _, env = lab
     client, headers = api
     log = tmp_path / "worker.log"
-    worker = spawn(["core.cli", "worker"], env, log)
+    worker = spawn(["cli", "worker"], env, log)
     # 120 steps: an idle machine runs a step in a few hundredths of a second, so a short job could
     # end between the first checkpoint and the kill.
     job_id = _submit(client, headers, max_steps=120, checkpoint_every=5, probe_every=0)
@@ -140,7 +140,7 @@ def test_worker_killed_mid_job_is_resumed_from_its_checkpoint(lab, api, tmp_path
         worker.wait()
         assert _status(client, headers, job_id) in {"running", "estimating_priors"}
         log2 = tmp_path / "worker2.log"
-        worker = spawn(["core.cli", "worker"], env, log2)
+        worker = spawn(["cli", "worker"], env, log2)
         wait_until(lambda: _status(client, headers, job_id) == "succeeded", timeout=300,
                    what="the resumed job to finish", process=worker, log=log2)
     finally:

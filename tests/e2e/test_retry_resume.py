@@ -34,7 +34,7 @@ def test_a_cancelled_job_retried_resumes_from_its_checkpoint_and_can_be_deleted(
     env = service_env(data_dir=str(data), api_port=str(port))
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
-    up = spawn(["core.cli", "up", "--no-dashboard"], env, log)
+    up = spawn(["cli", "up", "--no-dashboard"], env, log)
     try:
         wait_until(lambda: _healthy(url), timeout=90, what="the API", process=up, log=log)
         with session_scope_for(data) as session:

@@ -7,7 +7,7 @@ Choices:
   install (fail under CI=true, like tests/conftest.py).
 - Faults that hit only a process (SIGKILL of a worker, a trainer that raises) use the shared
   Postgres/Redis fixtures from tests/conftest.py, each test on its own schema and queue name.
-- Workers are the real thing: `python -m core.cli worker` in their own process group, so SIGKILL
+- Workers are the real thing: `python -m cli worker` in their own process group, so SIGKILL
   takes the whole process tree exactly as the OOM killer or a power cut would.
 - The API runs in-process (TestClient) on the same database, storage and broker as the workers,
   so a job is submitted, enqueued and read back exactly as a user would.
@@ -269,7 +269,7 @@ class Lab:
     def start_worker(self, name: str = "worker", env: dict[str, str] | None = None) -> subprocess.Popen:
         log = self.tmp / f"{name}.log"
         handle = open(log, "ab")  # noqa: SIM115 - owned by the child; closed when the test ends
-        process = subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--loglevel", "INFO"],
+        process = subprocess.Popen([sys.executable, "-m", "cli", "worker", "--loglevel", "INFO"],
                                    env=env or self.env, cwd=REPO, stdout=handle,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append((process, log))
@@ -357,7 +357,7 @@ def make_lab(tmp_path: Path, tiny_model: Path, database_url: str, broker_url: st
 @contextmanager
 def running(lab: Lab) -> Iterator[Lab]:
     """The lab with its API up and a key for one user; every worker it started is stopped after."""
-    from worker.tasks import enqueue_job
+    from core.queue import enqueue_job
 
     settings = lab.settings
     app = create_app(settings, enqueue=lambda job_id, queue: enqueue_job(job_id, queue,

@@ -1,7 +1,7 @@
 """One rank of a test job: `torchrun --nproc-per-node N tests/trainer/dist_job.py CONFIG.json`.
 
 Registers `split_invariant_hf` (below) and calls trainer.loop.train like any program under
-torchrun would; rank 0 writes `output_dir/metrics.jsonl`. The 1-process side of a comparison
+torchrun would; rank 0 writes `run_dir/metrics.jsonl`. The 1-process side of a comparison
 calls `run(config)` in the test process.
 """
 
@@ -49,7 +49,7 @@ def run(config_path: str | Path, resume: bool = True):
     from trainer.sinks import JsonlSink, NullSink
 
     config = TrainConfig.from_file(config_path)
-    run_dir = Path(config.output_dir)
+    run_dir = Path(config.run_dir)
     main = os.environ.get("RANK", "0") == "0"
     sink = JsonlSink(run_dir / "metrics.jsonl") if main else NullSink()
     try:

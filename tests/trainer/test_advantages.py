@@ -162,6 +162,23 @@ def test_rloo_leave_one_out_and_fallback():
     assert res.baselines[4] == pytest.approx(np.mean([1, 0, 1, 0]))
 
 
+def test_rloo_batch_is_single_rollout_leave_one_out_batch_mean():
+    r = np.array([1, 0, 1, 1, np.nan])
+    ids = np.array(list("abcde"))  # one rollout per prompt: no group needed
+    est = get_estimator("rloo_batch")
+    assert est.min_rollouts == 1
+    res = est.compute(batch(r, ids))
+    # b_i = mean of the other scorable rewards, by hand; unscorable: no baseline, advantage 0.
+    assert np.allclose(res.baselines[:4], [2 / 3, 1.0, 2 / 3, 2 / 3])
+    assert np.allclose(res.advantages, [1 / 3, -1.0, 1 / 3, 1 / 3, 0.0])
+    assert np.isnan(res.baselines[4])
+    for i in range(4):  # b_i does not move with r_i: the gradient stays unbiased
+        flipped = r.copy()
+        flipped[i] = 1 - flipped[i]
+        assert est.compute(batch(flipped, ids)).baselines[i] == res.baselines[i]
+    assert get_estimator("rloo_batch").compute(batch([1.0], ["a"])).baselines[0] == 0.5
+
+
 # ----------------------------------------------------------------- BASIS
 
 

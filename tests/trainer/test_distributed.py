@@ -62,7 +62,7 @@ def job(tmp_path_factory):
                       engine="split_invariant_hf", sampling={"max_new_tokens": 5},
                       optimizer={"lr": 3e-3, "micro_batch_size": 2}, n0=2, max_steps=2,
                       eval_every=1, eval_size=5, reward_workers=0, checkpoint_every=1,
-                      priors_cache_dir=str(run_dir / "priors"), seed=1, output_dir=str(run_dir),
+                      priors_cache_dir=str(run_dir / "priors"), seed=1, run_dir=str(run_dir),
                       cpu_threads=1, **kw)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / "config.json"

@@ -50,7 +50,7 @@ def run_one_step(assets, name, **kw):
                          priors_cache_dir=str(root / "priors"), max_steps=1,
                          eval_every=0, eval_size=2,
                          reward_workers=0, checkpoint_every=0, seed=3,
-                         output_dir=str(root / name), **kw)
+                         run_dir=str(root / name), **kw)
     sink = JsonlSink(root / name / "metrics.jsonl")
     train(config, sink, run_dir=root / name, resume=False)
     sink.close()
@@ -84,7 +84,7 @@ def test_checkpointing_and_token_budget_give_the_same_gradients(assets, monkeypa
 def test_a_job_over_the_memory_limit_is_refused_before_loading(assets, tmp_path):
     root, model, data = assets
     config = TrainConfig(model=str(model), dataset=str(data), reward="exact", batch_size=4,
-                         n0=0, reward_workers=0, output_dir=str(tmp_path),
+                         n0=0, reward_workers=0, run_dir=str(tmp_path),
                          memory={"max_device_memory_gb": 1e-4})
     with pytest.raises(ConfigError, match=r"memory.max_device_memory_gb: the job needs about"):
         train(config, JsonlSink(tmp_path / "m.jsonl"), run_dir=tmp_path)

@@ -40,6 +40,11 @@ def test_probe_runs_single_rollout_shadows_and_group_mean():
     assert {"value_mse/basis", "value_mse/reinforce_pp", "value_mse/group_mean_8"} <= set(out)
     # group_mean_8 = 0.5 on both; truth = other 4 rewards = 0.5 -> 0 - 0.25*4/3/4
     assert out["value_mse/group_mean_8"] == pytest.approx(-(0.25 * 4 / 3) / 4)
+    # Per-prompt errors (for paired comparisons) average to the reported figures.
+    assert set(probe.last_detail) == {k.split("/", 1)[1] for k in out}
+    for name, errs in probe.last_detail.items():
+        assert len(errs) == 2
+        assert np.mean(errs) == pytest.approx(out[f"value_mse/{name}"])
     small = probe.measure(np.array([0]), rewards[:1, :9])
     assert "value_mse/group_mean_8" not in small
 

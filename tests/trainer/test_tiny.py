@@ -7,13 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from trainer.tiny import (
-    DEMO_MARKER,
-    build_tiny_model,
-    demo_recipe,
-    ensure_demo_model,
-    is_demo_model,
-)
+from trainer.demo_model import DEMO_MARKER, demo_recipe, ensure_demo_model, is_demo_model
+from trainer.tiny import build_tiny_model
 
 
 def test_model_loads_with_auto_classes_and_meets_vllm_constraints(tiny_model_dir, tiny_tokenizer):

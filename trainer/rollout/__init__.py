@@ -1,20 +1,21 @@
 """Rollout engines behind one interface (`trainer.rollout.base`) and their registry.
 
-An engine is a class `cls(model, tokenizer, config)` registered with `@register_engine(name)`.
+An engine is a class `cls(model, tokenizer, EngineConfig)` registered with `@register_engine(name)`.
 Built-in engines are imported lazily on first `get_engine`, so importing this package (as the API
 does to validate a config) never imports torch, transformers or vllm.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from trainer.rollout.base import Rollout, RolloutEngine, SamplingParams
+from trainer.registry import Registry
+from trainer.rollout.base import EngineConfig, Rollout, RolloutEngine, SamplingParams
 
 __all__ = [
     "ENGINES",
+    "EngineConfig",
     "Rollout",
     "RolloutEngine",
     "SamplingParams",
@@ -23,34 +24,18 @@ __all__ = [
     "register_engine",
 ]
 
-ENGINES: dict[str, Callable[..., RolloutEngine]] = {}
 # name -> module that registers it when imported (kept lazy: vllm is an optional, heavy extra).
-_BUILTIN = {"hf": "trainer.rollout.hf", "vllm": "trainer.rollout.vllm"}
+ENGINES: Registry[Callable[..., RolloutEngine]] = Registry(
+    "rollout engine", lazy={"hf": "trainer.rollout.hf", "vllm": "trainer.rollout.vllm"})
 
-
-def register_engine(name: str):
-    """Class decorator registering an engine factory under `name`; a taken name is an error."""
-
-    def deco(cls):
-        if name in ENGINES:
-            raise ValueError(f"rollout engine {name!r} is already registered ({ENGINES[name]!r})")
-        ENGINES[name] = cls
-        return cls
-
-    return deco
+register_engine = ENGINES.register  # class decorator: `@register_engine(name)`; a taken name is an error
 
 
 def available_engines() -> list[str]:
-    return sorted(set(ENGINES) | set(_BUILTIN))
+    return ENGINES.names()
 
 
-def get_engine(name: str, model: Any, tokenizer: Any, config: Any) -> RolloutEngine:
-    """Build engine `name` for (model, tokenizer, TrainConfig); an unknown name lists the valid."""
-    if name not in ENGINES and name in _BUILTIN:
-        try:
-            importlib.import_module(_BUILTIN[name])
-        except ImportError as e:
-            raise ValueError(f"rollout engine {name!r} is not installed here: {e}") from e
-    if name not in ENGINES:
-        raise ValueError(f"unknown rollout engine {name!r}; valid names: {available_engines()}")
-    return ENGINES[name](model, tokenizer, config)
+def get_engine(name: str, model: Any, tokenizer: Any,
+               config: EngineConfig | None = None) -> RolloutEngine:
+    """Build engine `name` for (model, tokenizer, config); an unknown name lists the valid."""
+    return ENGINES.lookup(name)(model, tokenizer, config or EngineConfig())

@@ -18,8 +18,9 @@ Choices:
 - With the embedded broker `basis up` starts the only worker, so any job still active from the last
   run is orphaned by definition: it is re-enqueued at once (`stale_after_seconds=0`) and resumes
   from its checkpoint, instead of waiting for its heartbeat to go stale.
-- Nothing heavy is imported at module level: `core.cli` imports this module for every `basis`
-  command, including the quick REST client ones.
+- Nothing heavy is imported at module level: cli/main.py imports this module for every `basis`
+  command, including the quick REST client ones. The server packages (core, worker) are imported
+  directly inside the commands; the demo (cli/demo.py) goes through the REST client.
 """
 
 from __future__ import annotations
@@ -33,11 +34,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEMO_MODEL = "tiny-arith"
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `up` and `worker` to the `basis` command line (called by core/cli.py)."""
+    """Add `up` and `worker` to the `basis` command line (called by cli/main.py)."""
     up = subparsers.add_parser("up", help="run API, worker and dashboard on this machine")
     up.add_argument("--demo", action="store_true",
                     help="build the demo model, upload the demo dataset, submit a BASIS job, follow it")
@@ -167,7 +166,7 @@ def build_stack(settings, *, api_key: str | None, dashboard: bool, grace: float)
     children = [
         Child("api", [python, "-m", "uvicorn", "api.main:app", "--host", settings.api_host,
                       "--port", str(settings.api_port), "--log-level", "warning"], env),
-        Child("worker", [python, "-m", "core.cli", "worker", "--queue", settings.worker_queue], env,
+        Child("worker", [python, "-m", "cli", "worker", "--queue", settings.worker_queue], env,
               grace=grace),
     ]
     app_file = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -188,18 +187,19 @@ def _embedded_broker(settings) -> bool:
 
 
 def wait_for_api(base_url: str, stack: Stack, timeout: float = 60.0) -> None:
-    import httpx
+    from client import ApiError, BasisClient
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stack.dead():
-            raise RuntimeError(f"{stack.dead()[0].name} exited while the stack was starting")
-        try:
-            if httpx.get(f"{base_url}/v1/health", timeout=2).status_code == 200:
+    with BasisClient(base_url, timeout=2) as api:
+        while time.monotonic() < deadline:
+            if stack.dead():
+                raise RuntimeError(f"{stack.dead()[0].name} exited while the stack was starting")
+            try:
+                api.health()
                 return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+            except ApiError:  # not up yet (refused), or up but not healthy yet (503)
+                pass
+            time.sleep(0.3)
     raise RuntimeError(f"the API did not answer on {base_url} within {timeout:.0f}s")
 
 
@@ -238,7 +238,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"basis up: dashboard http://{settings.api_host}:{settings.dashboard_port}",
                   flush=True)
         if args.demo:
-            from worker.demo import run_demo
+            from cli.demo import run_demo
 
             status = run_demo(settings, base_url, api_key, stack, steps=args.demo_steps,
                               warm_steps=args.demo_warm_steps)

@@ -1,0 +1,1 @@
+"""The `basis` command line (entry point `cli.main:main`); see cli/main.py."""

@@ -1,0 +1,101 @@
+"""The `basis up --demo` scenario: everything a new user would do by hand, through the REST API.
+
+Builds the warm-started demo model into the first model root, uploads the synthetic arithmetic
+dataset, submits a BASIS job and prints its events and a progress line per step until it ends.
+Going through the API with the shared client (not the services) means the demo exercises exactly
+what users and the dashboard use.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from client import BasisClient, JobPublic
+from core.status import TERMINAL, JobStatus
+
+# The name the demo model is served under (a directory in the first model root); its shape is
+# trainer.tiny.DEMO_SHAPE.
+DEMO_MODEL_NAME = "tiny-arith"
+
+
+def ensure_model(settings: Any, warm_steps: int | None) -> None:
+    from trainer.demo_model import ensure_demo_model, is_demo_model
+
+    path = settings.model_roots[0] / DEMO_MODEL_NAME
+    if not is_demo_model(path):
+        print(f"basis up: building the demo model in {path} (about 2 CPU minutes, once)", flush=True)
+    ensure_demo_model(path, warm_steps=warm_steps)
+
+
+def demo_dataset() -> bytes:
+    """The arithmetic dataset of `python -m trainer demo` (same rows, same seed)."""
+    import json
+
+    from trainer.cli import DEMO_DATA_SEED, DEMO_ROWS
+    from trainer.tasks import generate_arithmetic
+
+    rows = generate_arithmetic(DEMO_ROWS, seed=DEMO_DATA_SEED)
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def run_demo(settings: Any, base_url: str, api_key: str, stack: Any, *, steps: int | None = None,
+             warm_steps: int | None = None) -> str:
+    """Run the demo job; returns its final status. Raises RuntimeError if the stack dies."""
+    from trainer.cli import DEMO_CONFIG  # tuned for a laptop CPU (docs/benchmarks.md, "CPU demo")
+
+    ensure_model(settings, warm_steps)
+    config = dict(DEMO_CONFIG)
+    if steps is not None:
+        config.update(max_steps=steps, checkpoint_every=min(steps, config["checkpoint_every"]),
+                      eval_every=min(steps, config["eval_every"]),
+                      probe_every=min(steps, config["probe_every"]))
+    with BasisClient(base_url, api_key, timeout=60) as api:
+        unfinished = _unfinished_job(api)
+        if unfinished is not None:  # a previous `basis up --demo` was stopped mid-run: finish that
+            print(f"basis up: following the unfinished demo job {unfinished} (resumed, not resubmitted)",
+                  flush=True)
+            return follow(api, unfinished, stack)
+        dataset = api.upload_dataset(demo_dataset(), "arithmetic.jsonl", name="arithmetic-demo")
+        print(f"basis up: uploaded dataset {dataset.id} ({dataset.rows} rows)", flush=True)
+        job = api.create_job(dataset_id=dataset.id, model=DEMO_MODEL_NAME, config=config)
+        print(f"basis up: submitted job {job.id} (BASIS, {config['max_steps']} steps); "
+              f"watch it at http://127.0.0.1:{settings.dashboard_port}", flush=True)
+        return follow(api, job.id, stack)
+
+
+def _unfinished_job(api: BasisClient) -> str | None:
+    """Newest job of user `demo` that has not ended, if any (the furthest along first)."""
+    for status in (JobStatus.running, JobStatus.estimating_priors, JobStatus.queued):
+        jobs = api.list_jobs(status=status, limit=1).data
+        if jobs:
+            return jobs[0].id
+    return None
+
+
+def _progress(job: JobPublic) -> str:
+    reward = job.latest_metrics.get("reward/mean")
+    extra = f"  reward/mean {reward:.3f}" if reward is not None else ""
+    return f"  step {job.current_step}/{job.max_steps}{extra}"
+
+
+def follow(api: BasisClient, job_id: str, stack: Any, interval: float = 2.0) -> str:
+    """Print the job's events and step progress until it ends; returns the final status."""
+    after = 0
+    last_step = -1
+    while True:
+        if stack is not None and stack.dead():
+            raise RuntimeError(f"{stack.dead()[0].name} exited while the demo job was running")
+        events = api.list_events(job_id, after=after, limit=500)
+        for event in events.data:
+            print(f"  [{event.kind}] {event.message}", flush=True)
+            after = event.id
+        job = api.get_job(job_id)
+        if job.current_step != last_step and job.status == JobStatus.running:
+            print(_progress(job), flush=True)
+            last_step = job.current_step
+        if job.status in TERMINAL and not events.has_more:
+            print(f"basis up: job {job_id} {job.status}" + (f": {job.error}" if job.error else ""),
+                  flush=True)
+            return job.status
+        time.sleep(interval)

@@ -1,0 +1,322 @@
+"""The typed client of the BASIS REST API (`/v1`): one per base URL and key.
+
+Choices:
+- Answers are the generated models of client/models.py (from the API's OpenAPI schema), validated
+  on arrival: a field the API renamed fails here, loudly, not three pages later in a chart.
+- `ROUTES` maps every (method, path) the client calls to the model it reads; the contract test
+  checks it against the API's schema both ways (every route covered, same response schema).
+- Every failure is an `ApiError`, carrying the API's `{"error": {code, message, param}}`;
+  subclasses say what a caller can do about it: `ApiUnreachable` (no HTTP answer), `Unauthorized`
+  (401/403: the key), `NotFound` (404).
+- The transport is injectable: `transport=` (an httpx transport) or `http=` (a whole
+  `httpx.Client`, e.g. FastAPI's TestClient over an in-process app), so tests need no server.
+- List endpoints are paged with the API's cursors; `iter_*` and the plural helpers follow them, so
+  callers never see a truncated list by accident.
+- Synchronous: the CLI, the dashboard and the demo each make one request at a time per thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from client.models import (
+    CheckpointPublic,
+    ComponentsPublic,
+    DatasetPublic,
+    EventPublic,
+    Health,
+    HistogramPublic,
+    JobPublic,
+    MetricSeries,
+    ModelPublic,
+    Page,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = 15.0
+T = TypeVar("T")
+
+# (method, path) -> the model of its 2xx body; None: no JSON body (204, or a file).
+ROUTES: dict[tuple[str, str], Any] = {
+    ("GET", "/v1/health"): Health,
+    ("POST", "/v1/datasets"): DatasetPublic,
+    ("GET", "/v1/datasets"): Page[DatasetPublic],
+    ("GET", "/v1/datasets/{dataset_id}"): DatasetPublic,
+    ("DELETE", "/v1/datasets/{dataset_id}"): None,
+    ("GET", "/v1/datasets/{dataset_id}/rows"): Page[dict[str, Any]],
+    ("GET", "/v1/models"): Page[ModelPublic],
+    ("GET", "/v1/components"): ComponentsPublic,
+    ("POST", "/v1/jobs"): JobPublic,
+    ("GET", "/v1/jobs"): Page[JobPublic],
+    ("GET", "/v1/jobs/{job_id}"): JobPublic,
+    ("DELETE", "/v1/jobs/{job_id}"): None,
+    ("POST", "/v1/jobs/{job_id}/cancel"): JobPublic,
+    ("POST", "/v1/jobs/{job_id}/retry"): JobPublic,
+    ("GET", "/v1/jobs/{job_id}/events"): Page[EventPublic],
+    ("GET", "/v1/jobs/{job_id}/metrics"): Page[MetricSeries],
+    ("GET", "/v1/jobs/{job_id}/advantages"): Page[HistogramPublic],
+    ("GET", "/v1/jobs/{job_id}/checkpoints"): Page[CheckpointPublic],
+    ("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content"): None,
+}
+
+
+class ApiError(Exception):
+    """The API answered with an error (or not at all, see `ApiUnreachable`)."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.param = param
+
+    def __str__(self) -> str:
+        where = f" ({self.param})" if self.param else ""
+        return f"{self.message}{where}"
+
+
+class ApiUnreachable(ApiError):
+    """No HTTP answer: the server is down, the URL is wrong, or the request timed out."""
+
+
+class Unauthorized(ApiError):
+    """HTTP 401/403: the API key is missing, wrong or revoked."""
+
+
+class NotFound(ApiError):
+    """HTTP 404: no such resource (or it belongs to another user)."""
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """The exception for a non-2xx answer, using the API's `{"error": {...}}` body when present."""
+    code = message = param = None
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code, message, param = error.get("code"), error.get("message"), error.get("param")
+        elif isinstance(body, dict) and "detail" in body:  # a bare FastAPI/proxy error
+            message = str(body["detail"])
+    except ValueError:
+        pass
+    message = message or f"HTTP {response.status_code}: {response.text[:200] or response.reason_phrase}"
+    kind = {401: Unauthorized, 403: Unauthorized, 404: NotFound}.get(response.status_code, ApiError)
+    return kind(message, status=response.status_code, code=code, param=param)
+
+
+def follow_pages(fetch: Callable[[str | None], Page[T]], *, max_items: int | None = None) -> Iterator[T]:
+    """Items of every page, first to last: `fetch(cursor)` gets one page (cursor None = first)."""
+    cursor, seen = None, 0
+    while True:
+        page = fetch(cursor)
+        for item in page.data:
+            yield item
+            seen += 1
+            if max_items is not None and seen >= max_items:
+                return
+        if not page.has_more or not page.next_cursor or not page.data:
+            return
+        cursor = page.next_cursor
+
+
+def env_connection() -> tuple[str, str | None]:
+    """(API URL, key) from `BASIS_API_URL` and `BASIS_API_KEY`, the variables core/settings.py
+    documents for the CLI and the dashboard (read here so clients need no server package)."""
+    return os.environ.get("BASIS_API_URL") or DEFAULT_URL, os.environ.get("BASIS_API_KEY") or None
+
+
+def _params(**params: Any) -> dict[str, Any]:
+    return {key: value for key, value in params.items() if value is not None}
+
+
+class BasisClient:
+    """Client for one API base URL and key. Use as a context manager or call `close()`."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, api_key: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None,
+                 http: httpx.Client | None = None):
+        self._own_http = http is None
+        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                          transport=transport)
+        self.base_url = str(self._http.base_url).rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def __enter__(self) -> BasisClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_http:
+            self._http.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _request(self, method: str, route: str, path: dict[str, Any] | None = None,
+                 **kwargs: Any) -> httpx.Response:
+        if (method, route) not in ROUTES:
+            raise KeyError(f"{method} {route} is not in client.rest.ROUTES")
+        url = route.format(**{k: quote(str(v), safe="") for k, v in (path or {}).items()})
+        try:
+            response = self._http.request(method, url, headers=self._headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ApiUnreachable(f"the API at {self.base_url} did not answer in time ({exc})") from exc
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(f"cannot reach the API at {self.base_url} ({exc})") from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    def _call(self, method: str, route: str, path: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """The answer of `route`, validated as its model in `ROUTES`."""
+        response = self._request(method, route, path, **kwargs)
+        model: type[BaseModel] = ROUTES[(method, route)]
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ApiError(f"the API at {self.base_url} sent an unexpected {method} {route} "
+                           f"body ({exc.error_count()} error(s): {exc.errors()[0]['loc']} "
+                           f"{exc.errors()[0]['msg']})", status=response.status_code) from exc
+
+    # -- health, catalog ------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """`GET /v1/health` (no key needed)."""
+        return self._call("GET", "/v1/health")
+
+    def models(self) -> list[ModelPublic]:
+        return self._call("GET", "/v1/models").data
+
+    def components(self) -> ComponentsPublic:
+        """Estimators, rewards and engines a job may name, with their options' JSON Schema."""
+        return self._call("GET", "/v1/components")
+
+    # -- datasets -------------------------------------------------------------------------------
+
+    def list_datasets(self, *, limit: int = 100, after: str | None = None) -> Page[DatasetPublic]:
+        return self._call("GET", "/v1/datasets", params=_params(limit=limit, after=after))
+
+    def datasets(self, *, page_size: int = 100, max_items: int | None = 1000) -> list[DatasetPublic]:
+        """Datasets, newest first, following cursors (at most `max_items`)."""
+        return list(follow_pages(lambda after: self.list_datasets(limit=page_size, after=after),
+                                 max_items=max_items))
+
+    def get_dataset(self, dataset_id: str) -> DatasetPublic:
+        return self._call("GET", "/v1/datasets/{dataset_id}", {"dataset_id": dataset_id})
+
+    def dataset_rows(self, dataset_id: str, *, offset: int = 0,
+                     limit: int | None = None) -> Page[dict[str, Any]]:
+        return self._call("GET", "/v1/datasets/{dataset_id}/rows", {"dataset_id": dataset_id},
+                          params=_params(offset=offset, limit=limit))
+
+    def upload_dataset(self, file: bytes | BinaryIO, filename: str, *,
+                       name: str | None = None) -> DatasetPublic:
+        """`POST /v1/datasets` (multipart); a bad line raises `ApiError` naming it."""
+        data = {"name": name} if name else None
+        return self._call("POST", "/v1/datasets", data=data,
+                          files={"file": (filename, file, "application/jsonl")})
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._request("DELETE", "/v1/datasets/{dataset_id}", {"dataset_id": dataset_id})
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 100,
+                  after: str | None = None) -> Page[JobPublic]:
+        """One page of jobs, newest first."""
+        return self._call("GET", "/v1/jobs", params=_params(status=status, limit=limit, after=after))
+
+    def iter_jobs(self, *, status: str | None = None, page_size: int = 100,
+                  max_items: int | None = None) -> Iterator[JobPublic]:
+        """Every job (newest first), following cursors, at most `max_items`."""
+        return follow_pages(lambda after: self.list_jobs(status=status, limit=page_size, after=after),
+                            max_items=max_items)
+
+    def get_job(self, job_id: str) -> JobPublic:
+        return self._call("GET", "/v1/jobs/{job_id}", {"job_id": job_id})
+
+    def create_job(self, *, dataset_id: str, model: str, config: dict[str, Any],
+                   queue: str | None = None) -> JobPublic:
+        """`POST /v1/jobs`; a bad field raises `ApiError` whose `param` names it."""
+        body: dict[str, Any] = {"dataset_id": dataset_id, "model": model, "config": config}
+        if queue:
+            body["queue"] = queue
+        return self._call("POST", "/v1/jobs", json=body)
+
+    def cancel_job(self, job_id: str) -> JobPublic:
+        return self._call("POST", "/v1/jobs/{job_id}/cancel", {"job_id": job_id})
+
+    def retry_job(self, job_id: str) -> JobPublic:
+        """`POST /v1/jobs/{id}/retry`: a failed or cancelled job back to `queued`; the worker resumes
+        it from its newest checkpoint. Any other status raises `ApiError` (409)."""
+        return self._call("POST", "/v1/jobs/{job_id}/retry", {"job_id": job_id})
+
+    def delete_job(self, job_id: str) -> None:
+        """`DELETE /v1/jobs/{id}`: a finished job with its events, metrics, checkpoints and run dir.
+        A queued or running job raises `ApiError` (409: cancel it first)."""
+        self._request("DELETE", "/v1/jobs/{job_id}", {"job_id": job_id})
+
+    # -- a job's outputs ------------------------------------------------------------------------
+
+    def list_events(self, job_id: str, *, after: int | None = None,
+                    limit: int = 100) -> Page[EventPublic]:
+        """Events with id > `after`, oldest first; `next_cursor` is the next `after`."""
+        return self._call("GET", "/v1/jobs/{job_id}/events", {"job_id": job_id},
+                          params=_params(after=after, limit=limit))
+
+    def iter_events(self, job_id: str, *, after: int | None = None, page_size: int = 100,
+                    max_items: int | None = None) -> Iterator[EventPublic]:
+        """Events after `after`, oldest first, following cursors."""
+        return follow_pages(
+            lambda cursor: self.list_events(job_id, after=after if cursor is None else int(cursor),
+                                            limit=page_size), max_items=max_items)
+
+    def events(self, job_id: str, *, page_size: int = 100, max_items: int = 1000) -> list[EventPublic]:
+        """Events of a job, oldest first (at most `max_items`)."""
+        return list(self.iter_events(job_id, page_size=page_size, max_items=max_items))
+
+    def metrics(self, job_id: str, *, names: Sequence[str] | None = None,
+                since_step: int | None = None, max_points: int | None = None) -> list[MetricSeries]:
+        """Metric series of a job; `max_points` asks the API to downsample each series."""
+        params = _params(names=",".join(names) if names else None, since_step=since_step,
+                         max_points=max_points)
+        return self._call("GET", "/v1/jobs/{job_id}/metrics", {"job_id": job_id}, params=params).data
+
+    def advantages(self, job_id: str, *, since_step: int | None = None, max_steps: int | None = None,
+                   page_size: int = 1000, max_items: int = 20_000) -> list[HistogramPublic]:
+        """Advantage histograms from `since_step` on.
+
+        With `max_steps`, one request: the API merges consecutive steps into at most that many
+        histograms per name, covering every step to the latest (`step_from`..`step_to` each).
+        Without it, one histogram per step, following the API's pages (`next_cursor` is the next
+        `since_step`) up to `max_items`."""
+        route, path = "/v1/jobs/{job_id}/advantages", {"job_id": job_id}
+        if max_steps is not None:
+            return self._call("GET", route, path,
+                              params=_params(since_step=since_step, max_steps=max_steps)).data
+
+        def page(cursor: str | None) -> Page[HistogramPublic]:
+            start = since_step if cursor is None else int(cursor)
+            return self._call("GET", route, path, params=_params(since_step=start, limit=page_size))
+
+        return list(follow_pages(page, max_items=max_items))
+
+    def checkpoints(self, job_id: str) -> list[CheckpointPublic]:
+        return self._call("GET", "/v1/jobs/{job_id}/checkpoints", {"job_id": job_id}).data
+
+    def checkpoint_content(self, job_id: str, checkpoint_id: str) -> bytes:
+        """The checkpoint as a .tar archive (read whole: the dashboard hands it to the browser)."""
+        return self._request("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content",
+                             {"job_id": job_id, "checkpoint_id": checkpoint_id}).content
+
+    def checkpoint_url(self, job_id: str, checkpoint_id: str) -> str:
+        """Direct URL of a checkpoint archive (needs the key as a Bearer header)."""
+        return f"{self.base_url}/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content"

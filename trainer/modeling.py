@@ -1,0 +1,108 @@
+"""Model and tokenizer loading for a training run, and the tokenised prompts it trains on.
+
+Choices:
+- Device `auto` means CUDA when present; dtype `auto` means bfloat16 autocast on CUDA and plain
+  float32 on the CPU. The master weights are always float32 (autocast only changes the compute).
+- A load failure is a `ModelLoadError` naming the directory and the cause, so a job's stored error
+  says which model was broken (a half-copied weights file otherwise reads only
+  `SafetensorError: ... invalid header length`).
+- LoRA: the frozen KL reference is the same module with its adapter disabled (`AdapterOff`), at no
+  extra memory; a full fine-tune with a KL term loads a second, frozen copy (kept on the CPU
+  between uses with `memory.offload_reference`, trainer/memory.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import torch
+
+from trainer.config import ConfigError, TrainConfig
+from trainer.data import Row, render_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class Prompts:
+    """Tokenised prompts of one split: ids (N,), token ids (N, ragged), answers (N,)."""
+
+    ids: list[str]
+    tokens: list[list[int]]
+    answers: list[str]
+
+
+def resolve_device(cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
+    want = cfg.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available; use 'auto'")
+    dtype = cfg.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if want == "cuda" else "float32"
+    return torch.device(want), (torch.bfloat16 if dtype == "bfloat16" else None)
+
+
+class ModelLoadError(RuntimeError):
+    """The model directory could not be loaded; the message names the directory and the cause."""
+
+
+def _from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
+    """`loader.from_pretrained`, with a failure naming the directory (a half-copied weights file
+    otherwise reads only `SafetensorError: ... invalid header length`)."""
+    try:
+        return loader.from_pretrained(model_dir, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the directory, cause chained
+        text = str(exc).strip()
+        cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        what = "tokenizer" if "Tokenizer" in loader.__name__ else "model"
+        raise ModelLoadError(f"could not load the {what} from {model_dir}: {cause}") from exc
+
+
+def load_model(cfg: TrainConfig, device: torch.device,
+               ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, Reference | None]:
+    """(policy on `device`, tokenizer with a pad token, frozen KL reference or None)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, cfg.model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
+    model = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
+    reference = None
+    if cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+        if cfg.loss.kl_coef > 0:
+            reference = AdapterOff(model)
+    elif cfg.loss.kl_coef > 0:
+        reference = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
+        offload = cfg.memory.offload_reference and cfg.num_processes == 1  # FSDP offloads itself
+        reference.requires_grad_(False).eval().to("cpu" if offload else device)
+    return model.to(device), tokenizer, reference
+
+
+class AdapterOff:
+    """The LoRA model with its adapter disabled: the frozen reference at no extra memory."""
+
+    def __init__(self, model: Any) -> None:  # a peft model (`disable_adapter`)
+        self.model = model
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self.model.disable_adapter():
+            return self.model(**kwargs)
+
+
+# What a forward pass for logprobs runs on: the policy, a frozen copy, or the adapter-off view.
+Reference: TypeAlias = torch.nn.Module | AdapterOff
+
+
+def tokenize(rows: list[Row], tokenizer: PreTrainedTokenizerBase) -> Prompts:
+    tokens = [tokenizer(render_prompt(r, tokenizer))["input_ids"] for r in rows]
+    return Prompts([r.id for r in rows], tokens, [r.answer for r in rows])
