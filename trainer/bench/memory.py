@@ -120,11 +120,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _apply_smoke(args: argparse.Namespace) -> None:
     if args.smoke:
         args.hidden, args.layers, args.vocab, args.seqs, args.seq_len, args.budget = (
             64, 2, 512, 8, 64, 256)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _apply_smoke(args)
     if args.variant:  # child: one variant, one JSON line
         print(json.dumps(_run_variant(args, args.variant)))
         return 0

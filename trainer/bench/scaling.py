@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainer.bench scaling", description=__doc__)
     p.add_argument("--gpu-gb", type=float, default=80.0, help="memory of one GPU (GiB)")
     p.add_argument("--max-seq", type=int, default=2048, help="prompt + response tokens")
-    p.add_argument("--budget", type=int, default=16384, help="tokens per micro-batch")
+    p.add_argument("--budget", type=int, default=8192, help="tokens per micro-batch")
     p.add_argument("--rollout-batch", type=int, default=64, help="sequences per generate chunk")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
