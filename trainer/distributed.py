@@ -213,7 +213,10 @@ def shard_model(model: torch.nn.Module, compute_dtype: torch.dtype | None, *,
     for module in model.modules():
         if type(module).__name__ in names:
             fully_shard(module, mp_policy=mp, offload_policy=policy)
-    fully_shard(model, mp_policy=mp, offload_policy=policy)
+    # The root is the transformers model, not peft's wrapper: peft's generate calls the inner
+    # model directly, and the root's hooks (which gather the embeddings) must run on every path.
+    root = model.get_base_model() if hasattr(model, "get_base_model") else model
+    fully_shard(root, mp_policy=mp, offload_policy=policy)
     return model
 
 

@@ -125,11 +125,15 @@ class MemoryEstimate:
         return max(self.phases.values())
 
     def summary(self) -> str:
-        parts = ", ".join(f"{k} {v / GiB:.2f}" for k, v in self.terms.items() if v)
-        phases = ", ".join(f"{k} {v / GiB:.2f}" for k, v in self.phases.items())
-        return (f"memory estimate per process: peak {self.peak / GiB:.2f} GiB ({phases}); "
-                f"terms GiB: {parts}; {self.shape.params / 1e9:.3f}B parameters, "
+        parts = ", ".join(f"{k} {_size(v)}" for k, v in self.terms.items() if v)
+        phases = ", ".join(f"{k} {_size(v)}" for k, v in self.phases.items())
+        return (f"memory estimate per process: peak {_size(self.peak)} ({phases}); terms: "
+                f"{parts}; {self.shape.params / 1e6:.1f}M parameters, "
                 f"{self.tokens_per_micro_batch} tokens per micro-batch")
+
+
+def _size(n: float) -> str:
+    return f"{n / GiB:.2f} GiB" if n >= GiB / 10 else f"{n / 2**20:.1f} MiB"
 
 
 def count_parameters(model_config: Any, lora: Any = None) -> tuple[int, int, int]:
