@@ -179,7 +179,8 @@ def estimate_memory(shape: ModelShape, *, world: int = 1, max_seq: int,
     p, h, layers = shape.params, shape.hidden, shape.layers
     trainable = shape.lora_params if lora else p
     shard = 1 if world == 1 else world
-    weights = p * 4 / shard + (shape.lora_params * 4 / shard if lora else 0)
+    # LoRA: the frozen base in the compute dtype, the adapter in fp32 (trainer/modeling.py)
+    weights = (p * compute_bytes + shape.lora_params * 4) / shard if lora else p * 4 / shard
     # FSDP gathers one unit at a time in the compute dtype; the root (embeddings, head) stays
     # gathered through the forward.
     gathered = 0.0 if world == 1 else (shape.embed_params + (p - shape.embed_params) / layers

@@ -112,3 +112,16 @@ def test_estimate_responds_to_each_memory_feature():
     resident = base.terms["weights"] + base.terms["optimizer"] + base.terms["gradients"]
     assert resident == pytest.approx(16 * QWEN_05B.params)
     assert off.peak < ref.peak and off.terms["reference"] == ref.terms["reference"]
+
+
+@pytest.mark.parametrize(("dtype", "frozen"), [("bfloat16", torch.bfloat16),
+                                               ("float32", torch.float32)])
+def test_lora_stores_the_frozen_base_in_the_compute_dtype_and_trains_fp32(assets, dtype, frozen):
+    from trainer.modeling import load_model
+
+    root, model_dir, data = assets
+    config = TrainConfig(model=str(model_dir), dataset=str(data), reward="exact", device="cpu",
+                         dtype=dtype, lora={"r": 4}, run_dir=str(root / "lora"))
+    model, _, _ = load_model(config, torch.device("cpu"))
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {frozen}
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
