@@ -41,21 +41,22 @@ def assets(tmp_path_factory):
     return root, model, data
 
 
-def run_one_step(assets, name, **kw):
-    """Weights after one step whose optimizer is plain SGD at lr 1: weight change = -gradient."""
+def run_one_step(assets, name, steps=1, **kw):
+    """(step metrics, weights) after `steps` steps; with plain SGD at lr 1 (the tests patch AdamW)
+    one step's weight change is minus the gradient."""
     root, model, data = assets
     optimizer = {"lr": 1.0, "grad_clip": 0.0, "micro_batch_size": 3, **kw.pop("optimizer", {})}
     config = TrainConfig(model=str(model), dataset=str(data), reward="exact", batch_size=8,
                          sampling={"max_new_tokens": 6}, optimizer=optimizer, n0=2,
-                         priors_cache_dir=str(root / "priors"), max_steps=1,
+                         priors_cache_dir=str(root / "priors"), max_steps=steps,
                          eval_every=0, eval_size=2,
                          reward_workers=0, checkpoint_every=0, seed=3,
                          run_dir=str(root / name), **kw)
     sink = JsonlSink(root / name / "metrics.jsonl")
     train(config, sink, run_dir=root / name, resume=False)
     sink.close()
-    return (read_jsonl_metrics(root / name / "metrics.jsonl")[1],
-            load_file(checkpoint_dir(root / name, 1) / "model" / "model.safetensors"))
+    return (read_jsonl_metrics(root / name / "metrics.jsonl")[steps],
+            load_file(checkpoint_dir(root / name, steps) / "model" / "model.safetensors"))
 
 
 def _sgd(params, lr, betas, weight_decay):
@@ -79,6 +80,21 @@ def test_checkpointing_and_token_budget_give_the_same_gradients(assets, monkeypa
         for k in start:
             torch.testing.assert_close(start[k] - w[k], grad[k], atol=1e-6, rtol=1e-4,
                                        msg=f"{name} {k}")
+
+
+@pytest.mark.slow
+def test_token_budget_keeps_the_kl_in_the_reward_on_its_own_sequence(assets, monkeypatch):
+    """The budget sorts sequences; each one's KL penalty must still reach its own advantage. At
+    step 1 the policy is the reference (no penalty), so compare after step 2."""
+    monkeypatch.setattr(torch.optim, "AdamW", _sgd)
+    kl = {"loss": {"kl_coef": 0.5, "kl_in": "reward"}, "steps": 2}
+    base_m, base_w = run_one_step(assets, "kl-base", optimizer={"lr": 0.1}, **kl)
+    m, w = run_one_step(assets, "kl-budget", optimizer={"lr": 0.1, "max_tokens_per_micro_batch": 40},
+                        **kl)
+    assert base_m["kl/mean"] != 0  # the penalty is live at step 2
+    assert m["optim/grad_norm"] == pytest.approx(base_m["optim/grad_norm"], rel=1e-5)
+    for k in base_w:
+        torch.testing.assert_close(w[k], base_w[k], atol=1e-6, rtol=1e-4, msg=k)
 
 
 def test_a_job_over_the_memory_limit_is_refused_before_loading(assets, tmp_path):
