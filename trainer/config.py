@@ -226,6 +226,10 @@ class TrainConfig(_Strict):
         if self.engine not in engines:
             raise ValueError(f"engine: unknown {self.engine!r}; choose one of {engines}")
         validate_engine_options(self.engine, self.engine_options)  # names engine_options.<key>
+        if self.engine == "vllm" and self.engine_options.get("tensor_parallel_size", 1) > 1 \
+                and self.device == "cpu":
+            raise ValueError("engine_options.tensor_parallel_size: vLLM tensor parallelism needs "
+                             "GPUs; set device 'cuda' (or 'auto' on a GPU machine) or size 1")
         if self.eval_dataset is None and self.eval_fraction == 0 and self.eval_every > 0:
             raise ValueError(
                 "eval_fraction: 0 leaves no held-out prompts; set eval_fraction > 0, give "
@@ -274,6 +278,12 @@ class TrainConfig(_Strict):
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
                 raise ConfigError(f"{name}: file {value!r} does not exist")
+        tp = self.engine_options.get("tensor_parallel_size", 1) if self.engine == "vllm" else 1
+        heads = json.loads((model / "config.json").read_text()).get("num_attention_heads")
+        if tp > 1 and isinstance(heads, int) and heads % tp:
+            raise ConfigError(
+                f"engine_options.tensor_parallel_size: {tp} does not divide the model's {heads} "
+                f"attention heads; choose a divisor of {heads}")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> TrainConfig:

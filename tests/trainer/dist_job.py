@@ -39,23 +39,25 @@ class SplitInvariantEngine(HFEngine):
         return out
 
 
-if "split_invariant_hf" not in ENGINES:
-    register_engine("split_invariant_hf")(SplitInvariantEngine)
-
-
 def run(config_path: str | Path, resume: bool = True):
+    """Train the config with `split_invariant_hf` registered for the duration only (the test
+    process's registry is global: /v1/components tests list every registered engine)."""
     from trainer.config import TrainConfig
     from trainer.loop import train
     from trainer.sinks import JsonlSink, NullSink
 
-    config = TrainConfig.from_file(config_path)
-    run_dir = Path(config.run_dir)
-    main = os.environ.get("RANK", "0") == "0"
-    sink = JsonlSink(run_dir / "metrics.jsonl") if main else NullSink()
+    register_engine("split_invariant_hf")(SplitInvariantEngine)
     try:
-        return train(config, sink, run_dir=run_dir, resume=resume)
+        config = TrainConfig.from_file(config_path)
+        run_dir = Path(config.run_dir)
+        main = os.environ.get("RANK", "0") == "0"
+        sink = JsonlSink(run_dir / "metrics.jsonl") if main else NullSink()
+        try:
+            return train(config, sink, run_dir=run_dir, resume=resume)
+        finally:
+            sink.close()
     finally:
-        sink.close()
+        ENGINES.pop("split_invariant_hf", None)
 
 
 if __name__ == "__main__":

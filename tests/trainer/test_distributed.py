@@ -51,7 +51,8 @@ SCRIPT = Path(__file__).with_name("dist_job.py")
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """(write_config(run_dir, **overrides) -> path) over a one-layer tiny model and 48 rows."""
+    """(write_config(run_dir, **overrides) -> path) over a one-layer tiny model and 48 rows; the
+    file is JSON, validated only inside dist_job.run, where its engine is registered."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("dist")
     model = build_tiny_model(root / "model", layers=1, hidden=64, heads=2)
@@ -63,7 +64,8 @@ def job(tmp_path_factory):
                       optimizer={"lr": 3e-3, "micro_batch_size": 2}, n0=2, max_steps=2,
                       eval_every=1, eval_size=5, reward_workers=0, checkpoint_every=1,
                       priors_cache_dir=str(run_dir / "priors"), seed=1, run_dir=str(run_dir),
-                      cpu_threads=1, **kw)
+                      cpu_threads=1)
+        fields.update(kw)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / "config.json"
         path.write_text(json.dumps(fields))
@@ -141,3 +143,45 @@ def test_resume_from_a_sharded_checkpoint_continues_exactly(two_and_one, job, tm
         torchrun(world, config)
     assert_same_weights(checkpoint_dir(run_dir, 2), checkpoint_dir(two, 2))
     assert_same_metrics({2: steps(run_dir)[2]}, {2: steps(two)[2]})
+
+
+@pytest.mark.distributed
+def test_two_ranks_match_one_rank_with_lora(job, tmp_path):
+    """LoRA under FSDP2 (frozen base, trained adapter, peft's generate path): one step on 2 ranks
+    gives the 1-rank adapter."""
+    lora = {"lora": {"r": 4}, "max_steps": 1, "eval_every": 0}
+    torchrun(2, job(tmp_path / "two", num_processes=2, **lora))
+    dist_job.run(job(tmp_path / "one", **lora))
+    a, b = (load_file(checkpoint_dir(tmp_path / d, 1) / "adapter" / "adapter_model.safetensors")
+            for d in ("two", "one"))
+    assert a.keys() == b.keys() and a
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-6, rtol=1e-5, msg=k)
+    assert steps(tmp_path / "two")[1]["optim/grad_norm"] > 0
+
+
+# ============================================================ vLLM tensor parallel: config checks
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"engine_options": {"tensor_parallel_size": 0}}, "engine_options.tensor_parallel_size"),
+        ({"engine_options": {"tensor_parallel_size": 2}, "device": "cpu"},
+         "engine_options.tensor_parallel_size: vLLM tensor parallelism needs GPUs"),
+    ],
+)
+def test_bad_tensor_parallel_size_is_named(fields, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make(engine="vllm", **fields)
+
+
+def test_tensor_parallel_size_must_divide_the_attention_heads(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"num_attention_heads": 14}))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "1+1", "answer": "2"}\n')
+    fields = {"model": str(tmp_path), "dataset": str(data), "engine": "vllm"}
+    TrainConfig.from_dict({**fields, "engine_options": {"tensor_parallel_size": 2}}).check_paths()
+    bad = TrainConfig.from_dict({**fields, "engine_options": {"tensor_parallel_size": 4}})
+    with pytest.raises(ConfigError, match="tensor_parallel_size: 4 does not divide the model's 14"):
+        bad.check_paths()
