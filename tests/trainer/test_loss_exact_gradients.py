@@ -18,9 +18,18 @@ import torch
 from trainer.config import ConfigError, TrainConfig
 from trainer.loss import kl_reward_advantages, policy_loss
 
-torch.set_default_dtype(torch.float64)
-theta0 = torch.tensor([0.3, -1.2, 0.8, 0.0, -0.4])  # policy logits
-REF = torch.log_softmax(torch.tensor([-0.5, 0.4, 0.1, 1.0, -1.0]), 0)  # reference logprobs
+F64 = torch.float64
+theta0 = torch.tensor([0.3, -1.2, 0.8, 0.0, -0.4], dtype=F64)  # policy logits
+REF = torch.log_softmax(torch.tensor([-0.5, 0.4, 0.1, 1.0, -1.0], dtype=F64), 0)  # reference logprobs
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Exact comparisons need float64; restored after each test so later tests see float32."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(F64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def expected_grad(loss_of_outcome) -> torch.Tensor:
