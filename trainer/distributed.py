@@ -20,7 +20,9 @@ How a job of N processes runs (`TrainConfig.num_processes = N`):
   (each rank keeps stepping until all have finished) and every rank makes the same number of
   generate calls (eval and prior prompts are split into equal padded blocks).
 - Metrics, events, status and checkpoint callbacks come from rank 0 only; other ranks log to a
-  NullSink. A stop request is read on rank 0 and broadcast, so all ranks stop at the same step.
+  NullSink. A stop request is read on rank 0 and broadcast, so all ranks stop at the same step;
+  it is honoured between steps only (a single-process job also interrupts reward scoring, which
+  polls from a thread at arbitrary moments and so cannot take part in a collective).
 - Checkpoints: torch.distributed.checkpoint (DCP), sharded (`dcp/`), plus rank 0's HF `model/`
   (or `adapter/`) directory gathered from the shards so a checkpoint stays exportable; RNG per
   rank. DCP reshards on load, so a run resumes on the same or another number of processes
