@@ -63,6 +63,7 @@ from trainer.distributed import (
     shard_model,
 )
 from trainer.features import prompt_features
+from trainer.inspection import UnscorableGuard, select_samples
 from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
 from trainer.memory import (
     check_memory,
@@ -77,7 +78,7 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner, ScoringInterrupted
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import Histogram, MetricsSink, NullSink, advantage_histogram
+from trainer.sinks import Histogram, MetricsSink, NullSink, Sample, advantage_histogram
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -131,6 +132,7 @@ class Run:
     eval: Prompts
     device: torch.device
     autocast_dtype: torch.dtype | None
+    guard: UnscorableGuard  # warns on / fails runs whose rewards cannot score the completions
     dist: Dist = SINGLE
     counters: Counters = field(default_factory=Counters)
     started: float = field(default_factory=time.perf_counter)
@@ -213,7 +215,7 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
         step = run.counters.step
         last = step == cfg.max_steps
         try:
-            metrics, histograms = _step(run, step)
+            metrics, histograms, samples = _step(run, step)
             if _every(step, cfg.eval_every) or last:
                 metrics["eval/accuracy"] = _evaluate(run)
                 run.counters.last_eval_accuracy = metrics["eval/accuracy"]
@@ -225,7 +227,7 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
         run.counters.wall_seconds += time.perf_counter() - run.started
         run.started = time.perf_counter()
         metrics["time/elapsed"] = run.counters.wall_seconds
-        run.sink.log_step(step, metrics, histograms)
+        run.sink.log_step(step, metrics, histograms, samples)
         if _every(step, cfg.checkpoint_every) or last:
             _checkpoint(run, on_checkpoint)
     return False
@@ -238,7 +240,7 @@ def _every(step: int, n: int) -> bool:
 # ================================================================================== step
 
 
-def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
+def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], list[Sample]]:
     cfg, k, dist = run.config, run.config.rollouts_per_prompt, run.dist
     t0 = time.perf_counter()
     idx = run.sampler.next_batch()  # (B,) prompt indices, the same on every rank
@@ -252,9 +254,13 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
     # The estimator sees the whole batch on every rank (rank order == single-process order).
     rewards = np.array(dist.gather(local_rewards.tolist()), dtype=np.float64)  # (B*k,)
     lengths = dist.gather([len(r.response_ids) for r in rollouts])
+    texts = dist.gather([r.text for r in rollouts])
+    finish = dist.gather([r.finish_reason for r in rollouts])
     prompt_ids = np.array([run.train.ids[i] for i in idx])
     first = dist.block(len(idx)).start
     owner = dist.gather([first + r.prompt_index for r in rollouts])  # (B*k,) positions in idx
+    all_answers = [run.train.answers[idx[o]] for o in owner]
+    run.guard.check(step, texts, all_answers, rewards)  # the whole batch: every rank decides alike
     feats = _prompt_features(run, idx)  # (B, d) or None
     batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[owner],
                            features=None if feats is None else feats[owner])
@@ -277,8 +283,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
         **update.metrics(),
         **probe_metrics,
         "response/length_mean": float(np.mean(lengths)),
-        "rollout/stop_frac": float(np.mean(dist.gather([r.finish_reason == "stop"
-                                                        for r in rollouts]))),
+        "rollout/stop_frac": float(np.mean([f == "stop" for f in finish])),
         "time/rollout": t1 - t0,
         "time/reward": t2 - t1,
         "time/advantage": t3 - t2,
@@ -290,7 +295,13 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
         "throughput/tokens_per_s": sum(lengths) / max(t1 - t0, 1e-9),
         "rollouts/total": float(run.counters.rollouts_total),
     }
-    return metrics, {"advantage": advantage_histogram(result.advantages)}
+    samples = select_samples(
+        cfg.samples_per_step, prompt_ids=batch.prompt_ids.tolist(),
+        prompt_tokens=[run.train.tokens[idx[o]] for o in owner],
+        completions=texts, answers=all_answers, finish_reasons=finish, rewards=rewards,
+        advantages=result.advantages, baselines=result.baselines,
+        decode=lambda ids: run.tokenizer.decode(ids, skip_special_tokens=True))
+    return metrics, {"advantage": advantage_histogram(result.advantages)}, samples
 
 
 def _sampling(cfg: TrainConfig, seed: int, greedy: bool = False) -> SamplingParams:
@@ -685,6 +696,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[
         sampler=PromptSampler(len(train_rows), cfg.batch_size, seed=cfg.seed),
         train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
         device=device, autocast_dtype=autocast_dtype, dist=dist,
+        guard=UnscorableGuard(cfg.reward, cfg.unscorable_fail_steps, sink),
     )
 
 
