@@ -159,7 +159,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             ("cancel", BasisClient.cancel_job, None),
             ("retry", BasisClient.retry_job,
              "re-queue a failed or cancelled job; it resumes from its newest checkpoint")]:
-        p = jobs.add_parser(action, **({"help": help_text} if help_text else {}))
+        p = jobs.add_parser(action, help=help_text) if help_text else jobs.add_parser(action)
         p.add_argument("id")
         p.set_defaults(func=_show(method))
     p = jobs.add_parser("delete", help="delete a finished job and everything it wrote (cancel it first)")
