@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # /v1/health/ready calls an active job stuck when its heartbeat is older than this.
     health_stale_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age of a stuck job.")
 
+    # Per-user quotas (issue 18); 0 = no quota. Refused with 429 (jobs) or 507 (bytes), naming both.
+    quota_active_jobs: int = Field(0, ge=0, description="Jobs a user may have queued or running at once.")
+    quota_dataset_bytes: int = Field(0, ge=0, description="Bytes of datasets a user may store.")
+
     # Resource limits on a job, checked at creation (issue 18; core/jobs/limits.py). A lab
     # raises them for its hardware; the defaults fit one machine.
     job_max_steps: int = Field(100_000, gt=0, description="Most training steps per job.")

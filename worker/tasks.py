@@ -192,7 +192,8 @@ class JobRunner:
         else:
             train_fn = self.train_fn
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
-                            retry_seconds=self.ws.db_retry_seconds)
+                            retry_seconds=self.ws.db_retry_seconds, max_steps=config.max_steps,
+                            sample_keep_steps=self.ws.sample_keep_steps)
         try:
             return train_fn(config, sink, run_dir=Path(config.run_dir),
                             should_stop=self.should_stop, on_status=self.on_status,

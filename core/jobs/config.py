@@ -107,3 +107,9 @@ def resolve_train_config(settings: Settings, job_id: str, model: str, dataset: D
 def stored_config(train_config: TrainConfig) -> dict[str, Any]:
     """What a job row keeps of its config: every field with its default, minus the server fields."""
     return train_config.model_dump(mode="json", exclude=set(SERVER_FIELDS))
+
+
+def default_config() -> dict[str, Any]:
+    """The config a job gets for every field it leaves out (what `stored_config` would store for an
+    empty one), for forms that start from the server's defaults rather than a copy of them."""
+    return stored_config(TrainConfig.model_construct(model="", dataset=""))

@@ -30,11 +30,11 @@ from core.jobs.events import record_event
 from core.jobs.limits import check_job_limits, check_queue
 from core.models import AdvantageHistogram, Checkpoint, Job, JobEvent, Metric, User, new_id
 from core.services.datasets import get_dataset
-from core.services.errors import Conflict, Invalid, NotFound
+from core.services.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from core.services.pagination import Page, paginate
 from core.services.storage import remove_tree, require_free_space
 from core.settings import Settings
-from core.status import RETRYABLE, TERMINAL, JobStatus
+from core.status import ACTIVE, RETRYABLE, TERMINAL, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
         raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
     check_queue(settings, queue)
     require_free_space(settings, "job creation")
+    if settings.quota_active_jobs:
+        active = session.execute(select(func.count()).select_from(Job)
+                                 .where(Job.owner_id == owner.id, Job.status.in_(ACTIVE))).scalar_one()
+        if active >= settings.quota_active_jobs:
+            raise QuotaExceeded(f"you have {active} jobs queued or running; your quota is "
+                                f"{settings.quota_active_jobs} (wait for one to finish or cancel one)")
     check_user_config(config)
     job_id = new_id("job")
     train_config = resolve_train_config(settings, job_id, model, dataset, config)
@@ -187,9 +193,12 @@ def delete_job(session: Session, settings: Settings, owner: User, job_id: str) -
         log.warning("job %s deleted but its run dir was not removed: %s", job_id, problem)
 
 
-def list_events(session: Session, job: Job, *, after: int | None, limit: int) -> tuple[list[JobEvent], bool]:
+def list_events(session: Session, job: Job, *, after: int | None, limit: int,
+                exclude_kinds: tuple[str, ...] = ()) -> tuple[list[JobEvent], bool]:
     """Events of `job` with id > `after`, oldest first, and whether more follow."""
     stmt = select(JobEvent).where(JobEvent.job_id == job.id)
+    if exclude_kinds:
+        stmt = stmt.where(JobEvent.kind.not_in(exclude_kinds))
     if after is not None:
         stmt = stmt.where(JobEvent.id > after)
     events = list(session.scalars(stmt.order_by(JobEvent.id).limit(limit + 1)))
