@@ -191,7 +191,7 @@ class TrainConfig(_Strict):
         description="rollouts of each step kept for reading (prompt, completion, reward, "
                     "advantage); 0 = none")
     unscorable_fail_steps: int = Field(
-        10, ge=0,
+        10, ge=0, le=MAX_STEPS,
         description="fail the run after this many consecutive steps in which every reward was "
                     "unscorable; 0 = never")
     run_dir: str = Field(

@@ -40,7 +40,8 @@ def test_catastrophic_regex_is_refused_or_bounded_and_cancel_ends_it(tmp_path, t
 
         worker = lab.start_worker(env=env)
         hostile = lab.submit(dataset_id=dataset, reward="catastrophic_regex", reward_workers=0,
-                             reward_timeout=1.0, estimator="reinforce_pp", n0=0, max_steps=100)
+                             reward_timeout=1.0, estimator="reinforce_pp", n0=0, max_steps=100,
+                             unscorable_fail_steps=0)  # every item times out: keep it running
         # Claimed -> visible at once; the job never sits `queued` while the worker scores it.
         lab.wait(lambda: lab.db_status(hostile) != "queued", timeout=120, what="the claim")
         assert lab.db_status(hostile) in {"starting", "running"}
