@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 import api
 from api import errors
 from api.middleware import BodyLimitMiddleware
-from api.routes import components, datasets, health, jobs, models, outputs
+from api.routes import components, datasets, health, jobs, models, outputs, workers
 from core.db import make_engine, session_factory
 from core.settings import Settings, get_settings
 
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.sessionmaker = session_factory(engine)
     app.state.enqueue = enqueue or _worker_enqueue(settings)
     v1 = APIRouter(prefix="/v1")
-    for module in (health, datasets, models, components, jobs, outputs):
+    for module in (health, datasets, models, components, jobs, outputs, workers):
         v1.include_router(module.router)
     app.include_router(v1)
     errors.install(app)

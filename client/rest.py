@@ -36,6 +36,7 @@ from client.models import (
     MetricSeries,
     ModelPublic,
     Page,
+    WorkerPublic,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -63,6 +64,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/jobs/{job_id}/advantages"): Page[HistogramPublic],
     ("GET", "/v1/jobs/{job_id}/checkpoints"): Page[CheckpointPublic],
     ("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content"): None,
+    ("GET", "/v1/workers"): Page[WorkerPublic],
 }
 
 
@@ -198,6 +200,13 @@ class BasisClient:
     def components(self) -> ComponentsPublic:
         """Estimators, rewards and engines a job may name, with their options' JSON Schema."""
         return self._call("GET", "/v1/components")
+
+    def workers(self, *, include_dead: bool = False, page_size: int = 100) -> list[WorkerPublic]:
+        """Workers (live ones unless `include_dead`) with their queues, engines, GPUs and process
+        slots: what a job may ask for."""
+        return list(follow_pages(lambda after: self._call(
+            "GET", "/v1/workers", params=_params(include_dead=include_dead, limit=page_size,
+                                                 after=after))))
 
     # -- datasets -------------------------------------------------------------------------------
 

@@ -46,6 +46,11 @@ class WorkerSettings(BaseSettings):
         900.0, gt=0, description="How long a database write keeps retrying before the job gives up."
     )
     pool: str = Field("solo", description="Celery pool: solo runs the job in the worker process.")
+    gpus: int | None = Field(
+        None, ge=0, description="GPUs this worker advertises; default torch.cuda.device_count().")
+    max_processes: int | None = Field(
+        None, ge=1, description="Most processes (ranks) one job may use here; default the GPU "
+        "count, or 2 on a machine without GPUs (two gloo ranks).")
 
     @model_validator(mode="after")
     def _stale_outlives_heartbeat(self) -> WorkerSettings:

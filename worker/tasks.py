@@ -43,7 +43,7 @@ from core.db import get_engine
 from core.models import Job, JobStatus
 from core.services.jobs import train_config_for
 from core.settings import Settings, get_settings
-from worker import lifecycle
+from worker import capabilities, lifecycle
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
 from worker.sink import DatabaseSink, LeaseLost, hold_lease, is_transient, run_in_transaction
@@ -274,11 +274,14 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
         return status or "missing"
     log.info("job %s claimed (%s) with lease epoch %d", job_id,
              "resume" if claim.resumed else "start", claim.epoch)
+    capabilities.note_job(job_id)
     try:
         return JobRunner(job_id, claim.epoch, engine, settings, ws, stop, train_fn).run(claim)
     except LeaseLost as exc:
         log.warning("%s", exc)
         raise
+    finally:
+        capabilities.note_job(None)
 
 
 @app.task(name="basis.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import workers
 from core.models import (
     TERMINAL_STATUSES,
     Dataset,
@@ -128,14 +129,15 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     train_config = validate_train_config(
         config, model_path=str(model_path), dataset_file=str(dataset_path(settings, dataset)),
         output_dir=str(settings.job_run_dir(job.id)))
+    waiting = workers.check_capacity(session, settings, workers.Requirement.of(train_config, queue))
     job.config = train_config.model_dump(mode="json", exclude=set(SERVER_FIELDS))
     job.estimator = _estimator_name(train_config)
     max_steps = getattr(train_config, "max_steps", None)
     job.max_steps = max_steps if isinstance(max_steps, int) else None
     session.add(job)
     session.flush()
-    add_event(session, job.id, "status", "Job created; waiting for a worker",
-              data={"status": JobStatus.queued.value})
+    add_event(session, job.id, "status", "Job created; waiting for a worker"
+              + (f" ({waiting})" if waiting else ""), data={"status": JobStatus.queued.value})
     session.commit()
     return job
 
