@@ -1,14 +1,15 @@
 """The FastAPI application: `create_app()` for tests and embedding, `app` for uvicorn.
 
 `create_app(settings=None, enqueue=None)`: settings default to the process-wide `Settings`;
-`enqueue(job_id, queue)` defaults to `worker.tasks.enqueue_job`, imported on first use so the API
-starts (and its tests run) without Celery being importable. `app` is built on first access, so
-importing this module touches neither the disk nor the database.
+`enqueue(job_id, queue)` defaults to `core.queue.enqueue_job` on the settings' broker, which sends
+the task by name: the API never imports the worker. `app` is built on first access, so importing
+this module touches neither the disk nor the database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from fastapi import APIRouter, FastAPI
 
@@ -17,18 +18,10 @@ from api import errors
 from api.middleware import BodyLimitMiddleware
 from api.routes import components, datasets, health, jobs, models, outputs, workers
 from core.db import make_engine, session_factory
+from core.queue import enqueue_job
 from core.settings import Settings, get_settings
 
 Enqueue = Callable[[str, str], object]
-
-
-def _worker_enqueue(settings: Settings) -> Enqueue:
-    def enqueue(job_id: str, queue: str) -> object:
-        from worker.tasks import enqueue_job
-
-        return enqueue_job(job_id, queue, settings=settings)
-
-    return enqueue
 
 
 def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None) -> FastAPI:
@@ -41,7 +34,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
-    app.state.enqueue = enqueue or _worker_enqueue(settings)
+    app.state.enqueue = enqueue or partial(enqueue_job, settings=settings)
     v1 = APIRouter(prefix="/v1")
     for module in (health, datasets, models, components, jobs, outputs, workers):
         v1.include_router(module.router)

@@ -67,7 +67,8 @@ class JobCreate(BaseModel):
     model: str = Field(max_length=300, description="A model name from GET /v1/models.")
     config: dict[str, Any] = Field(
         default_factory=dict,
-        description="TrainConfig fields except model, dataset and output_dir (set by the server).")
+        description="TrainConfig fields except model, dataset, run_dir and priors_cache_dir (set by "
+                    "the server).")
     queue: str | None = Field(None, max_length=64,
                               description="Worker queue (GPU pool); default BASIS_WORKER_QUEUE.")
 

@@ -187,18 +187,19 @@ def _embedded_broker(settings) -> bool:
 
 
 def wait_for_api(base_url: str, stack: Stack, timeout: float = 60.0) -> None:
-    import httpx
+    from client import ApiError, BasisClient
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stack.dead():
-            raise RuntimeError(f"{stack.dead()[0].name} exited while the stack was starting")
-        try:
-            if httpx.get(f"{base_url}/v1/health", timeout=2).status_code == 200:
+    with BasisClient(base_url, timeout=2) as api:
+        while time.monotonic() < deadline:
+            if stack.dead():
+                raise RuntimeError(f"{stack.dead()[0].name} exited while the stack was starting")
+            try:
+                api.health()
                 return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+            except ApiError:  # not up yet (refused), or up but not healthy yet (503)
+                pass
+            time.sleep(0.3)
     raise RuntimeError(f"the API did not answer on {base_url} within {timeout:.0f}s")
 
 

@@ -127,7 +127,7 @@ class JobCreate(BaseModel):
     dataset_id: str
     # A model name from GET /v1/models.
     model: str
-    # TrainConfig fields except model, dataset and output_dir (set by the server).
+    # TrainConfig fields except model, dataset, run_dir and priors_cache_dir (set by the server).
     config: dict[str, Any] = Field(default_factory=dict)
     # Worker queue (GPU pool); default BASIS_WORKER_QUEUE.
     queue: str | None = None

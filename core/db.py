@@ -8,20 +8,33 @@ Choices:
 - Postgres gets `pool_pre_ping` so a database restart (issue 8) costs a reconnect, not an error.
 - `session_scope()` commits on success and rolls back on any exception, so nothing is half written.
 - `migrate(url)` runs the Alembic migrations: the only way the schema is created.
+- `run_in_transaction` retries connection-level failures (`OperationalError`, `InterfaceError`, an
+  invalidated connection: a database restart, SQLite's "database is locked") with exponential
+  backoff; anything else (a constraint violation, a bug) is raised at once: retrying would not
+  change it. `upsert` is the dialect's `INSERT .. ON CONFLICT DO UPDATE` (Postgres and SQLite share
+  the syntax), so a row written twice (a retry after a lost acknowledgement) leaves one row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from threading import Lock
+from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _engines: dict[str, Engine] = {}
 _lock = Lock()
@@ -81,6 +94,58 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that a new connection a little later can fix."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def run_in_transaction(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    retry_seconds: float = 900.0,
+    what: str = "database write",
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `work(conn)` in one transaction, retrying transient failures with exponential backoff.
+
+    Backoff starts at 0.1 s, doubles up to 10 s, with +-25 % jitter so several workers coming back
+    after a database restart do not reconnect in lockstep. Gives up (re-raises) after `retry_seconds`.
+    """
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.1
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            sleep(delay * random.uniform(0.75, 1.25))
+            delay = min(delay * 2, 10.0)
+
+
+def upsert(engine: Engine, model: type, keys: list[str], values: list[str]):
+    """`INSERT .. ON CONFLICT (keys) DO UPDATE SET values = excluded.values` for this dialect."""
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the platform supports these two (DESIGN.md section 5)
+        raise ValueError(f"unsupported database dialect {dialect!r}; use postgresql or sqlite")
+    stmt = insert(model)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={name: stmt.excluded[name] for name in values}
+    )
 
 
 def alembic_config(url: str | None = None):

@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core.status import ACTIVE, TERMINAL, JobStatus
+from core.status import JobStatus
 
 # Named constraints: Alembic batch mode on SQLite needs names to alter tables later.
 NAMING_CONVENTION = {
@@ -109,10 +109,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-TERMINAL_STATUSES = TERMINAL
-ACTIVE_STATUSES = ACTIVE
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -162,7 +158,7 @@ class Job(Base):
     )
     model: Mapped[str] = mapped_column(String(512))  # the name from GET /v1/models, not a path
     estimator: Mapped[str] = mapped_column(String(64))
-    config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # TrainConfig minus model/dataset/output_dir
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # TrainConfig minus the server fields (core/jobs/config.py)
     status: Mapped[str] = mapped_column(String(32), default=JobStatus.queued, index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
 
     @property
     def jobs_dir(self) -> Path:
-        """Parent of every job's run directory (the trainer's `output_dir`)."""
+        """Parent of every job's run directory (the trainer's `run_dir`)."""
         return self.storage_dir / "jobs"
 
     def job_run_dir(self, job_id: str) -> Path:

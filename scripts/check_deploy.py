@@ -6,9 +6,9 @@ No Docker engine is needed. Two layers:
 1. Schema rules that always run (PyYAML): the services the lab stack needs, their start order
    (`depends_on` conditions), healthchecks, the GPU reservation and concurrency of every worker,
    the shared volumes, no literal secrets; every file a Dockerfile COPYs exists and is not hidden
-   by .dockerignore; images run as a non-root user; .env.example names every variable the compose
-   file uses and every BASIS_* setting; the ML packages the api and dashboard images leave out
-   (docker/requirements.py) are never imported by them.
+   by .dockerignore; images run as a non-root user and install only their role's pyproject extra;
+   .env.example names every variable the compose file uses and every BASIS_* setting; the packages
+   the api and dashboard images leave out (every other role's extra) are never imported by them.
 2. `docker-compose config -q` (Debian's docker-compose package, see scripts/install_ci_tools.sh)
    or `docker compose config -q` when one is installed: the real parser, interpolation included.
    Skipped, and said so, when neither exists.
@@ -43,7 +43,11 @@ STORAGE_TARGET = "/data/storage"
 MODELS_TARGET = "/models"
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
-PROJECT_PACKAGES = ("trainer", "core", "api", "worker", "dashboard", "migrations")
+PROJECT_PACKAGES = ("trainer", "core", "api", "worker", "client", "cli", "dashboard", "migrations")
+# The roles an image installs (`pip install .[role]`); the other extras are tools and engines.
+ROLES = ("api", "worker", "dashboard")
+# The extra each Dockerfile must install.
+IMAGE_ROLES = {"Dockerfile.api": "api", "Dockerfile.dashboard": "dashboard", "Dockerfile.worker": "worker"}
 
 
 # ---------------------------------------------------------------- compose schema
@@ -316,13 +320,24 @@ def check_dockerfile(dockerfile: Path, context: Path) -> list[str]:
     return errors
 
 
+def installed_extras(text: str) -> list[str]:
+    """The pyproject extras a Dockerfile's `pip install .[a,b]` lines install."""
+    found = re.findall(r"pip install\b[^\n]*?\s['\"]?\.\[([A-Za-z0-9_.,-]+)\]", text)
+    return [extra for group in found for extra in group.split(",")]
+
+
 def _check_extras(rel: str, text: str, pyproject: Path) -> list[str]:
-    """Every pyproject extra a Dockerfile installs (`['optional-dependencies']['X']`) exists."""
-    wanted = re.findall(r"\['optional-dependencies'\]\['([A-Za-z0-9_.-]+)'\]", text)
-    if not wanted:
-        return []
-    extras = tomllib.loads(pyproject.read_text())["project"].get("optional-dependencies", {})
-    return [f"{rel}: installs the extra [{x}], which pyproject.toml does not define" for x in wanted if x not in extras]
+    """Every pyproject extra a Dockerfile installs exists, and a role's image installs its role."""
+    wanted = installed_extras(text)
+    extras = tomllib.loads(pyproject.read_text())["project"].get("optional-dependencies", {}) if wanted else {}
+    errors = [f"{rel}: installs the extra [{x}], which pyproject.toml does not define"
+              for x in wanted if x not in extras]
+    role = IMAGE_ROLES.get(Path(rel).name)
+    if role and role not in wanted:
+        errors.append(f"{rel}: must install its role's dependencies (pip install .[{role}])")
+    errors += [f"{rel}: installs the extra [{x}], which belongs to another role's image"
+               for x in wanted if role and x in ROLES and x != role]
+    return errors
 
 
 def check_dockerfiles(root: Path, compose: dict[str, Any]) -> list[str]:
@@ -451,12 +466,43 @@ def dashboard_import_closure(root: Path) -> set[str]:
     return external
 
 
+def _dist(requirement: str) -> str:
+    """The normalised distribution name of a requirement string (`psycopg[binary]>=3` -> psycopg)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]).lower()
+
+
+def role_requirements(role: str, root: Path = ROOT) -> list[str]:
+    """What `pip install .[role]` installs from pyproject: the base dependencies plus the extra,
+    following the extras it names of the project itself (`basis-platform[server]`)."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras, own = project.get("optional-dependencies", {}), _dist(project["name"])
+    requirements, todo, seen = list(project.get("dependencies", [])), [role], set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in extras[extra]:
+            if _dist(requirement) == own:
+                todo += re.search(r"\[(.*?)\]", requirement).group(1).split(",")
+            else:
+                requirements.append(requirement)
+    return requirements
+
+
 def excluded_modules(image: str, root: Path = ROOT) -> list[str]:
-    """Modules docker/requirements.py leaves out of `image` ("api" or "dashboard")."""
-    spec = importlib.util.spec_from_file_location("docker_requirements", root / "docker" / "requirements.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return sorted(module.EXCLUDED[image].values())
+    """Top-level modules of the distributions the other roles install and `image` ("api" or
+    "dashboard") does not (names read from the installed distributions' metadata)."""
+    from importlib.metadata import packages_distributions
+
+    every = {_dist(r) for role in ROLES for r in role_requirements(role, root)}
+    excluded = every - {_dist(r) for r in role_requirements(image, root)}
+    modules: dict[str, set[str]] = {}
+    for module, dists in packages_distributions().items():
+        for dist in dists:
+            modules.setdefault(_dist(dist), set()).add(module)
+    return sorted(module for dist in excluded for module in modules.get(dist, {dist.replace("-", "_")})
+                  if module.isidentifier() and not module.startswith("_"))
 
 
 def check_dashboard_imports(root: Path) -> list[str]:

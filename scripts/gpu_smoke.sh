@@ -43,7 +43,7 @@ model, out, lora, steps = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1", in
 data = write_jsonl(generate_arithmetic(200, seed=0), out / "data.jsonl")
 config = {
     "model": str(Path(model).resolve()), "dataset": str(data.resolve()),
-    "output_dir": str(out.resolve()), "engine": "vllm",
+    "run_dir": str(out.resolve()), "engine": "vllm",
     "engine_options": {"gpu_memory_utilization": 0.3},
     "reward": "math", "estimator": "basis", "rollouts_per_prompt": 1, "batch_size": 16,
     "n0": 2, "sampling": {"temperature": 1.0, "max_new_tokens": 128},

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from benchmarks.fresh_db import fresh_postgres_schema
 from core.db import dispose_engines, migrate
 from core.settings import Settings
 
@@ -70,20 +69,8 @@ def _sqlite_template(tmp_path_factory) -> str:
 @pytest.fixture
 def postgres_schema_url(postgres_url):
     """A URL whose connections see only a fresh, migrated schema (dropped after the test)."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    url = url.render_as_string(hide_password=False)
-    try:
-        migrate(url)
+    with fresh_postgres_schema(postgres_url) as url:
         yield url
-    finally:
-        dispose_engines()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

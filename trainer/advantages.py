@@ -225,6 +225,7 @@ class ReinforcePP(Estimator):
     """REINFORCE++: global batch-mean baseline, advantages whitened by the batch std."""
 
     Options = _ReinforceOptions
+    options: _ReinforceOptions
 
     def compute(self, batch: AdvantageBatch) -> AdvantageResult:
         r = batch.rewards
@@ -282,6 +283,7 @@ class GRPO(_GroupEstimator):
     """GRPO: group-mean baseline, advantages divided by the group std (ddof=1) + eps."""
 
     Options = _GroupOptions
+    options: _GroupOptions
 
     def compute(self, batch: AdvantageBatch) -> AdvantageResult:
         r, ok, inv, cnt, tot, mean = self._stats(batch)
@@ -439,6 +441,7 @@ class Basis(Estimator):
     """BASIS: one rollout per prompt; baseline sigmoid(logit p(x_i) + c_hat_{-i}), c fitted on the batch."""
 
     Options = BasisOptions
+    options: BasisOptions
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -628,3 +631,4 @@ class BasisPaper(Basis):
     """
 
     Options = BasisPaperOptions
+    options: BasisPaperOptions

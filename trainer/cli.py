@@ -2,7 +2,7 @@
 
 - `run CONFIG [--json] [--no-resume]`: validate the YAML/JSON config (a bad field or dataset line is
   reported before any model loads, exit code 2), train with a console progress bar on stderr and
-  `output_dir/metrics.jsonl`; resumes from the newest checkpoint in `output_dir` unless --no-resume.
+  `run_dir/metrics.jsonl`; resumes from the newest checkpoint in `run_dir` unless --no-resume.
 - `demo [--json] [--estimator NAME] [--max-steps N] [--out DIR] [--cache-dir DIR]`: the whole
   platform on a laptop CPU with no downloads. Builds and warm-starts the tiny model once into the
   cache dir (trainer/tiny.py), writes the arithmetic dataset, trains with `DEMO_CONFIG` (also in
@@ -76,7 +76,7 @@ def _train(config: TrainConfig, *, resume: bool, as_json: bool) -> int:
     from trainer.loop import train
     from trainer.sinks import ConsoleSink, JsonlSink, MultiSink
 
-    run_dir = Path(config.output_dir)
+    run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     sink = MultiSink(ConsoleSink(config.max_steps, every=max(1, config.max_steps // 30)),
                      JsonlSink(run_dir / "metrics.jsonl"))
@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def demo_config(model: Path, dataset: Path, out: Path, cache: Path, **overrides: Any) -> TrainConfig:
     """The demo's TrainConfig for given paths; overrides replace top-level fields."""
     fields = {**DEMO_CONFIG, **{k: v for k, v in overrides.items() if v is not None},
-              "model": str(model), "dataset": str(dataset), "output_dir": str(out),
+              "model": str(model), "dataset": str(dataset), "run_dir": str(out),
               "priors_cache_dir": str(cache / "priors")}
     return TrainConfig.from_dict(fields, source="demo config")
 

@@ -9,7 +9,7 @@ Choices:
   options against the engine's model (trainer.rollout.options), so a bad option fails here and not
   after the model has loaded.
 - Paths are *not* checked for existence by the model itself: the API validates a config before the
-  worker has filled `model`, `dataset` and `output_dir`. `check_paths()` does that; `train()` calls
+  worker has filled `model`, `dataset` and `run_dir`. `check_paths()` does that; `train()` calls
   it first, before loading anything.
 - `dtype` is the compute dtype: fp32 master weights always, bf16 autocast on GPU by default.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "ConfigError",
@@ -142,7 +142,10 @@ class TrainConfig(_Strict):
         "so runs with different training seeds are scored on the same problems and can be paired"
     )
     max_steps: int = Field(100, ge=1, description="training steps")
-    output_dir: str = Field("runs/default", description="run directory (checkpoints, metrics)")
+    run_dir: str = Field(
+        "runs/default", description="run directory (checkpoints, metrics); `output_dir`, its "
+        "former name, is still read", validation_alias=AliasChoices("run_dir", "output_dir"),
+    )
     num_processes: int = Field(
         1, ge=1, le=64,
         description="processes (GPUs) of the job: > 1 runs it under torchrun, one rank per GPU "

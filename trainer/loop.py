@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -52,14 +52,17 @@ from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.loss import policy_loss, token_logprobs
-from trainer.modeling import Prompts, load_model, resolve_device, tokenize
+from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
-from trainer.priors import priors_from_rewards
+from trainer.priors import TakesPriors, priors_from_rewards
 from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
-from trainer.rollout import Rollout, SamplingParams, get_engine
+from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
 from trainer.sinks import MetricsSink, advantage_histogram
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrainResult", "train"]
 
@@ -95,10 +98,10 @@ class Run:
     config: TrainConfig
     sink: MetricsSink
     run_dir: Path
-    model: Any
-    tokenizer: Any
-    engine: Any
-    reference: Any
+    model: torch.nn.Module  # the policy (a peft model under LoRA)
+    tokenizer: PreTrainedTokenizerBase
+    engine: RolloutEngine
+    reference: Reference | None  # frozen KL reference; None without a KL term
     optimizer: torch.optim.Optimizer
     rewarder: RewardRunner
     estimator: Estimator
@@ -208,7 +211,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
         **_reward_metrics(rewards),
         **_advantage_metrics(result.advantages),
         **result.info,
-        **update,
+        **update.metrics(),
         **probe_metrics,
         "response/length_mean": float(np.mean([len(r.response_ids) for r in rollouts])),
         "rollout/stop_frac": float(np.mean([r.finish_reason == "stop" for r in rollouts])),
@@ -290,7 +293,7 @@ def _collate(rollouts: list[Rollout], pad_id: int) -> _Batch:
     return _Batch(ids, attention, response)
 
 
-def _forward_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _forward_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     """(n, L-1) logprobs of each next token under logits / temperature."""
     with _autocast(run):
         logits = model(input_ids=b.input_ids.to(run.device),
@@ -305,71 +308,102 @@ def _autocast(run: Run):
     return torch.autocast(run.device.type, dtype=run.autocast_dtype)
 
 
-def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> dict:
+@dataclass
+class UpdateStats:
+    """One update's figures; `metrics()` names them as docs/architecture.md lists them.
+
+    Loss figures are sums over micro-batches (each already normalised by whole-batch totals, so the
+    sum is the batch value), averaged over PPO epochs; the logprob gap and TIS figures come from the
+    first epoch only, weighted by response tokens.
+    """
+
+    lr: float
+    with_kl: bool  # a reference model is loaded: report `kl/mean`
+    with_tis: bool  # truncated importance sampling is on: report `tis/*`
+    grad_norm: float = 0.0  # of the last epoch, before clipping
+    policy: float = 0.0
+    kl: float = 0.0  # the KL term of the loss (kl_coef * kl_mean)
+    kl_mean: float = 0.0  # the unweighted KL estimate
+    clip_frac: float = 0.0
+    tokens: float = 0.0  # response tokens seen in the first epoch
+    gap_sum: float = 0.0  # sum over those tokens of |trainer - engine logprob|
+    tis_weight_sum: float = 0.0  # token-weighted sums of tis_metrics' figures
+    tis_clipped_sum: float = 0.0
+
+    def add_loss(self, stats: dict[str, torch.Tensor], epochs: int) -> None:
+        self.policy += float(stats["policy"]) / epochs
+        self.kl += float(stats["kl"]) / epochs
+        self.kl_mean += float(stats["kl_mean"]) / epochs
+        self.clip_frac += float(stats["clip_frac"]) / epochs
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "loss/policy": self.policy,
+            "loss/kl": self.kl,
+            "loss/clip_frac": self.clip_frac,
+            "optim/grad_norm": self.grad_norm,
+            "optim/lr": self.lr,
+            "rollout/logprob_gap": self.gap_sum / max(self.tokens, 1.0),
+        }
+        if self.with_kl:
+            out["kl/mean"] = self.kl_mean
+        if self.with_tis:
+            out["tis/mean_weight"] = self.tis_weight_sum / max(self.tokens, 1.0)
+            out["tis/clipped_frac"] = self.tis_clipped_sum / max(self.tokens, 1.0)
+        return out
+
+
+def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int) -> UpdateStats:
     cfg, opt_cfg = run.config, run.config.optimizer
-    lr = _lr(cfg, step)
+    out = UpdateStats(lr=_lr(cfg, step), with_kl=run.reference is not None,
+                      with_tis=cfg.loss.tis_cap is not None)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    adv = torch.tensor(advantages, dtype=torch.float32)
+        group["lr"] = out.lr
+    adv = torch.tensor(advantages, dtype=torch.float32)  # (B*k,)
     pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
     mb = opt_cfg.micro_batch_size
     chunks = [rollouts[i:i + mb] for i in range(0, len(rollouts), mb)]
     batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
-    totals = {"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
-              "total_seqs": float(len(rollouts))}
+    total_tokens = float(sum(b.response.sum() for b, _ in batches))
     multi = cfg.loss.ppo_epochs > 1
     old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
     ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
     skip_zero = not multi and run.reference is None
-    sums: dict[str, float] = {}
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
         run.optimizer.zero_grad(set_to_none=True)
         for j, (b, a) in enumerate(batches):
             if skip_zero and not bool((a != 0).any()):
                 continue
-            lp = _forward_logprobs(run, run.model, b)
+            lp = _forward_logprobs(run, run.model, b)  # (n, L-1)
             mask = b.response.to(run.device)
-            base = lp.detach() if old[j] is None else old[j]
+            old_j = old[j]
+            base = lp.detach() if old_j is None else old_j
             weights = None
+            n = float(b.response.sum())
             if cfg.loss.tis_cap is not None:
                 engine_lp = _engine_logprobs(lp, chunks[j])
                 weights = tis_weights(base, engine_lp, cfg.loss.tis_cap)
                 if epoch == 0:
-                    for key, value in tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap).items():
-                        n = float(b.response.sum())
-                        sums[key] = sums.get(key, 0.0) + value * n
-                        sums[key + ":n"] = sums.get(key + ":n", 0.0) + n
+                    tis = tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap)
+                    out.tis_weight_sum += tis["tis/mean_weight"] * n
+                    out.tis_clipped_sum += tis["tis/clipped_frac"] * n
             loss, stats = policy_loss(
                 lp, base, a.to(run.device), mask,
                 clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
                 kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
-                token_weights=weights, **totals)
+                token_weights=weights, total_tokens=total_tokens, total_seqs=float(len(rollouts)))
             loss.backward()
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + float(value) / cfg.loss.ppo_epochs
+            out.add_loss(stats, cfg.loss.ppo_epochs)
             if epoch == 0:
-                sums["gap"] = sums.get("gap", 0.0) + _logprob_gap(lp.detach(), chunks[j], mask)
-                sums["gap_tokens"] = sums.get("gap_tokens", 0.0) + float(b.response.sum())
-        grad_norm = _clip(run, opt_cfg.grad_clip)
+                out.gap_sum += _logprob_gap(lp.detach(), chunks[j], mask)
+                out.tokens += n
+        out.grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
-    out = {
-        "loss/policy": sums.get("policy", 0.0),
-        "loss/kl": sums.get("kl", 0.0),
-        "loss/clip_frac": sums.get("clip_frac", 0.0),
-        "optim/grad_norm": grad_norm,
-        "optim/lr": lr,
-        "rollout/logprob_gap": sums.get("gap", 0.0) / max(sums.get("gap_tokens", 0.0), 1.0),
-    }
-    if run.reference is not None:
-        out["kl/mean"] = sums.get("kl_mean", 0.0)
-    if cfg.loss.tis_cap is not None:
-        for key in ("tis/mean_weight", "tis/clipped_frac"):
-            out[key] = sums.get(key, 0.0) / max(sums.get(key + ":n", 0.0), 1.0)
     return out
 
 
-def _no_grad_logprobs(run: Run, model, b: _Batch) -> torch.Tensor:
+def _no_grad_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     with torch.no_grad():
         return _forward_logprobs(run, model, b)
 
@@ -436,13 +470,13 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
 
 def _start_fresh(run: Run, on_status) -> None:
     """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
-    takes_priors = callable(getattr(run.estimator, "set_priors", None))
+    takes_priors = run.estimator if isinstance(run.estimator, TakesPriors) else None
     metrics: dict[str, float] = {}
-    if run.config.n0 > 0 and (takes_priors or (run.probe and run.probe.needs_priors)):
+    if run.config.n0 > 0 and (takes_priors is not None or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
         priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
-        if takes_priors:
-            run.estimator.set_priors(run.train.ids, priors, n0=run.config.n0)
+        if takes_priors is not None:
+            takes_priors.set_priors(run.train.ids, priors, n0=run.config.n0)
             run.counters.rollouts_total += int(meta["rollouts"])
             run.counters.train_seconds += float(meta["seconds"])
         if run.probe is not None:
@@ -496,7 +530,9 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
-    engine = get_engine(cfg.engine, model, tokenizer, _EngineConfig(cfg, autocast_dtype))
+    engine = get_engine(cfg.engine, model, tokenizer, EngineConfig(
+        model=cfg.model, engine_options=cfg.engine_options, seed=cfg.seed,
+        autocast_dtype=autocast_dtype))
     return Run(
         config=cfg, sink=sink, run_dir=run_dir, model=model, tokenizer=tokenizer, engine=engine,
         reference=reference, optimizer=optimizer,
@@ -508,17 +544,6 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
         train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
         device=device, autocast_dtype=autocast_dtype,
     )
-
-
-@dataclass
-class _EngineConfig:
-    """What an engine may read: the TrainConfig's fields plus the resolved autocast dtype."""
-
-    config: TrainConfig
-    autocast_dtype: torch.dtype | None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.config, name)
 
 
 # ============================================================================ checkpoints

@@ -17,7 +17,7 @@ Choices:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +112,7 @@ def policy_loss(
     pg, was_clipped = ppo_clip_objective(logprobs, old_logprobs, advantages, clip_eps)
     if token_weights is not None:
         pg = pg * token_weights
-    agg = {"mode": aggregation, "total_tokens": total_tokens, "total_seqs": total_seqs}
+    agg: dict[str, Any] = {"mode": aggregation, "total_tokens": total_tokens, "total_seqs": total_seqs}
     pg_loss = aggregate(pg, mask, **agg)
     zero = torch.zeros((), dtype=pg_loss.dtype)
     kl_mean, kl_term = zero, zero

@@ -13,11 +13,15 @@ Choices:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import Row, render_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -45,7 +49,7 @@ class ModelLoadError(RuntimeError):
     """The model directory could not be loaded; the message names the directory and the cause."""
 
 
-def _from_pretrained(loader, model_dir: str, **kwargs):
+def _from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
     """`loader.from_pretrained`, with a failure naming the directory (a half-copied weights file
     otherwise reads only `SafetensorError: ... invalid header length`)."""
     try:
@@ -57,7 +61,9 @@ def _from_pretrained(loader, model_dir: str, **kwargs):
         raise ModelLoadError(f"could not load the {what} from {model_dir}: {cause}") from exc
 
 
-def load_model(cfg: TrainConfig, device: torch.device):
+def load_model(cfg: TrainConfig, device: torch.device,
+               ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, Reference | None]:
+    """(policy on `device`, tokenizer with a pad token, frozen KL reference or None)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer, cfg.model)
@@ -83,14 +89,18 @@ def load_model(cfg: TrainConfig, device: torch.device):
 class AdapterOff:
     """The LoRA model with its adapter disabled: the frozen reference at no extra memory."""
 
-    def __init__(self, model):
+    def __init__(self, model: Any) -> None:  # a peft model (`disable_adapter`)
         self.model = model
 
-    def __call__(self, **kwargs):
+    def __call__(self, **kwargs: Any) -> Any:
         with self.model.disable_adapter():
             return self.model(**kwargs)
 
 
-def tokenize(rows: list[Row], tokenizer) -> Prompts:
+# What a forward pass for logprobs runs on: the policy, a frozen copy, or the adapter-off view.
+Reference: TypeAlias = torch.nn.Module | AdapterOff
+
+
+def tokenize(rows: list[Row], tokenizer: PreTrainedTokenizerBase) -> Prompts:
     tokens = [tokenizer(render_prompt(r, tokenizer))["input_ids"] for r in rows]
     return Prompts([r.id for r in rows], tokens, [r.answer for r in rows])

@@ -21,12 +21,19 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 PRIORS_FORMAT = "basis-priors"
 PRIORS_VERSION = 1
+
+
+@runtime_checkable
+class TakesPriors(Protocol):
+    """An estimator that uses offline priors: the loop (and the probe) run the offline phase for it."""
+
+    def set_priors(self, prompt_ids: Any, priors: np.ndarray, n0: int = ...) -> None: ...
 
 
 def estimate_priors(successes: np.ndarray, n0: int | np.ndarray) -> np.ndarray:

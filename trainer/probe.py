@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from trainer.advantages import ESTIMATORS, AdvantageBatch, Estimator, get_estimator
+from trainer.priors import TakesPriors
 
 __all__ = ["GROUP_K", "ValueProbe", "bias_corrected_mse", "per_prompt_errors"]
 
@@ -85,11 +86,11 @@ class ValueProbe:
 
     @property
     def needs_priors(self) -> bool:
-        return any(callable(getattr(e, "set_priors", None)) for e in self.shadows.values())
+        return any(isinstance(e, TakesPriors) for e in self.shadows.values())
 
     def set_priors(self, prompt_ids: list[str], priors: np.ndarray, n0: int) -> None:
         for est in self.shadows.values():
-            if callable(getattr(est, "set_priors", None)):
+            if isinstance(est, TakesPriors):
                 est.set_priors(prompt_ids, priors, n0=n0)
 
     def observe(self, batch: AdvantageBatch) -> None:

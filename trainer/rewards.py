@@ -325,6 +325,7 @@ def _worker_main(conn, modules: Sequence[str]) -> None:
         if message is None:
             return
         name, options, completion, answer = message
+        reply: tuple[str, float | str | None]
         try:
             reply = ("ok", REWARDS[name].fn([completion], [answer], **options)[0])
         except Exception as exc:  # unscorable item; the parent decides if the reward is broken
@@ -474,6 +475,7 @@ class RewardRunner:
                         continue
                     status, value = value
                     if status == "ok":
+                        assert worker.item is not None  # busy workers hold an item
                         results[worker.item] = _clean(value)
                     else:
                         raised.append(value)

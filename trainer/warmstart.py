@@ -174,8 +174,8 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model_dir = Path(model_dir)
-    if target_accuracy is not None and validation is None:
-        validation = default_validation()
+    check_rows: Sequence[dict] = (validation if validation is not None else
+                                  default_validation() if target_accuracy is not None else ())
     first_check = table_steps(steps) if rows is None else 0
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
@@ -200,7 +200,7 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
             optimizer.step()
             losses.append(loss.item())
             if target_accuracy is not None and step >= first_check and step % CHECK_EVERY == 0:
-                checks.append((step, _exact_accuracy(model, tokenizer, validation)))
+                checks.append((step, _exact_accuracy(model, tokenizer, check_rows)))
                 if checks[-1][1] >= target_accuracy:
                     break
         seconds = time.perf_counter() - start

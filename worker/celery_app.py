@@ -6,7 +6,7 @@ Choices:
 - `task_acks_late` + `task_reject_on_worker_lost` + prefetch 1: a message is acknowledged only when
   its job has finished, and a worker holds one job at a time, so a crash hands the job back instead
   of losing it. Because the embedded broker cannot hand back a message whose consumer was SIGKILLed,
-  the database lease and the orphan sweep (worker/lifecycle.py, worker/reconcile.py) are what
+  the database lease and the orphan sweep (core/jobs/lifecycle.py, worker/reconcile.py) are what
   guarantee a job is picked up again; the broker's redelivery is a faster path to the same place.
 - Embedded default: kombu's SQLAlchemy transport on SQLite (`sqla+sqlite:///<data dir>/broker.sqlite`)
   so one machine needs no Redis. It has no fanout exchange, so remote control (pidbox) is off there.
@@ -21,8 +21,11 @@ import threading
 
 from celery import Celery, bootsteps, signals
 
+from core.queue import client_config
 from core.settings import Settings, get_settings
+from worker import capabilities
 from worker.config import WorkerSettings, get_worker_settings
+from worker.reconcile import on_consumer_start
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +34,14 @@ shutting_down = threading.Event()
 
 
 def celery_config(settings: Settings, worker_settings: WorkerSettings) -> dict:
-    """The Celery configuration for a broker URL and queue from `settings`."""
+    """The Celery configuration of a worker: the senders' broker settings (`core.queue`) plus the
+    consumer's."""
     url = settings.broker_url or ""
     config = {
-        "broker_url": url,
-        "result_backend": None,
-        "task_ignore_result": True,
+        **client_config(url, settings.worker_queue),
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_default_queue": settings.worker_queue,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "broker_connection_retry_on_startup": True,
         # One job per process for its whole life: a fresh process per job is not needed, and a
         # restart between jobs would throw away the CUDA context and warm caches.
         "worker_max_tasks_per_child": None,
@@ -54,9 +52,6 @@ def celery_config(settings: Settings, worker_settings: WorkerSettings) -> dict:
         config["broker_transport_options"] = {
             "visibility_timeout": worker_settings.visibility_timeout_seconds,
         }
-    elif url.startswith("sqla+sqlite"):
-        # Passed to create_engine by kombu: wait for the API's writes instead of failing "locked".
-        config["broker_transport_options"] = {"connect_args": {"timeout": 30}}
     return config
 
 
@@ -80,9 +75,6 @@ class ReconcileOnConnect(bootsteps.StartStopStep):
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
     def start(self, consumer) -> None:
-        from worker import capabilities
-        from worker.reconcile import on_consumer_start
-
         capabilities.start(consumer.hostname, [queue.name for queue in consumer.task_consumer.queues])
         on_consumer_start()
 
@@ -98,6 +90,4 @@ def _on_worker_shutting_down(**_kwargs) -> None:
 
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(**_kwargs) -> None:
-    from worker import capabilities
-
     capabilities.stop()  # the registry stops counting this worker at once, not after its timeout

@@ -34,12 +34,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy import Engine
 
 from core.db import get_engine
+from core.jobs import lifecycle
+from core.queue import enqueue_job
 from core.settings import Settings, get_settings
-from worker import lifecycle
 from worker.config import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
@@ -48,13 +50,8 @@ Enqueue = Callable[[str, str], None]
 
 
 def _broker_enqueue(settings: Settings) -> Enqueue:
-    """Send through the real broker (`worker.tasks.enqueue_job`, imported late: it loads Celery)."""
-    from worker.tasks import enqueue_job
-
-    def enqueue(job_id: str, queue: str) -> None:
-        enqueue_job(job_id, queue, settings=settings)
-
-    return enqueue
+    """Send through the real broker (`core.queue.enqueue_job`) configured by `settings`."""
+    return partial(enqueue_job, settings=settings)
 
 
 def reconcile(*, engine: Engine | None = None, enqueue: Enqueue | None = None,

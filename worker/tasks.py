@@ -1,8 +1,8 @@
-"""`run_job(job_id)`: run one training job end to end; `enqueue_job(job_id, queue)`: send it.
+"""`run_job(job_id)`: run one training job end to end (sent by name from `core.queue.enqueue_job`).
 
 Choices:
 - The task takes an id, never an object, and is idempotent: every delivery first claims the job's
-  lease in the database (worker/lifecycle.py). A finished job, or one a live worker is running,
+  lease in the database (core/jobs/lifecycle.py). A finished job, or one a live worker is running,
   makes the delivery a no-op, so duplicates (a reconcile after a Redis flush, a Redis visibility
   timeout, an orphan sweep racing a slow heartbeat) cost one query.
 - A delivery of a job that had already started resumes it: `train(resume=True)` loads the newest
@@ -12,7 +12,7 @@ Choices:
   task returns normally, so the worker takes the next job. Only the database being unreachable for
   longer than `db_retry_seconds` escapes: the job stays active, its heartbeat goes stale, and the
   orphan sweep hands it to a worker again later.
-- The claim's lease epoch fences every write for the job (worker/lifecycle.py): `JobRunner.tx`
+- The claim's lease epoch fences every write for the job (core/jobs/lifecycle.py): `JobRunner.tx`
   checks it first in each transaction, the sink in each step and event, the heartbeat in each beat,
   `should_stop` before each step. When another worker has claimed the job since (this one was
   silent past the stale limit), that check raises `LeaseLost`: the transaction rolls back, the
@@ -21,8 +21,8 @@ Choices:
 - A warm shutdown (SIGTERM, Ctrl-C in `basis up`) stops the trainer at its next step boundary;
   the job keeps its status, gives its lease back and its message is requeued (`Reject(requeue)`),
   so the next worker resumes it from its last checkpoint.
-- The trainer is imported when a job runs, not at import time: the API imports `enqueue_job`
-  and must not pay for torch.
+- The trainer's loop (torch) is imported when a job runs, not at import time, so a worker starts
+  and reconciles without loading the ML stack.
 """
 
 from __future__ import annotations
@@ -39,14 +39,20 @@ from celery.exceptions import Reject
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core.db import get_engine
-from core.models import Job, JobStatus
-from core.services.jobs import train_config_for
+from core.db import get_engine, is_transient, run_in_transaction
+from core.jobs import lifecycle
+from core.jobs.config import resolve_train_config
+from core.jobs.lifecycle import LeaseLost, hold_lease
+from core.models import Dataset, Job
+from core.queue import RUN_JOB
+from core.services.errors import NotFound
 from core.settings import Settings, get_settings
-from worker import capabilities, lifecycle
+from core.status import JobStatus
+from trainer.config import TrainConfig
+from worker import capabilities
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
-from worker.sink import DatabaseSink, LeaseLost, hold_lease, is_transient, run_in_transaction
+from worker.sink import DatabaseSink
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +63,17 @@ class JobInterrupted(Exception):
     """The worker is shutting down; the job was left resumable and should be requeued."""
 
 
-def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Any:
-    """The job's `TrainConfig`: its stored fields plus this machine's model dir, dataset file and
-    run dir (`core.services.jobs.train_config_for`, the same resolution the API validated with)."""
-    from trainer.config import TrainConfig
-
+def build_train_config(engine: Engine, job_id: str, settings: Settings) -> TrainConfig:
+    """The job's `TrainConfig` on this machine's paths (`core.jobs.config.resolve_train_config`,
+    the resolution the API validated the job with)."""
     with Session(engine) as session:
         job = session.get(Job, job_id)
         if job is None:
             raise LookupError(f"job {job_id} disappeared while starting")
-        fields = train_config_for(session, settings, job)
-    if fields.get("priors_cache_dir") is None:
-        # Priors are shared between jobs on the same model and dataset: keep them with the data.
-        fields["priors_cache_dir"] = str(settings.storage_dir / "priors")
-    return TrainConfig.model_validate(fields)
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        if dataset is None:
+            raise NotFound(f"the dataset of job {job_id} was deleted", "dataset_id")
+        return resolve_train_config(settings, job_id, job.model, dataset, job.config)
 
 
 class _Heartbeat:
@@ -189,7 +192,7 @@ class JobRunner:
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
                             retry_seconds=self.ws.db_retry_seconds)
         try:
-            return train_fn(config, sink, run_dir=self.settings.job_run_dir(self.job_id),
+            return train_fn(config, sink, run_dir=Path(config.run_dir),
                             should_stop=self.should_stop, on_status=self.on_status,
                             on_checkpoint=self.on_checkpoint, resume=True)
         except LeaseLost:  # the job is another worker's now: failing it would overwrite its run
@@ -284,7 +287,7 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
         capabilities.note_job(None)
 
 
-@app.task(name="basis.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> str:
     """Celery entry point: see `execute_job`."""
     try:
@@ -295,15 +298,3 @@ def run_job(self, job_id: str) -> str:
     except LeaseLost:
         return "lease_lost"  # logged by execute_job; the new owner runs the job, nothing to redo
 
-
-def enqueue_job(job_id: str, queue: str, *, settings: Settings | None = None) -> None:
-    """Send `run_job(job_id)` to `queue`. Call only after the job row is committed.
-
-    Touches no database row: the worker decides everything from the row when the message arrives.
-    `settings` picks another broker than the environment's (tests, tools).
-    """
-    if settings is None or settings.broker_url == app.conf.broker_url:
-        run_job.apply_async(args=[job_id], queue=queue, routing_key=queue)
-        return
-    with app.connection_for_write(settings.broker_url) as conn:
-        run_job.apply_async(args=[job_id], queue=queue, routing_key=queue, connection=conn)

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, EnqueueDep, SessionDep, SettingsDep
 from api.schemas import ErrorBody, EventPublic, EventsPublic, JobCreate, JobPublic, JobsPublic
-from core.models import Job, JobStatus
-from core.services import jobs as service
+from core.jobs import service
+from core.jobs.events import record_event
+from core.models import Job
+from core.status import JobStatus
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -42,8 +44,8 @@ def send(session: Session, enqueue: Callable[[str, str], object], job: Job) -> N
         enqueue(job.id, job.queue)
     except Exception as exc:  # the row is the source of truth; queued jobs are re-enqueued at startup
         log.warning("enqueue of %s failed: %s", job.id, exc)
-        service.add_event(session, job.id, "enqueue_failed", f"Could not reach the queue: {exc}",
-                          level="warning")
+        record_event(session, job.id, "enqueue_failed", f"Could not reach the queue: {exc}",
+                     level="warning")
         session.commit()
 
 

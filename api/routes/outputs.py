@@ -16,9 +16,9 @@ from api.schemas import (
     HistogramsPublic,
     MetricsPublic,
 )
+from core.jobs.service import get_job
 from core.services import metrics as service
 from core.services.errors import Invalid
-from core.services.jobs import get_job
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["job outputs"])
 ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}

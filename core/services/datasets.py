@@ -20,12 +20,13 @@ from typing import Any, BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import ACTIVE_STATUSES, Dataset, Job, User, new_id
+from core.models import Dataset, Job, User, new_id
 from core.services.errors import Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from core.services.jsonl import iter_lines, validate_jsonl
 from core.services.pagination import Page, paginate
 from core.services.storage import inside, write_atomic
 from core.settings import Settings
+from core.status import ACTIVE
 
 # Clients label JSONL many ways; curl and httpx send octet-stream for an unknown extension.
 ACCEPTED_TYPES = frozenset({
@@ -121,7 +122,7 @@ def delete_dataset(session: Session, settings: Settings, owner: User, dataset_id
     """Delete the row, then the file; commits. 409 while an unfinished job uses it."""
     dataset = get_dataset(session, owner, dataset_id)
     active = session.scalar(select(func.count()).select_from(Job).where(
-        Job.dataset_id == dataset.id, Job.status.in_([str(s) for s in ACTIVE_STATUSES])))
+        Job.dataset_id == dataset.id, Job.status.in_([str(s) for s in ACTIVE])))
     if active:
         raise Conflict(f"dataset {dataset_id!r} is used by {active} unfinished job(s)", "dataset_id")
     path = dataset_path(settings, dataset)

@@ -1,7 +1,7 @@
 """jobs.lease_epoch: the fencing token of a worker's lease on a job.
 
 `claim()` increments it in the same UPDATE that takes the lease, and every write a worker makes
-for the job requires the value it got (worker/lifecycle.py), so a worker whose job was taken over
+for the job requires the value it got (core/jobs/lifecycle.py), so a worker whose job was taken over
 while it was silent cannot write anything more for it.
 
 Upgrade: SQLite adds the column in place (a plain string default keeps batch mode from

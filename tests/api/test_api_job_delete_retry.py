@@ -143,9 +143,9 @@ def test_retry_requeues_clears_the_outcome_and_enqueues_after_commit(client, ali
 
 
 def test_a_retried_job_is_claimed_at_once_as_a_resume(client, alice, job, db, app):
-    """The worker's lease (worker/lifecycle.py) takes the retried job without waiting for the
+    """The worker's lease (core/jobs/lifecycle.py) takes the retried job without waiting for the
     stale limit, and sees a job that started before, so it resumes from the newest checkpoint."""
-    from worker import lifecycle
+    from core.jobs import lifecycle
 
     finish(db, job["id"], "failed", started_at=utcnow(), finished_at=utcnow(), lease_epoch=1)
     assert client.post(f"/v1/jobs/{job['id']}/retry", headers=alice).status_code == 200

@@ -16,7 +16,7 @@ def test_create_validates_commits_then_enqueues(job, enqueued, db, settings):
     assert job["object"] == "job" and job["id"].startswith("job_")
     assert (job["status"], job["model"], job["estimator"], job["max_steps"]) == ("queued", "tiny", "basis", 3)
     assert job["config"]["batch_size"] == 2 and "model" not in job["config"]
-    assert "output_dir" not in job["config"] and job["config"]["sampling"]["temperature"] == 1.0
+    assert "run_dir" not in job["config"] and "output_dir" not in job["config"] and job["config"]["sampling"]["temperature"] == 1.0
     assert job["queue"] == settings.worker_queue and job["latest_metrics"] == {}
     assert enqueued == [(job["id"], settings.worker_queue, True)]  # True: row visible to others
     [event] = db.scalars(select(JobEvent)).all()
@@ -43,6 +43,7 @@ BAD_JOBS = {
     "server field": ({"config": {"model": "/etc"}}, 422, "config.model"),
     "server path": ({"config": {"eval_dataset": "/etc/passwd"}}, 422, "config.eval_dataset"),
     "output dir": ({"config": {"output_dir": "/tmp/x"}}, 422, "config.output_dir"),
+    "run dir": ({"config": {"run_dir": "/tmp/x"}}, 422, "config.run_dir"),
     "config not an object": ({"config": [1, 2]}, 422, "config"),
     "unknown body field": ({"priority": 1}, 422, "priority"),
 }
@@ -115,10 +116,10 @@ def test_cancel_a_finished_job_is_a_conflict(client, alice, job, db):
 
 
 def test_events_after_cursor(client, alice, job, db):
-    from core.services.jobs import add_event
+    from core.jobs.events import record_event
 
     for i in range(4):
-        add_event(db, job["id"], "log", f"message {i}")
+        record_event(db, job["id"], "log", f"message {i}")
     db.commit()
     events = client.get(f"/v1/jobs/{job['id']}/events", headers=alice).json()["data"]
     assert len(events) == 5 and [e["id"] for e in events] == sorted(e["id"] for e in events)

@@ -190,9 +190,9 @@ def test_checkpoint_outside_storage_is_not_served(client, alice, db, job, tmp_pa
 
 
 def test_non_finite_values_written_by_the_worker_read_back_as_null(client, alice, db, job):
-    from core.services.jobs import add_event
+    from core.jobs.events import record_event
 
-    add_event(db, job["id"], "log", "nan inside", data={"loss": float("nan"), "ok": 1.0})
+    record_event(db, job["id"], "log", "nan inside", data={"loss": float("nan"), "ok": 1.0})
     db.add(AdvantageHistogram(job_id=job["id"], step=0, name="advantage", edges=[-1.0, 1.0], counts=[3]))
     db.commit()
     response = client.get(f"/v1/jobs/{job['id']}/events", headers=alice)

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import update
 
 from core.db import session_factory
+from core.jobs.service import cancel_job
 from core.models import Job, JobStatus, Metric, User
 from core.services import keys
 from core.services.catalog import list_models, resolve_model
 from core.services.errors import Invalid, NotFound, TooLarge
-from core.services.jobs import cancel_job
 from core.services.jsonl import validate_jsonl
 from core.services.metrics import read_metrics
 

@@ -28,8 +28,8 @@ import uvicorn
 from sqlalchemy import Engine, insert
 
 from core.db import migrate, session_scope
+from core.jobs.events import record_event
 from core.models import (
-    TERMINAL_STATUSES,
     AdvantageHistogram,
     Checkpoint,
     Job,
@@ -39,9 +39,9 @@ from core.models import (
     utcnow,
 )
 from core.services import datasets as dataset_service
-from core.services import jobs as job_service
 from core.services.keys import create_key
 from core.settings import Settings
+from core.status import TERMINAL
 
 ROWS = [{"prompt": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)} for i in range(40)]
 EDGES = [round(-1.0 + 0.1 * i, 10) for i in range(21)]  # the trainer's fixed edges: 20 bins in [-1, 1]
@@ -179,7 +179,7 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
     started = utcnow() - timedelta(seconds=steps * (1.0 if rollouts == 1 else 4.6))
     series = _series(steps, rng, estimator)
     finished = started + timedelta(seconds=float(max(series["time/elapsed"].values())))
-    if status not in TERMINAL_STATUSES:
+    if status not in TERMINAL:
         started, finished = utcnow() - timedelta(seconds=float(max(series["time/elapsed"].values()))), None
     with session_scope(engine) as session:
         job = Job(owner_id=owner_id, dataset_id=dataset_id, model=model, estimator=estimator,
@@ -193,7 +193,7 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
         path += [status.value] if status != JobStatus.running else []
         transitions = list(zip(path, path[1:], strict=False))
         for before, after in transitions[:-1]:
-            job_service.add_event(session, job_id, "status", f"status {before} -> {after}",
+            record_event(session, job_id, "status", f"status {before} -> {after}",
                                   data={"status": after, "from": before})
         rows = [{"job_id": job_id, "name": name, "step": step, "value": value}
                 for name, values in series.items() for step, value in values.items()]
@@ -212,10 +212,10 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
             session.add(ckpt)
             session.flush()
             checkpoint_id = ckpt.id
-            job_service.add_event(session, job_id, "checkpoint", f"Checkpoint at step {steps}",
+            record_event(session, job_id, "checkpoint", f"Checkpoint at step {steps}",
                                   data={"step": steps, "checkpoint_id": checkpoint_id})
         before, after = transitions[-1]
-        job_service.add_event(session, job_id, "status",
+        record_event(session, job_id, "status",
                               f"status {before} -> {after}" + (f": {error}" if error else ""),
                               level="error" if after == "failed" else "info",
                               data={"status": after, "from": before})

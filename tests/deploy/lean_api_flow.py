@@ -1,7 +1,8 @@
 """Run in a subprocess by test_deploy_files.py: the API's whole job path with the ML stack hidden.
 
-docker/Dockerfile.api installs the project without torch, transformers, peft and safetensors
-(`docker/requirements.py pyproject.toml api`). This script makes those imports fail, then uploads a
+docker/Dockerfile.api installs only the `api` extra of pyproject.toml: no torch, transformers, peft,
+safetensors, streamlit (scripts/check_deploy.py `excluded_modules("api")` lists the modules of every
+other role's extra). This script makes those imports fail, then uploads a
 dataset, creates a job (config validated, task sent through the real Celery enqueue on the
 embedded broker), gets a 422 for a bad config, and lists models, checkpoints and metrics.
 """

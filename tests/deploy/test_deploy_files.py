@@ -50,16 +50,21 @@ def test_api_job_path_runs_without_the_ml_stack():
     assert check_deploy.check_api_without_ml(ROOT) == []
 
 
-def test_image_requirements_drop_only_the_excluded_packages():
-    spec = importlib.util.spec_from_file_location("dreq", ROOT / "docker" / "requirements.py")
-    dreq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dreq)
-    for image, must_keep in (("api", ("fastapi", "alembic", "scipy", "celery")), ("dashboard", ("streamlit",))):
-        reqs = dreq.requirements(str(ROOT / "pyproject.toml"), image)
-        assert not any(r.startswith(("torch", "transformers", "peft")) for r in reqs), image
+def test_role_extras_leave_the_ml_stack_out_of_the_api_and_dashboard():
+    for image, must_keep in (("api", ("fastapi", "alembic", "scipy", "celery")), ("dashboard", ("streamlit",)),
+                             ("worker", ("torch", "celery", "sqlalchemy"))):
+        reqs = check_deploy.role_requirements(image, ROOT)
+        if image != "worker":
+            assert not any(r.startswith(("torch", "transformers", "peft")) for r in reqs), image
         for name in must_keep:
             assert any(r.startswith(name) for r in reqs), (image, name)
-    assert set(check_deploy.excluded_modules("api")) < set(check_deploy.excluded_modules("dashboard"))
+    for image in ("api", "dashboard"):
+        assert {"torch", "transformers", "peft"} <= set(check_deploy.excluded_modules(image)), image
+    assert {"sqlalchemy", "celery", "fastapi"} <= set(check_deploy.excluded_modules("dashboard"))
+    dev = {check_deploy._dist(r) for r in check_deploy.role_requirements("dev", ROOT)}
+    every_role = {check_deploy._dist(r) for role in check_deploy.ROLES
+                  for r in check_deploy.role_requirements(role, ROOT)}
+    assert every_role <= dev, "scripts/setup.sh installs .[dev]: it must hold every role"
 
 
 @pytest.mark.skipif(check_deploy.compose_cli() is None, reason="docker-compose not installed")
@@ -159,7 +164,17 @@ def test_env_example_check_catches_an_undocumented_setting(tmp_path):
 
 def test_dockerfile_check_catches_a_missing_extra(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[project.optional-dependencies]\ndev = []\n')
-    dockerfile = "FROM x\nRUN python -c \"p['optional-dependencies']['vllm']\"\nUSER u\n"
+    dockerfile = "FROM x\nRUN pip install '.[vllm]'\nUSER u\n"
     assert any("installs the extra [vllm]" in e for e in _scratch_context(tmp_path, dockerfile))
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[project.optional-dependencies]\nvllm = []\n')
     assert check_deploy.check_dockerfile(tmp_path / "Dockerfile", tmp_path) == []
+
+
+def test_dockerfile_check_catches_an_image_installing_another_role(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[project.optional-dependencies]\napi = []\nworker = []\n')
+    (tmp_path / "app").mkdir()
+    (tmp_path / "Dockerfile.api").write_text("FROM x\nRUN pip install --no-deps '.[worker]'\nUSER u\n")
+    errors = "\n".join(check_deploy.check_dockerfile(tmp_path / "Dockerfile.api", tmp_path))
+    assert "must install its role's dependencies (pip install .[api])" in errors
+    assert "installs the extra [worker], which belongs to another role's image" in errors

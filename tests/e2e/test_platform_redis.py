@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.db import session_scope
+from core.queue import enqueue_job
 from core.services.keys import create_key
 from core.settings import Settings
 from tests.e2e.conftest import (
@@ -26,7 +27,6 @@ from tests.e2e.conftest import (
     stop,
     wait_until,
 )
-from worker.tasks import enqueue_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -357,7 +357,7 @@ def make_lab(tmp_path: Path, tiny_model: Path, database_url: str, broker_url: st
 @contextmanager
 def running(lab: Lab) -> Iterator[Lab]:
     """The lab with its API up and a key for one user; every worker it started is stopped after."""
-    from worker.tasks import enqueue_job
+    from core.queue import enqueue_job
 
     settings = lab.settings
     app = create_app(settings, enqueue=lambda job_id, queue: enqueue_job(job_id, queue,

@@ -13,9 +13,10 @@ import time
 
 from sqlalchemy import select
 
+from core.jobs import lifecycle
 from core.models import Job, JobStatus
 from tests.worker.conftest import engine, make_job, worker_settings  # noqa: F401 - fixtures
-from worker import lifecycle, tasks
+from worker import tasks
 from worker.tasks import execute_job
 
 

@@ -1,6 +1,6 @@
 """A worker paused past the stale limit (SIGSTOP: as a long GC pause, swapping or a network
 partition look from outside) loses its job to another worker, and when it wakes up it must write
-nothing more for it: the lease epoch fences every write (worker/lifecycle.py).
+nothing more for it: the lease epoch fences every write (core/jobs/lifecycle.py).
 
 Two real workers on one Redis queue. The one running the job is stopped between checkpoints; the
 other takes the job over (stale heartbeat), resumes it and finishes it. Then the paused worker is

@@ -39,7 +39,7 @@ def test_bad_dataset_line_named_before_model_load(tmp_path, capsys, tiny_model_d
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": 5, "answer": "2"}\n')
     cfg = write_config(tmp_path, model=str(tiny_model_dir), dataset=str(data), reward="exact",
-                       output_dir=str(tmp_path / "run"))
+                       run_dir=str(tmp_path / "run"))
     assert main(["run", str(cfg)]) == 2
     assert "line 2: field 'prompt'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -88,5 +88,5 @@ def test_configs_demo_yaml_matches_demo_config():
 
     on_disk = TrainConfig.from_file(ROOT / "configs" / "demo.yaml").model_dump()
     built = demo_config(Path(on_disk["model"]), Path(on_disk["dataset"]),
-                        Path(on_disk["output_dir"]), Path(".cache/basis")).model_dump()
+                        Path(on_disk["run_dir"]), Path(".cache/basis")).model_dump()
     assert on_disk == built

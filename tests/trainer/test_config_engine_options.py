@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from types import SimpleNamespace
 
 import pytest
 
@@ -92,12 +91,12 @@ def test_an_engine_without_an_options_model_is_left_to_check_its_own(monkeypatch
 
 
 def test_hf_engine_reads_the_same_model():
-    from trainer.rollout import get_engine
+    from trainer.rollout import EngineConfig, get_engine
 
     with pytest.raises(EngineOptionsError, match="engine_options.max_batch_sise: unknown option"):
-        get_engine("hf", None, None, SimpleNamespace(engine_options={"max_batch_sise": 8}))
+        get_engine("hf", None, None, EngineConfig(engine_options={"max_batch_sise": 8}))
     with pytest.raises(EngineOptionsError, match="engine_options.max_batch_size: .*greater"):
-        get_engine("hf", None, None, SimpleNamespace(engine_options={"max_batch_size": 0}))
+        get_engine("hf", None, None, EngineConfig(engine_options={"max_batch_size": 0}))
 
 
 def _run(code: str) -> None:
@@ -140,10 +139,11 @@ def test_vllm_module_reexports_the_options_and_its_engine_reads_them():
         platforms.current_platform = None
         sys.modules.update({"vllm": stub, "vllm.platforms": platforms})
         from trainer.rollout import options
+        from trainer.rollout.base import EngineConfig
         from trainer.rollout.vllm import VllmEngine, VllmOptions
         assert VllmOptions is options.VllmOptions
         try:
-            VllmEngine(None, None, types.SimpleNamespace(engine_options={"lora_sync": "fused"}))
+            VllmEngine(None, None, EngineConfig(engine_options={"lora_sync": "fused"}))
         except options.EngineOptionsError as e:
             assert str(e).startswith("engine_options.lora_sync: "), e
         else:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.rollout import SamplingParams, available_engines, get_engine, register_engine
+from trainer.rollout import (
+    EngineConfig,
+    SamplingParams,
+    available_engines,
+    get_engine,
+    register_engine,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +84,7 @@ def test_greedy_and_chunking(engine):
     greedy = SamplingParams(temperature=0, max_new_tokens=5)
     whole = eng.generate(prompts(tok), 3, greedy)
     assert whole[0].response_ids == whole[1].response_ids == whole[2].response_ids
-    small = get_engine("hf", model, tok, type("C", (), {"engine_options": {"max_batch_size": 2}}))
+    small = get_engine("hf", model, tok, EngineConfig(engine_options={"max_batch_size": 2}))
     assert [r.response_ids for r in small.generate(prompts(tok), 3, greedy)] == [
         r.response_ids for r in whole]
     assert eng.sync_weights(model) == 0.0

@@ -14,7 +14,6 @@ produces on this model (the stale assertions prove the check would catch a sync 
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -68,10 +67,9 @@ _OPEN = []  # engines alive in this process (vLLM keeps one distributed world pe
 
 
 def make_engine(model, tokenizer, model_dir, **options):
-    from trainer.rollout import get_engine
+    from trainer.rollout import EngineConfig, get_engine
 
-    config = SimpleNamespace(model=str(model_dir), seed=0, dtype="auto", autocast_dtype=None,
-                             engine_options=options)
+    config = EngineConfig(model=str(model_dir), seed=0, engine_options=options)
     engine = get_engine("vllm", model, tokenizer, config)
     _OPEN.append(engine)
     return engine

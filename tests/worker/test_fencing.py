@@ -13,10 +13,12 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, update
 
+from core.jobs import lifecycle
+from core.jobs.lifecycle import LeaseLost
 from core.models import AdvantageHistogram, Checkpoint, Job, JobEvent, JobStatus, Metric
 from tests.worker.conftest import LONG_AGO, Hist
-from worker import lifecycle, tasks
-from worker.sink import DatabaseSink, LeaseLost
+from worker import tasks
+from worker.sink import DatabaseSink
 from worker.tasks import JobRunner, execute_job
 
 GOOD_CONFIG = {"estimator": "reinforce_pp", "n0": 0, "max_steps": 3, "batch_size": 2,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.jobs import lifecycle
 from core.models import Checkpoint, Job, JobEvent, JobStatus
 from tests.worker.conftest import LONG_AGO
-from worker import lifecycle
 
 
 def _events(engine, job_id):

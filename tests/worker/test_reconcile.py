@@ -68,7 +68,7 @@ def test_celery_settings_for_crash_safety():
 def test_enqueue_routes_to_the_jobs_queue_on_redis(redis_url):
     import redis
 
-    from worker.tasks import enqueue_job
+    from core.queue import enqueue_job
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(redis_url)

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import DataError, OperationalError
 
+from core.db import run_in_transaction
 from core.models import AdvantageHistogram, Job, JobEvent, Metric
 from tests.worker.conftest import Hist
-from worker.sink import DatabaseSink, run_in_transaction
+from worker.sink import DatabaseSink
 
 
 def _metrics(engine, job_id):
@@ -126,7 +127,7 @@ def test_sqlite_lock_is_retried_until_released(settings, make_job, engine, caplo
 
     threading.Thread(target=release_later).start()
     sink = DatabaseSink(impatient, job_id, retry_seconds=30)
-    with caplog.at_level(logging.WARNING, logger="worker.sink"):
+    with caplog.at_level(logging.WARNING, logger="core.db"):
         sink.log_step(1, {"reward/mean": 0.25}, {})
     holder.close()
     impatient.dispose()
@@ -154,7 +155,7 @@ def test_postgres_connection_killed_mid_step_is_retried(postgres_schema_url, cap
                 except BaseException as exc:  # noqa: BLE001 - reported below
                     errors.append(exc)
 
-            caplog.set_level(logging.WARNING, logger="worker.sink")
+            caplog.set_level(logging.WARNING, logger="core.db")
             thread = threading.Thread(target=write)
             thread.start()
             with admin.connect() as watcher:
@@ -178,7 +179,7 @@ def test_postgres_connection_killed_mid_step_is_retried(postgres_schema_url, cap
 
 
 def test_operational_error_is_transient():
-    from worker.sink import is_transient
+    from core.db import is_transient
 
     assert is_transient(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
     assert not is_transient(ValueError("x"))

@@ -4,10 +4,10 @@ hand-moved clock (worker/reconcile.py)."""
 
 from __future__ import annotations
 
+from core.jobs.lifecycle import RELEASED_AT
 from core.models import JobStatus
 from tests.worker.conftest import LONG_AGO
 from worker.config import WorkerSettings
-from worker.lifecycle import RELEASED_AT
 from worker.reconcile import Sweeper
 
 STALE, QUEUED = 60.0, 600.0

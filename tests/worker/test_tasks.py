@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.jobs.lifecycle import RELEASED_AT
 from core.models import Checkpoint, Job, JobEvent, JobStatus, Metric
 from tests.worker.conftest import LONG_AGO, Hist
-from worker.lifecycle import RELEASED_AT
 from worker.tasks import JobInterrupted, execute_job
 
 GOOD_CONFIG = {"estimator": "reinforce_pp", "n0": 0, "max_steps": 3, "batch_size": 2,
@@ -88,7 +88,7 @@ def test_job_runs_to_succeeded_with_an_event_per_transition(engine, settings, ma
     assert _statuses(engine, job_id) == ["estimating_priors", "running", "succeeded"]
     config = trainer.calls[0]["config"]
     assert Path(config.model) == settings.model_roots[0] / "tiny"
-    assert Path(config.output_dir) == settings.job_run_dir(job_id) == trainer.calls[0]["run_dir"]
+    assert Path(config.run_dir) == settings.job_run_dir(job_id) == trainer.calls[0]["run_dir"]
     assert Path(config.dataset).is_file() and config.max_steps == 3
     with Session(engine) as session:
         assert session.query(Metric).filter_by(job_id=job_id).count() == 3
@@ -161,7 +161,7 @@ def test_finished_job_is_a_no_op(make_job, run):
 def test_redelivery_of_an_orphaned_job_resumes(engine, make_job, run, settings):
     job_id = make_job(status=JobStatus.running, config=GOOD_CONFIG, started=LONG_AGO,
                       heartbeat=LONG_AGO)
-    from worker import lifecycle
+    from core.jobs import lifecycle
 
     ckpt = settings.job_run_dir(job_id) / "checkpoints" / "step-000002"
     ckpt.mkdir(parents=True)

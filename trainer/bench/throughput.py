@@ -34,18 +34,16 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from trainer.rollout.base import SamplingParams
+from trainer.rollout.base import EngineConfig, SamplingParams
 
 
-def _config(model_dir: Path, **engine_options) -> SimpleNamespace:
+def _config(model_dir: Path, **engine_options: Any) -> EngineConfig:
     """The fields of a TrainConfig an engine reads (float32, the CPU trainer's dtype)."""
-    return SimpleNamespace(model=str(model_dir), seed=0, dtype="auto", autocast_dtype=None,
-                           engine_options=engine_options)
+    return EngineConfig(model=str(model_dir), seed=0, engine_options=engine_options)
 
 
 def _load(model_dir: Path, lora: bool = False):

@@ -1,6 +1,6 @@
 """Rollout engines behind one interface (`trainer.rollout.base`) and their registry.
 
-An engine is a class `cls(model, tokenizer, config)` registered with `@register_engine(name)`.
+An engine is a class `cls(model, tokenizer, EngineConfig)` registered with `@register_engine(name)`.
 Built-in engines are imported lazily on first `get_engine`, so importing this package (as the API
 does to validate a config) never imports torch, transformers or vllm.
 """
@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from trainer.registry import Registry
-from trainer.rollout.base import Rollout, RolloutEngine, SamplingParams
+from trainer.rollout.base import EngineConfig, Rollout, RolloutEngine, SamplingParams
 
 __all__ = [
     "ENGINES",
+    "EngineConfig",
     "Rollout",
     "RolloutEngine",
     "SamplingParams",
@@ -34,6 +35,7 @@ def available_engines() -> list[str]:
     return ENGINES.names()
 
 
-def get_engine(name: str, model: Any, tokenizer: Any, config: Any) -> RolloutEngine:
-    """Build engine `name` for (model, tokenizer, TrainConfig); an unknown name lists the valid."""
-    return ENGINES.lookup(name)(model, tokenizer, config)
+def get_engine(name: str, model: Any, tokenizer: Any,
+               config: EngineConfig | None = None) -> RolloutEngine:
+    """Build engine `name` for (model, tokenizer, config); an unknown name lists the valid."""
+    return ENGINES.lookup(name)(model, tokenizer, config or EngineConfig())

@@ -11,12 +11,16 @@ Choices:
   raw logits.
 - `SamplingParams.seed` makes a call deterministic by itself: the engine derives all its randomness
   from it and leaves the global RNG untouched, so a resumed run draws the same rollouts.
+- An engine is built as `cls(model, tokenizer, EngineConfig)`: the few job fields it reads, typed,
+  rather than the whole TrainConfig (the loop resolves `dtype: auto` into `autocast_dtype` first, so
+  engine and trainer compute in the same precision).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +45,16 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What an engine reads from the job; the defaults suit an engine built alone (tests, benches)."""
+
+    model: str = ""  # model directory, for engines that load their own copy of the weights (vLLM)
+    engine_options: Mapping[str, Any] = field(default_factory=dict)  # checked by the engine's model
+    seed: int = 0  # the job's seed, for engines with a process-wide generator of their own
+    autocast_dtype: torch.dtype | None = None  # the trainer's compute dtype; None = float32
 
 
 @dataclass

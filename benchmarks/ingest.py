@@ -1,6 +1,6 @@
 """Benchmark: metric points per second the worker's database sink sustains.
 
-    python -m worker.bench_ingest --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python -m benchmarks.ingest --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Each configuration writes `--steps` steps through `DatabaseSink.log_step` (one transaction per
 step: all metrics upserted with one executemany, one advantage histogram, the job's current_step),
@@ -14,43 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from sqlalchemy import create_engine, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import update
 
-from core.db import make_engine, migrate, session_scope
+from benchmarks.fresh_db import fresh_database
+from core.db import make_engine, run_in_transaction, session_scope
 from core.models import Job, User
 from trainer.sinks import Histogram
-from worker.sink import DatabaseSink, run_in_transaction
-
-
-def _fresh_database(url: str):
-    """(engine, cleanup) for a migrated, empty database next to `url`."""
-    if make_url(url).get_backend_name() == "sqlite":
-        path = Path(tempfile.mkdtemp()) / "bench.sqlite"
-        fresh = f"sqlite:///{path}"
-        migrate(fresh)
-        return make_engine(fresh), lambda: None
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    fresh = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    fresh = fresh.render_as_string(hide_password=False)
-    migrate(fresh)
-    engine = make_engine(fresh)
-
-    def cleanup() -> None:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return engine, cleanup
+from worker.sink import DatabaseSink
 
 
 def _new_job(engine) -> str:
@@ -133,19 +106,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--naive", action="store_true", help="also run the row-by-row baseline")
     parser.add_argument("--writers", type=int, default=1, help="also run N concurrent writers")
     args = parser.parse_args(argv)
-    engine, cleanup = _fresh_database(args.database_url)
-    try:
-        for size in [int(s) for s in args.sizes.split(",")]:
-            steps = max(10, args.points // size)
-            print(json.dumps(run(engine, size, steps)), flush=True)
-            if args.naive:
-                print(json.dumps(run(engine, size, max(10, steps // 10), naive=True)), flush=True)
-            if args.writers > 1:
-                url = engine.url.render_as_string(hide_password=False)
-                print(json.dumps(run_parallel(url, size, max(5, steps // args.writers),
-                                              args.writers)), flush=True)
-    finally:
-        cleanup()
+    with fresh_database(args.database_url) as url:
+        engine = make_engine(url)
+        try:
+            for size in [int(s) for s in args.sizes.split(",")]:
+                steps = max(10, args.points // size)
+                print(json.dumps(run(engine, size, steps)), flush=True)
+                if args.naive:
+                    print(json.dumps(run(engine, size, max(10, steps // 10), naive=True)), flush=True)
+                if args.writers > 1:
+                    print(json.dumps(run_parallel(url, size, max(5, steps // args.writers),
+                                                  args.writers)), flush=True)
+        finally:
+            engine.dispose()  # before the schema is dropped: an open connection would block it
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
-"""Job status machine, leases and checkpoint rows: every change a worker makes to a `jobs` row.
+"""Job status machine, leases and checkpoint rows: every change to a `jobs` row after its creation,
+whether a worker makes it (claim, heartbeat, transition, release) or a user (cancel, retry).
 
 Status: `queued -> estimating_priors -> running -> succeeded | failed | cancelled` (estimators
-without priors go `queued -> running`; any active status may go to failed or cancelled). Each
-accepted transition writes its event row in the same transaction, so the events never disagree
-with the status. A transition that is not allowed from the current status (the trainer announcing
-`estimating_priors` again after a resume, a second `succeeded`) is ignored, not an error: the worker
-must be safe to replay.
+without priors go `queued -> running`; any active status may go to failed or cancelled; the table
+is `core.status.TRANSITIONS`). Each accepted transition writes its event row in the same
+transaction, so the events never disagree with the status. A transition that is not allowed from
+the current status (the trainer announcing `estimating_priors` again after a resume, a second
+`succeeded`) is ignored, not an error: the worker must be safe to replay.
+
+The user's two moves: `cancel` makes a queued job cancelled at once (one conditional UPDATE), or
+sets `cancel_requested` on a started one, which its worker reads before each step. `retry` moves a
+failed or cancelled job back to `queued`, bumping the lease epoch and backdating the heartbeat to
+`RELEASED_AT` (as `release` does), so the next delivery claims it at once and resumes it.
 
 Leases: which worker runs a job is decided in the database, not the broker (see worker/config.py).
 `claim()` is one conditional UPDATE, so of two deliveries of the same job exactly one wins:
@@ -18,9 +24,10 @@ Fencing: a worker that is alive but silent past the stale limit (a long GC pause
 network partition, a database outage) loses its job to another worker without knowing it. So every
 claim increments `jobs.lease_epoch` in its UPDATE and hands the new value to its worker, and every
 write that worker makes for the job (heartbeat, steps, events, checkpoints, status, release) runs in
-a transaction that first checks `lease_epoch` still equals its value (`hold_lease`, worker/sink.py).
-A stale owner's write fails with `LeaseLost`, rolls back, and the worker stops the job without
-writing anything more: the rows are the new owner's alone.
+a transaction that first checks `lease_epoch` still equals its value (`hold_lease`). A stale
+owner's write fails with `LeaseLost`, rolls back, and the worker stops the job without writing
+anything more: the rows are the new owner's alone. On PostgreSQL the fencing UPDATE also holds the
+row lock until commit, so a claim cannot slip between the check and the writes after it.
 """
 
 from __future__ import annotations
@@ -32,21 +39,41 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from core.models import (
-    ACTIVE_STATUSES,
-    TERMINAL_STATUSES,
-    Checkpoint,
-    Job,
-    JobEvent,
-    JobStatus,
-    new_id,
-    utcnow,
-)
-from core.status import TRANSITIONS
-from worker.sink import LeaseLost, event_row, upsert
+from core.db import upsert
+from core.jobs.events import record_event
+from core.models import Checkpoint, Job, JobEvent, new_id, utcnow
+from core.status import ACTIVE, RETRYABLE, TERMINAL, TRANSITIONS, JobStatus
 
-ALLOWED = TRANSITIONS
+# The heartbeat of a released or retried job: long past, so the next delivery may claim it at once.
 RELEASED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class LeaseLost(Exception):
+    """Another worker claimed the job after this one (the job's `lease_epoch` moved past ours).
+
+    Nothing of the transaction that found out was written. The job belongs to the new owner: this
+    worker must stop running it and write nothing more for it, not even a `failed` status.
+    """
+
+    def __init__(self, job_id: str, epoch: int, current: int | None):
+        self.job_id, self.epoch, self.current = job_id, epoch, current
+        now = "the job is gone" if current is None else f"the job is at epoch {current}"
+        super().__init__(f"job {job_id}: lease lost (this worker held epoch {epoch}, {now}); "
+                         "another worker took it over, so this one stops without writing")
+
+
+def lease_lost(conn: Connection, job_id: str, epoch: int) -> LeaseLost:
+    """The `LeaseLost` to raise after a fenced UPDATE matched no row (reads the current epoch)."""
+    return LeaseLost(job_id, epoch, conn.scalar(select(Job.lease_epoch).where(Job.id == job_id)))
+
+
+def hold_lease(conn: Connection, job_id: str, epoch: int) -> None:
+    """First statement of a fenced transaction: refresh the heartbeat if `epoch` is still the
+    job's lease, else raise `LeaseLost` (which rolls the transaction back)."""
+    changed = conn.execute(update(Job).where(Job.id == job_id, Job.lease_epoch == epoch)
+                           .values(updated_at=utcnow())).rowcount
+    if changed != 1:
+        raise lease_lost(conn, job_id, epoch)
 
 
 @dataclass(frozen=True)
@@ -67,12 +94,12 @@ def transition(conn: Connection, job_id: str, to: str, *, message: str = "",
     current = conn.scalar(select(Job.status).where(Job.id == job_id))
     if current is None:
         raise LookupError(f"job {job_id} does not exist")
-    if to not in ALLOWED.get(current, frozenset()):
+    if to not in TRANSITIONS.get(current, frozenset()):
         return None
     now = utcnow()
     values: dict[str, Any] = {"status": to, "updated_at": now,
                               "started_at": func.coalesce(Job.started_at, now)}
-    if to in TERMINAL_STATUSES:
+    if to in TERMINAL:
         values["finished_at"] = now
         values["error"] = error
     changed = conn.execute(
@@ -82,15 +109,9 @@ def transition(conn: Connection, job_id: str, to: str, *, message: str = "",
         return None
     text = f"status {current} -> {to}" + (f": {message}" if message else "")
     level = "error" if to == JobStatus.failed else "info"
-    conn.execute(JobEvent.__table__.insert(), event_row(
-        job_id, "status", text, {"status": to, "from": current, **(data or {})}, level=level))
+    record_event(conn, job_id, "status", text, {"status": to, "from": current, **(data or {})},
+                 level=level)
     return current
-
-
-def record_event(conn: Connection, job_id: str, kind: str, message: str,
-                 data: dict[str, Any] | None = None, level: str | None = None) -> None:
-    """Append one event row."""
-    conn.execute(JobEvent.__table__.insert(), event_row(job_id, kind, message, data, level))
 
 
 def claim(conn: Connection, job_id: str, *, stale_after_seconds: float) -> Claim | None:
@@ -98,13 +119,13 @@ def claim(conn: Connection, job_id: str, *, stale_after_seconds: float) -> Claim
     row = conn.execute(
         select(Job.status, Job.started_at, Job.cancel_requested).where(Job.id == job_id)
     ).first()
-    if row is None or row.status not in ACTIVE_STATUSES:
+    if row is None or row.status not in ACTIVE:
         return None
     now = utcnow()
     stale_before = _ago(stale_after_seconds, now)
     epoch = conn.scalar(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES),
+        .where(Job.id == job_id, Job.status.in_(ACTIVE),
                or_(Job.started_at.is_(None), Job.updated_at < stale_before))
         .values(updated_at=now, started_at=func.coalesce(Job.started_at, now),
                 lease_epoch=Job.lease_epoch + 1)
@@ -120,7 +141,7 @@ def _touch(conn: Connection, job_id: str, epoch: int, when: datetime) -> None:
     """Set the heartbeat of an active job to `when` if `epoch` still holds its lease; a job that
     has finished is left alone, a lease that moved on raises `LeaseLost`."""
     changed = conn.execute(
-        update(Job).where(Job.id == job_id, Job.lease_epoch == epoch, Job.status.in_(ACTIVE_STATUSES))
+        update(Job).where(Job.id == job_id, Job.lease_epoch == epoch, Job.status.in_(ACTIVE))
         .values(updated_at=when)
     ).rowcount
     if changed != 1:
@@ -137,6 +158,46 @@ def heartbeat(conn: Connection, job_id: str, epoch: int) -> None:
 def release(conn: Connection, job_id: str, epoch: int) -> None:
     """Give lease `epoch` up now (clean shutdown): the next delivery may resume without waiting."""
     _touch(conn, job_id, epoch, RELEASED_AT)
+
+
+def cancel(conn: Connection, job_id: str) -> bool:
+    """The user's cancel: True when a queued job became `cancelled` at once; False when the job had
+    left `queued`, so only `cancel_requested` is set and its worker stops it at the next step."""
+    now = utcnow()
+    cancelled = conn.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.queued)
+                             .values(status=JobStatus.cancelled.value, cancel_requested=True,
+                                     finished_at=now, updated_at=now)).rowcount
+    if cancelled:
+        record_event(conn, job_id, "status", "Job cancelled before it started",
+                     {"status": JobStatus.cancelled.value})
+        return True
+    # Keep updated_at: the worker uses it as its lease heartbeat.
+    conn.execute(update(Job).where(Job.id == job_id)
+                 .values(cancel_requested=True, updated_at=Job.updated_at))
+    record_event(conn, job_id, "cancel_requested", "Cancel requested; the worker stops at the next step")
+    return False
+
+
+def retry(conn: Connection, job_id: str) -> str | None:
+    """The user's retry: move a failed or cancelled job back to `queued`; returns the status it
+    left, or None when it is not (or no longer) retryable (nothing is written then).
+
+    `error`, `finished_at` and `cancel_requested` are cleared; `started_at`, the metrics and the
+    checkpoints are kept, so the claim that follows resumes the run. The lease epoch goes up by one,
+    fencing off a worker still winding down the old run, and the heartbeat is set to `RELEASED_AT`
+    so that claim need not wait for the stale limit."""
+    current = conn.scalar(select(Job.status).where(Job.id == job_id))
+    if current not in RETRYABLE:
+        return None
+    changed = conn.execute(
+        update(Job).where(Job.id == job_id, Job.status == current)
+        .values(status=JobStatus.queued.value, error=None, finished_at=None, cancel_requested=False,
+                lease_epoch=Job.lease_epoch + 1, updated_at=RELEASED_AT)).rowcount
+    if changed != 1:  # retried or deleted by a concurrent request
+        return None
+    record_event(conn, job_id, "status", f"status {current} -> queued: retry requested; waiting for "
+                 "a worker", {"status": JobStatus.queued.value, "from": current, "retry": True})
+    return current
 
 
 def cancel_requested(conn: Connection, job_id: str, epoch: int | None = None) -> bool:
@@ -162,7 +223,7 @@ def orphaned_jobs(conn: Connection, *, stale_after_seconds: float,
     waiting = and_(Job.status == JobStatus.queued, Job.started_at.is_(None))
     condition = or_(stale, waiting) if include_queued else stale
     rows = conn.execute(
-        select(Job.id, Job.queue).where(Job.status.in_(ACTIVE_STATUSES), condition).order_by(Job.id)
+        select(Job.id, Job.queue).where(Job.status.in_(ACTIVE), condition).order_by(Job.id)
     )
     return [(row.id, row.queue) for row in rows]
 

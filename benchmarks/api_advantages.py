@@ -1,8 +1,8 @@
 """Benchmark: `GET /v1/jobs/{id}/advantages?max_steps=` on a long job, through real HTTP.
 
-    python -m api.bench_advantages [--database-url URL] [--steps 20000] [--max-steps 500] [--repeat 20]
+    python -m benchmarks.api_advantages [--database-url URL] [--steps 20000] [--max-steps 500] [--repeat 20]
 
-Like `api.bench`: the API runs under uvicorn in its own process against a fresh schema of the
+Like `benchmarks.api`: the API runs under uvicorn in its own process against a fresh schema of the
 PostgreSQL database (dropped afterwards); the job has one 20-bin `advantage` histogram per step.
 Times the downsampled read (one request covering the whole run) and, for reference, reading every
 histogram through the pages (`limit=1000`), which is what the dashboard did before `max_steps`.
@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
 
 import httpx
 import numpy as np
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text
 
-from api.bench import DEFAULT_URL, _free_port, _wait_healthy
-from core.db import dispose_engines, make_engine, migrate, session_scope
+from benchmarks.api import DEFAULT_URL, api_server
+from benchmarks.fresh_db import fresh_postgres_schema
+from core.db import make_engine, session_scope
 from core.models import AdvantageHistogram, Job
 from core.services.keys import create_key
 
@@ -84,39 +79,18 @@ def _time_paged(client: httpx.Client, path: str, repeat: int) -> dict:
 
 
 def run(database_url: str, steps: int, max_steps: int, repeat: int) -> dict:
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(database_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    url = url.render_as_string(hide_password=False)
-    try:
-        migrate(url)
-        with tempfile.TemporaryDirectory() as tmp:
-            engine = make_engine(url)
-            job_id, secret = _seed(engine, steps)
-            engine.dispose()
-            port = _free_port()
-            env = {**os.environ, "BASIS_DATABASE_URL": url, "BASIS_DATA_DIR": tmp}
-            server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port),
-                                       "--log-level", "warning"], env=env)
-            try:
-                headers = {"Authorization": f"Bearer {secret}"}
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120) as client:
-                    _wait_healthy(client)
-                    path = f"/v1/jobs/{job_id}/advantages"
-                    results = [_time_downsampled(client, path, max_steps, repeat),
-                               _time_paged(client, path, max(repeat // 10, 1))]
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
-        return {"bench": "api_advantages_latency", "backend": "postgresql", "steps": steps,
-                "bins": len(EDGES) - 1, "results": results}
-    finally:
-        dispose_engines()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_postgres_schema(database_url, "bench") as url:
+        engine = make_engine(url)
+        job_id, secret = _seed(engine, steps)
+        engine.dispose()
+        headers = {"Authorization": f"Bearer {secret}"}
+        with api_server(url) as base_url, httpx.Client(base_url=base_url, headers=headers,
+                                                       timeout=120) as client:
+            path = f"/v1/jobs/{job_id}/advantages"
+            results = [_time_downsampled(client, path, max_steps, repeat),
+                       _time_paged(client, path, max(repeat // 10, 1))]
+    return {"bench": "api_advantages_latency", "backend": "postgresql", "steps": steps,
+            "bins": len(EDGES) - 1, "results": results}
 
 
 def main() -> None:

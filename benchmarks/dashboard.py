@@ -8,7 +8,7 @@ and runs the dashboard's Job detail page with Streamlit's AppTest:
 The time is the whole script run: HTTP requests, JSON decoding, data frames, Altair specs.
 Prints one JSON object.
 
-    .venv/bin/python scripts/bench_dashboard.py [--steps 2000] [--repeats 5]
+    python -m benchmarks.dashboard [--steps 2000] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "dashboard")]
+sys.path[:0] = [str(ROOT / "tests" / "dashboard")]  # the seeded stack the dashboard tests use
 
 import streamlit as st  # noqa: E402
 from dashboard_stack import ApiServer, seeded_stack  # noqa: E402

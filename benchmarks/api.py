@@ -1,6 +1,6 @@
 """Benchmark: `GET /v1/jobs/{id}/metrics` latency on a job with 100,000 points, through real HTTP.
 
-    python -m api.bench [--database-url URL] [--steps 100000] [--names 1] [--repeat 50]
+    python -m benchmarks.api [--database-url URL] [--steps 100000] [--names 1] [--repeat 50]
 
 Starts the API under uvicorn (its own process, so client and server do not share a GIL) on a free
 local port against a fresh schema of the PostgreSQL database
@@ -19,24 +19,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text
 
-from core.db import dispose_engines, make_engine, migrate, session_scope
+from benchmarks.fresh_db import fresh_postgres_schema
+from core.db import make_engine, session_scope
 from core.models import Job, Metric
 from core.services.keys import create_key
 
 DEFAULT_URL = os.environ.get("BASIS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _seed(engine, steps: int, names: int) -> tuple[str, str]:
@@ -58,16 +53,33 @@ def _seed(engine, steps: int, names: int) -> tuple[str, str]:
     return job_id, secret
 
 
-def _wait_healthy(client: httpx.Client, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+@contextmanager
+def api_server(database_url: str) -> Iterator[str]:
+    """The API under uvicorn on a free local port, in its own process (client and server do not
+    share a GIL), against `database_url`; yields its base URL once it answers /v1/health."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "BASIS_DATABASE_URL": database_url, "BASIS_DATA_DIR": tmp}
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port),
+                                   "--log-level", "warning"], env=env)
         try:
-            if client.get("/v1/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the API did not become healthy")
+            base_url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/v1/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not become healthy")
+                time.sleep(0.2)
+            yield base_url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def _time(client: httpx.Client, url: str, params: dict, repeat: int) -> dict:
@@ -87,41 +99,20 @@ def _time(client: httpx.Client, url: str, params: dict, repeat: int) -> dict:
 
 
 def run(database_url: str, steps: int, names: int, repeat: int) -> dict:
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(database_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    url = url.render_as_string(hide_password=False)
-    try:
-        migrate(url)
-        with tempfile.TemporaryDirectory() as tmp:
-            engine = make_engine(url)
-            job_id, secret = _seed(engine, steps, names)
-            engine.dispose()
-            port = _free_port()
-            env = {**os.environ, "BASIS_DATABASE_URL": url, "BASIS_DATA_DIR": tmp}
-            server = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port),
-                                       "--log-level", "warning"], env=env)
-            try:
-                headers = {"Authorization": f"Bearer {secret}"}
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
-                    _wait_healthy(client)
-                    path = f"/v1/jobs/{job_id}/metrics"
-                    results = [_time(client, path, {}, repeat),
-                               _time(client, path, {"max_points": 500}, repeat * 4),
-                               {**_time(client, f"/v1/jobs/{job_id}", {}, repeat * 4),
-                                "params": "baseline: GET /v1/jobs/{id}"}]
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
-        return {"bench": "api_metrics_latency", "backend": "postgresql", "points": steps,
-                "series": names, "results": results}
-    finally:
-        dispose_engines()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_postgres_schema(database_url, "bench") as url:
+        engine = make_engine(url)
+        job_id, secret = _seed(engine, steps, names)
+        engine.dispose()
+        headers = {"Authorization": f"Bearer {secret}"}
+        with api_server(url) as base_url, httpx.Client(base_url=base_url, headers=headers,
+                                                       timeout=60) as client:
+            path = f"/v1/jobs/{job_id}/metrics"
+            results = [_time(client, path, {}, repeat),
+                       _time(client, path, {"max_points": 500}, repeat * 4),
+                       {**_time(client, f"/v1/jobs/{job_id}", {}, repeat * 4),
+                        "params": "baseline: GET /v1/jobs/{id}"}]
+    return {"bench": "api_metrics_latency", "backend": "postgresql", "points": steps,
+            "series": names, "results": results}
 
 
 def main() -> None:

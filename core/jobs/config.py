@@ -1,0 +1,104 @@
+"""A job's `TrainConfig`: what the user may set, what the server fills, and the one resolution of a
+stored job into the config the trainer runs.
+
+Choices:
+- `resolve_train_config` is the only place the server fields are filled (`model` from the model
+  roots, `dataset` from storage, `run_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
+  `<storage dir>/priors`, shared by jobs on the same model and data). The API calls it when a job is
+  created, so a bad field fails at POST time with its name, and the worker when the job starts, on
+  its own machine's paths: both see the same config.
+- A job row stores the validated config with its defaults minus the server fields
+  (`stored_config`); a row written before `priors_cache_dir` was a server field holds it as null,
+  which the resolution overrides like any server field, so old rows stay runnable.
+- The user's config may not name a server field; `eval_dataset` and `priors_cache_dir` (server
+  paths: reading or writing arbitrary files, issue 8) are refused unless null, which is what older
+  rows returned, so configs round-trip. NaN/Infinity are refused too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.models import Dataset
+from core.services.catalog import resolve_model
+from core.services.datasets import dataset_path
+from core.services.errors import Invalid
+from core.settings import Settings
+from trainer.config import TrainConfig, format_validation_error
+
+# Filled by `resolve_train_config`, never stored with the job.
+SERVER_FIELDS = ("model", "dataset", "run_dir", "priors_cache_dir")
+# Refused in a user's config: the server fields, and `output_dir`, `run_dir`'s former name.
+REFUSED_FIELDS = (*SERVER_FIELDS, "output_dir")
+# Server paths a user may send only as null (the value older job rows return).
+NULLABLE_FIELDS = ("eval_dataset", "priors_cache_dir")
+
+
+def _param_of(error: dict[str, Any]) -> str:
+    """`config.<field path>` for one pydantic error; cross-field errors name their field first."""
+    loc = ".".join(map(str, error["loc"]))
+    if not loc:
+        match = re.match(r"(?:Value error, )?([a-z_][a-z0-9_.]*): ", error.get("msg", ""))
+        loc = match.group(1) if match else ""
+    return f"config.{loc}" if loc else "config"
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """Path of the first NaN/Infinity in a JSON value (Python's json accepts them; JSON does not).
+
+    Iterative: the body's nesting is bounded only by the request size."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, dict):
+            stack.extend((child, f"{where}.{key}") for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}") for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def check_user_config(config: dict[str, Any]) -> None:
+    """Refuse server fields and non-finite numbers in a user's config; Invalid names the field."""
+    for key in dict.fromkeys((*REFUSED_FIELDS, *NULLABLE_FIELDS)):
+        if key in config and (key not in NULLABLE_FIELDS or config[key] is not None):
+            raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
+    if bad := _non_finite(config, "config"):
+        raise Invalid(f"{bad} must be a finite number (NaN and Infinity are not JSON)", bad)
+
+
+def validate_train_config(fields: dict[str, Any]) -> TrainConfig:
+    """`TrainConfig` from complete fields, its paths checked; Invalid names the field at fault."""
+    try:
+        train_config = TrainConfig.model_validate(fields)
+        train_config.check_paths()
+    except ValidationError as exc:
+        message = format_validation_error(exc, "config").replace("\n", "; ")
+        raise Invalid(message, _param_of(exc.errors()[0])) from None
+    except (ValueError, TypeError) as exc:  # ConfigError from check_paths, or a stray validator
+        raise Invalid(f"invalid config: {exc}", "config") from None
+    return train_config
+
+
+def resolve_train_config(settings: Settings, job_id: str, model: str, dataset: Dataset,
+                         config: dict[str, Any]) -> TrainConfig:
+    """The `TrainConfig` job `job_id` runs: its stored (or submitted) `config` plus this machine's
+    server fields; 404/422 for an unknown model, Invalid naming the field for a bad config."""
+    return validate_train_config({
+        **config,
+        "model": str(resolve_model(settings, model)),
+        "dataset": str(dataset_path(settings, dataset)),
+        "run_dir": str(settings.job_run_dir(job_id)),
+        "priors_cache_dir": str(Path(settings.storage_dir) / "priors"),
+    })
+
+
+def stored_config(train_config: TrainConfig) -> dict[str, Any]:
+    """What a job row keeps of its config: every field with its default, minus the server fields."""
+    return train_config.model_dump(mode="json", exclude=set(SERVER_FIELDS))
