@@ -52,6 +52,7 @@ from trainer.config import TrainConfig
 from worker import capabilities
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
+from worker.distributed import Launcher, RankFailed
 from worker.sink import DatabaseSink
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class JobRunner:
         except Exception as exc:  # deleted dataset, removed model, a config the trainer refuses
             if is_transient(exc):
                 raise
-            return self.finish(JobStatus.failed, "could not start", error=_describe(exc))
+            return self.finish(JobStatus.failed, "could not start", error=describe_error(exc))
         if claim.resumed:
             def where_and_why(conn) -> tuple[int | None, bool]:
                 return (lifecycle.latest_checkpoint_step(conn, self.job_id),
@@ -185,10 +186,12 @@ class JobRunner:
                 conn, self.job_id, "resumed", f"resuming from {where} after {why}",
                 {"checkpoint_step": step, "retry": retry}), "event")
 
-        if self.train_fn is None:
-            from trainer.loop import train as train_fn
-        else:
+        if self.train_fn is not None:
             train_fn = self.train_fn
+        elif config.num_processes > 1:  # ranks under torchrun, rank 0 writes (worker/distributed.py)
+            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws)
+        else:
+            from trainer.loop import train as train_fn
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
                             retry_seconds=self.ws.db_retry_seconds)
         try:
@@ -201,8 +204,9 @@ class JobRunner:
             if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
                 raise
             log.exception("job %s failed", self.job_id)
-            return self.finish(JobStatus.failed, _describe(exc), error=_describe(exc),
-                               data={"traceback": traceback.format_exc(limit=8)[-4000:]})
+            trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
+            return self.finish(JobStatus.failed, describe_error(exc), error=describe_error(exc),
+                               data={"traceback": trace[-4000:]})
         finally:
             sink.close()
             _free_accelerator_memory()
@@ -230,7 +234,7 @@ class JobRunner:
         raise JobInterrupted(self.job_id)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}"[:4000] if text else type(exc).__name__
 
