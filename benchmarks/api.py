@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
 import numpy as np
-from sqlalchemy import insert, text
+from sqlalchemy import Engine, insert, text
 
 from benchmarks.fresh_db import fresh_postgres_schema
 from core.db import make_engine, session_scope
@@ -98,19 +98,27 @@ def _time(client: httpx.Client, url: str, params: dict, repeat: int) -> dict:
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
 
 
-def run(database_url: str, steps: int, names: int, repeat: int) -> dict:
+@contextmanager
+def seeded_api(database_url: str, seed: Callable[[Engine], tuple[str, str]],
+               timeout: float) -> Iterator[tuple[httpx.Client, str]]:
+    """(client, job id): the API on a fresh schema that `seed(engine) -> (job id, API key)` filled."""
     with fresh_postgres_schema(database_url, "bench") as url:
         engine = make_engine(url)
-        job_id, secret = _seed(engine, steps, names)
+        job_id, secret = seed(engine)
         engine.dispose()
         headers = {"Authorization": f"Bearer {secret}"}
         with api_server(url) as base_url, httpx.Client(base_url=base_url, headers=headers,
-                                                       timeout=60) as client:
-            path = f"/v1/jobs/{job_id}/metrics"
-            results = [_time(client, path, {}, repeat),
-                       _time(client, path, {"max_points": 500}, repeat * 4),
-                       {**_time(client, f"/v1/jobs/{job_id}", {}, repeat * 4),
-                        "params": "baseline: GET /v1/jobs/{id}"}]
+                                                       timeout=timeout) as client:
+            yield client, job_id
+
+
+def run(database_url: str, steps: int, names: int, repeat: int) -> dict:
+    with seeded_api(database_url, lambda engine: _seed(engine, steps, names), 60) as (client, job_id):
+        path = f"/v1/jobs/{job_id}/metrics"
+        results = [_time(client, path, {}, repeat),
+                   _time(client, path, {"max_points": 500}, repeat * 4),
+                   {**_time(client, f"/v1/jobs/{job_id}", {}, repeat * 4),
+                    "params": "baseline: GET /v1/jobs/{id}"}]
     return {"bench": "api_metrics_latency", "backend": "postgresql", "points": steps,
             "series": names, "results": results}
 

@@ -19,9 +19,8 @@ import httpx
 import numpy as np
 from sqlalchemy import insert, text
 
-from benchmarks.api import DEFAULT_URL, api_server
-from benchmarks.fresh_db import fresh_postgres_schema
-from core.db import make_engine, session_scope
+from benchmarks.api import DEFAULT_URL, seeded_api
+from core.db import session_scope
 from core.models import AdvantageHistogram, Job
 from core.services.keys import create_key
 
@@ -79,16 +78,10 @@ def _time_paged(client: httpx.Client, path: str, repeat: int) -> dict:
 
 
 def run(database_url: str, steps: int, max_steps: int, repeat: int) -> dict:
-    with fresh_postgres_schema(database_url, "bench") as url:
-        engine = make_engine(url)
-        job_id, secret = _seed(engine, steps)
-        engine.dispose()
-        headers = {"Authorization": f"Bearer {secret}"}
-        with api_server(url) as base_url, httpx.Client(base_url=base_url, headers=headers,
-                                                       timeout=120) as client:
-            path = f"/v1/jobs/{job_id}/advantages"
-            results = [_time_downsampled(client, path, max_steps, repeat),
-                       _time_paged(client, path, max(repeat // 10, 1))]
+    with seeded_api(database_url, lambda engine: _seed(engine, steps), 120) as (client, job_id):
+        path = f"/v1/jobs/{job_id}/advantages"
+        results = [_time_downsampled(client, path, max_steps, repeat),
+                   _time_paged(client, path, max(repeat // 10, 1))]
     return {"bench": "api_advantages_latency", "backend": "postgresql", "steps": steps,
             "bins": len(EDGES) - 1, "results": results}
 

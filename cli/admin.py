@@ -69,7 +69,7 @@ def _domain_errors(command: Callable[[argparse.Namespace], None]) -> Callable[[a
     return run
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`basis admin create-key | revoke-key | list-keys | migrate`."""
     admin = commands.add_parser("admin", help="database administration").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -123,7 +123,7 @@ def _show(method: Callable[[BasisClient, str], BaseModel]) -> Callable[[argparse
     return _client(lambda args, api: _print_json(method(api, args.id)))
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`basis datasets ...`, `basis jobs ...`, `basis models list`."""
     datasets = commands.add_parser("datasets", help="upload and list datasets").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, BinaryIO, TypeVar
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -43,29 +44,46 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 15.0
 T = TypeVar("T")
 
-# (method, path) -> the model of its 2xx body; None: no JSON body (204, or a file).
-ROUTES: dict[tuple[str, str], Any] = {
-    ("GET", "/v1/health"): Health,
-    ("POST", "/v1/datasets"): DatasetPublic,
-    ("GET", "/v1/datasets"): Page[DatasetPublic],
-    ("GET", "/v1/datasets/{dataset_id}"): DatasetPublic,
-    ("DELETE", "/v1/datasets/{dataset_id}"): None,
-    ("GET", "/v1/datasets/{dataset_id}/rows"): Page[dict[str, Any]],
-    ("GET", "/v1/models"): Page[ModelPublic],
-    ("GET", "/v1/components"): ComponentsPublic,
-    ("POST", "/v1/jobs"): JobPublic,
-    ("GET", "/v1/jobs"): Page[JobPublic],
-    ("GET", "/v1/jobs/{job_id}"): JobPublic,
-    ("DELETE", "/v1/jobs/{job_id}"): None,
-    ("POST", "/v1/jobs/{job_id}/cancel"): JobPublic,
-    ("POST", "/v1/jobs/{job_id}/retry"): JobPublic,
-    ("GET", "/v1/jobs/{job_id}/events"): Page[EventPublic],
-    ("GET", "/v1/jobs/{job_id}/metrics"): Page[MetricSeries],
-    ("GET", "/v1/jobs/{job_id}/advantages"): Page[HistogramPublic],
-    ("GET", "/v1/jobs/{job_id}/checkpoints"): Page[CheckpointPublic],
-    ("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content"): None,
-    ("GET", "/v1/workers"): Page[WorkerPublic],
-}
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Route(Generic[M]):
+    """One API route and the model of its 2xx body (None: no JSON body, a 204 or a file)."""
+
+    method: str
+    path: str
+    model: type[M] | None
+
+
+HEALTH = Route("GET", "/v1/health", Health)
+UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
+LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
+GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
+DELETE_DATASET: Route[BaseModel] = Route("DELETE", "/v1/datasets/{dataset_id}", None)
+DATASET_ROWS = Route("GET", "/v1/datasets/{dataset_id}/rows", Page[dict[str, Any]])
+MODELS = Route("GET", "/v1/models", Page[ModelPublic])
+COMPONENTS = Route("GET", "/v1/components", ComponentsPublic)
+CREATE_JOB = Route("POST", "/v1/jobs", JobPublic)
+LIST_JOBS = Route("GET", "/v1/jobs", Page[JobPublic])
+GET_JOB = Route("GET", "/v1/jobs/{job_id}", JobPublic)
+DELETE_JOB: Route[BaseModel] = Route("DELETE", "/v1/jobs/{job_id}", None)
+CANCEL_JOB = Route("POST", "/v1/jobs/{job_id}/cancel", JobPublic)
+RETRY_JOB = Route("POST", "/v1/jobs/{job_id}/retry", JobPublic)
+EVENTS = Route("GET", "/v1/jobs/{job_id}/events", Page[EventPublic])
+METRICS = Route("GET", "/v1/jobs/{job_id}/metrics", Page[MetricSeries])
+ADVANTAGES = Route("GET", "/v1/jobs/{job_id}/advantages", Page[HistogramPublic])
+CHECKPOINTS = Route("GET", "/v1/jobs/{job_id}/checkpoints", Page[CheckpointPublic])
+CHECKPOINT_CONTENT: Route[BaseModel] = Route(
+    "GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content", None)
+WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
+
+# (method, path) -> the model of its 2xx body, for every route the client calls.
+ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
+    (route.method, route.path): route.model for route in (
+        HEALTH, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
+        COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, WORKERS)}
 
 
 class ApiError(Exception):
@@ -162,13 +180,13 @@ class BasisClient:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _request(self, method: str, route: str, path: dict[str, Any] | None = None,
+    def _request(self, route: Route[Any], path: dict[str, Any] | None = None,
                  **kwargs: Any) -> httpx.Response:
-        if (method, route) not in ROUTES:
-            raise KeyError(f"{method} {route} is not in client.rest.ROUTES")
-        url = route.format(**{k: quote(str(v), safe="") for k, v in (path or {}).items()})
+        if ROUTES.get((route.method, route.path), False) is not route.model:
+            raise KeyError(f"{route.method} {route.path} is not in client.rest.ROUTES")
+        url = route.path.format(**{k: quote(str(v), safe="") for k, v in (path or {}).items()})
         try:
-            response = self._http.request(method, url, headers=self._headers, **kwargs)
+            response = self._http.request(route.method, url, headers=self._headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise ApiUnreachable(f"the API at {self.base_url} did not answer in time ({exc})") from exc
         except httpx.TransportError as exc:
@@ -177,14 +195,16 @@ class BasisClient:
             raise error_from_response(response)
         return response
 
-    def _call(self, method: str, route: str, path: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        """The answer of `route`, validated as its model in `ROUTES`."""
-        response = self._request(method, route, path, **kwargs)
-        model: type[BaseModel] = ROUTES[(method, route)]
+    def _call(self, route: Route[M], path: dict[str, Any] | None = None, **kwargs: Any) -> M:
+        """The answer of `route`, validated as its model."""
+        response = self._request(route, path, **kwargs)
+        model = route.model
+        if model is None:
+            raise TypeError(f"{route.method} {route.path} has no JSON body; use _request")
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
-            raise ApiError(f"the API at {self.base_url} sent an unexpected {method} {route} "
+            raise ApiError(f"the API at {self.base_url} sent an unexpected {route.method} {route.path} "
                            f"body ({exc.error_count()} error(s): {exc.errors()[0]['loc']} "
                            f"{exc.errors()[0]['msg']})", status=response.status_code) from exc
 
@@ -192,26 +212,25 @@ class BasisClient:
 
     def health(self) -> Health:
         """`GET /v1/health` (no key needed)."""
-        return self._call("GET", "/v1/health")
+        return self._call(HEALTH)
 
     def models(self) -> list[ModelPublic]:
-        return self._call("GET", "/v1/models").data
+        return self._call(MODELS).data
 
     def components(self) -> ComponentsPublic:
         """Estimators, rewards and engines a job may name, with their options' JSON Schema."""
-        return self._call("GET", "/v1/components")
+        return self._call(COMPONENTS)
 
     def workers(self, *, include_dead: bool = False, page_size: int = 100) -> list[WorkerPublic]:
         """Workers (live ones unless `include_dead`) with their queues, engines, GPUs and process
         slots: what a job may ask for."""
         return list(follow_pages(lambda after: self._call(
-            "GET", "/v1/workers", params=_params(include_dead=include_dead, limit=page_size,
-                                                 after=after))))
+            WORKERS, params=_params(include_dead=include_dead, limit=page_size, after=after))))
 
     # -- datasets -------------------------------------------------------------------------------
 
     def list_datasets(self, *, limit: int = 100, after: str | None = None) -> Page[DatasetPublic]:
-        return self._call("GET", "/v1/datasets", params=_params(limit=limit, after=after))
+        return self._call(LIST_DATASETS, params=_params(limit=limit, after=after))
 
     def datasets(self, *, page_size: int = 100, max_items: int | None = 1000) -> list[DatasetPublic]:
         """Datasets, newest first, following cursors (at most `max_items`)."""
@@ -219,29 +238,29 @@ class BasisClient:
                                  max_items=max_items))
 
     def get_dataset(self, dataset_id: str) -> DatasetPublic:
-        return self._call("GET", "/v1/datasets/{dataset_id}", {"dataset_id": dataset_id})
+        return self._call(GET_DATASET, {"dataset_id": dataset_id})
 
     def dataset_rows(self, dataset_id: str, *, offset: int = 0,
                      limit: int | None = None) -> Page[dict[str, Any]]:
-        return self._call("GET", "/v1/datasets/{dataset_id}/rows", {"dataset_id": dataset_id},
+        return self._call(DATASET_ROWS, {"dataset_id": dataset_id},
                           params=_params(offset=offset, limit=limit))
 
     def upload_dataset(self, file: bytes | BinaryIO, filename: str, *,
                        name: str | None = None) -> DatasetPublic:
         """`POST /v1/datasets` (multipart); a bad line raises `ApiError` naming it."""
         data = {"name": name} if name else None
-        return self._call("POST", "/v1/datasets", data=data,
+        return self._call(UPLOAD_DATASET, data=data,
                           files={"file": (filename, file, "application/jsonl")})
 
     def delete_dataset(self, dataset_id: str) -> None:
-        self._request("DELETE", "/v1/datasets/{dataset_id}", {"dataset_id": dataset_id})
+        self._request(DELETE_DATASET, {"dataset_id": dataset_id})
 
     # -- jobs -----------------------------------------------------------------------------------
 
     def list_jobs(self, *, status: str | None = None, limit: int = 100,
                   after: str | None = None) -> Page[JobPublic]:
         """One page of jobs, newest first."""
-        return self._call("GET", "/v1/jobs", params=_params(status=status, limit=limit, after=after))
+        return self._call(LIST_JOBS, params=_params(status=status, limit=limit, after=after))
 
     def iter_jobs(self, *, status: str | None = None, page_size: int = 100,
                   max_items: int | None = None) -> Iterator[JobPublic]:
@@ -250,7 +269,7 @@ class BasisClient:
                             max_items=max_items)
 
     def get_job(self, job_id: str) -> JobPublic:
-        return self._call("GET", "/v1/jobs/{job_id}", {"job_id": job_id})
+        return self._call(GET_JOB, {"job_id": job_id})
 
     def create_job(self, *, dataset_id: str, model: str, config: dict[str, Any],
                    queue: str | None = None) -> JobPublic:
@@ -258,27 +277,27 @@ class BasisClient:
         body: dict[str, Any] = {"dataset_id": dataset_id, "model": model, "config": config}
         if queue:
             body["queue"] = queue
-        return self._call("POST", "/v1/jobs", json=body)
+        return self._call(CREATE_JOB, json=body)
 
     def cancel_job(self, job_id: str) -> JobPublic:
-        return self._call("POST", "/v1/jobs/{job_id}/cancel", {"job_id": job_id})
+        return self._call(CANCEL_JOB, {"job_id": job_id})
 
     def retry_job(self, job_id: str) -> JobPublic:
         """`POST /v1/jobs/{id}/retry`: a failed or cancelled job back to `queued`; the worker resumes
         it from its newest checkpoint. Any other status raises `ApiError` (409)."""
-        return self._call("POST", "/v1/jobs/{job_id}/retry", {"job_id": job_id})
+        return self._call(RETRY_JOB, {"job_id": job_id})
 
     def delete_job(self, job_id: str) -> None:
         """`DELETE /v1/jobs/{id}`: a finished job with its events, metrics, checkpoints and run dir.
         A queued or running job raises `ApiError` (409: cancel it first)."""
-        self._request("DELETE", "/v1/jobs/{job_id}", {"job_id": job_id})
+        self._request(DELETE_JOB, {"job_id": job_id})
 
     # -- a job's outputs ------------------------------------------------------------------------
 
     def list_events(self, job_id: str, *, after: int | None = None,
                     limit: int = 100) -> Page[EventPublic]:
         """Events with id > `after`, oldest first; `next_cursor` is the next `after`."""
-        return self._call("GET", "/v1/jobs/{job_id}/events", {"job_id": job_id},
+        return self._call(EVENTS, {"job_id": job_id},
                           params=_params(after=after, limit=limit))
 
     def iter_events(self, job_id: str, *, after: int | None = None, page_size: int = 100,
@@ -297,7 +316,7 @@ class BasisClient:
         """Metric series of a job; `max_points` asks the API to downsample each series."""
         params = _params(names=",".join(names) if names else None, since_step=since_step,
                          max_points=max_points)
-        return self._call("GET", "/v1/jobs/{job_id}/metrics", {"job_id": job_id}, params=params).data
+        return self._call(METRICS, {"job_id": job_id}, params=params).data
 
     def advantages(self, job_id: str, *, since_step: int | None = None, max_steps: int | None = None,
                    page_size: int = 1000, max_items: int = 20_000) -> list[HistogramPublic]:
@@ -307,23 +326,23 @@ class BasisClient:
         histograms per name, covering every step to the latest (`step_from`..`step_to` each).
         Without it, one histogram per step, following the API's pages (`next_cursor` is the next
         `since_step`) up to `max_items`."""
-        route, path = "/v1/jobs/{job_id}/advantages", {"job_id": job_id}
+        path = {"job_id": job_id}
         if max_steps is not None:
-            return self._call("GET", route, path,
+            return self._call(ADVANTAGES, path,
                               params=_params(since_step=since_step, max_steps=max_steps)).data
 
         def page(cursor: str | None) -> Page[HistogramPublic]:
             start = since_step if cursor is None else int(cursor)
-            return self._call("GET", route, path, params=_params(since_step=start, limit=page_size))
+            return self._call(ADVANTAGES, path, params=_params(since_step=start, limit=page_size))
 
         return list(follow_pages(page, max_items=max_items))
 
     def checkpoints(self, job_id: str) -> list[CheckpointPublic]:
-        return self._call("GET", "/v1/jobs/{job_id}/checkpoints", {"job_id": job_id}).data
+        return self._call(CHECKPOINTS, {"job_id": job_id}).data
 
     def checkpoint_content(self, job_id: str, checkpoint_id: str) -> bytes:
         """The checkpoint as a .tar archive (read whole: the dashboard hands it to the browser)."""
-        return self._request("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content",
+        return self._request(CHECKPOINT_CONTENT,
                              {"job_id": job_id, "checkpoint_id": checkpoint_id}).content
 
     def checkpoint_url(self, job_id: str, checkpoint_id: str) -> str:

@@ -25,7 +25,8 @@ TERMINAL: frozenset[str] = frozenset({JobStatus.succeeded, JobStatus.failed, Job
 ACTIVE: frozenset[str] = frozenset(set(JobStatus) - TERMINAL)
 RETRYABLE: frozenset[str] = frozenset({JobStatus.failed, JobStatus.cancelled})
 
-# Moves a worker makes; cancel and retry (the user's moves) are in the job service.
+# Moves a worker makes (core/jobs/lifecycle.py `transition`); the user's cancel and retry are
+# `lifecycle.cancel` (from an ACTIVE status) and `lifecycle.retry` (from a RETRYABLE one).
 TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.queued: frozenset(
         {JobStatus.estimating_priors, JobStatus.running, JobStatus.failed, JobStatus.cancelled}

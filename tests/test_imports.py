@@ -19,15 +19,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("trainer", "core", "api", "worker", "client", "cli", "dashboard", "migrations")
+PACKAGES = ("trainer", "core", "api", "worker", "client", "cli", "dashboard", "migrations",
+            "benchmarks")
 
 # Top-level package -> first-party packages it must not import (its own subpackages are fine).
+# Nothing shipped imports the top-level benchmarks/ (they sit above everything).
 FORBIDDEN = {
-    "trainer": {"core", "api", "worker", "client", "cli", "dashboard"},
-    "core": {"api", "worker", "client", "cli", "dashboard"},
-    "api": {"worker", "client", "cli", "dashboard"},
-    "worker": {"api", "cli", "dashboard"},
-    "client": {"core", "api", "worker", "trainer", "cli", "dashboard"},
+    "trainer": {"core", "api", "worker", "client", "cli", "dashboard", "benchmarks"},
+    "core": {"api", "worker", "client", "cli", "dashboard", "benchmarks"},
+    "api": {"worker", "client", "cli", "dashboard", "benchmarks"},
+    "worker": {"api", "cli", "dashboard", "benchmarks"},
+    "client": {"core", "api", "worker", "trainer", "cli", "dashboard", "benchmarks"},
+    "cli": {"benchmarks"},
     "dashboard": set(PACKAGES) - {"dashboard", "client"},
 }
 # Single modules a forbidden package may still import: dependency-free by design (stdlib only).

@@ -100,10 +100,14 @@ class AdvantageBatch:
 
     rewards: (n,) float in [0, 1]; NaN (or None in a list) = unscorable.
     prompt_ids: (n,) str; the k rollouts of one prompt share an id.
+    features: (n, d) float or None: a per-sample description of the prompt that the policy
+        already computes (the loop's prompt-feature pass: mean-pooled last hidden state). Only
+        estimators with `uses_features` read it; the others ignore it.
     """
 
     rewards: np.ndarray
     prompt_ids: np.ndarray
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -130,6 +134,20 @@ class AdvantageBatch:
             )
         object.__setattr__(self, "rewards", r)
         object.__setattr__(self, "prompt_ids", ids.astype(str))
+        if self.features is not None:
+            f = np.asarray(self.features, dtype=np.float64)
+            if f.ndim != 2 or f.shape[0] != r.shape[0]:
+                raise ValueError(
+                    f"features must be (n, d) with n = {r.shape[0]} samples, got shape {f.shape}"
+                )
+            if not np.isfinite(f).all():
+                raise ValueError("features must be finite (no NaN or inf)")
+            object.__setattr__(self, "features", f)
+
+    def subset(self, index: np.ndarray) -> AdvantageBatch:
+        """The samples at `index` (features included)."""
+        f = None if self.features is None else self.features[index]
+        return AdvantageBatch(self.rewards[index], self.prompt_ids[index], f)
 
 
 @dataclass(frozen=True)
@@ -168,6 +186,11 @@ class Estimator:
     name: ClassVar[str] = ""
     min_rollouts: ClassVar[int] = 1
     Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @property
+    def uses_features(self) -> bool:
+        """Whether `compute` reads `batch.features` (the loop computes them only if so)."""
+        return False
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -332,6 +355,8 @@ class RLOO(_GroupEstimator):
 _FINE_STEP = 0.01
 _BISECTIONS = 14
 _NEW_PROMPT_PRECISION = 0.5
+_GAIN_PRIOR = 1.0  # pull of the cross-prompt gain towards 1, in units of sum h delta^2
+_GAIN_MAX = 3.0
 
 
 class BasisOptions(NoOptions):
@@ -353,6 +378,23 @@ class BasisOptions(NoOptions):
         0.003, ge=0, description="logit variance added per step since a prompt was last seen"
     )
     norm_eps: float = Field(1e-6, gt=0, description="added to the std when normalising")
+    cross_prompt: bool = Field(
+        False,
+        description="add a local calibration offset predicted from the residuals of prompts "
+        "with similar features (needs AdvantageBatch.features)",
+    )
+    cross_bandwidth: float = Field(
+        0.1, gt=0, description="tau: kernel weight exp((cos(f_i, f_j) - 1) / tau)"
+    )
+    cross_strength: float = Field(
+        4.0, gt=0, description="lambda: prior precision of the local offset (Fisher-info units)"
+    )
+    cross_memory: int = Field(
+        0, ge=0, le=64, description="past steps whose residuals also enter the cross-prompt term"
+    )
+    cross_decay: float = Field(
+        0.7, gt=0, le=1, description="weight of a past step's residuals per step of age"
+    )
     prior_shrinkage: Literal["jeffreys", "empirical_bayes"] = Field(
         "jeffreys",
         description="Beta prior behind each prompt's prior: Jeffreys (DESIGN.md) or fitted to "
@@ -451,6 +493,12 @@ class Basis(Estimator):
         self._last = np.array([], dtype=np.int64)  # step at which the precision was last updated
         self._step = 0
         self._c_prev = 0.0
+        self._mem_f = np.zeros((0, 0))  # cross-prompt memory: features (K, d) of past samples,
+        self._mem_id = np.array([], dtype=str)  # their prompt ids,
+        self._mem_g = np.array([], dtype=np.float64)  # residuals r - v,
+        self._mem_h = np.array([], dtype=np.float64)  # v (1 - v),
+        self._mem_step = np.array([], dtype=np.int64)  # and steps
+        self._gain, self._gain_num, self._gain_den = 1.0, 0.0, 0.0  # cross-prompt gain g
 
     # -------------------------------------------------------------- priors and state
 
@@ -493,12 +541,22 @@ class Basis(Estimator):
             "last_step": self._last.tolist(),
             "step": self._step,
             "c_prev": self._c_prev,
+            "cross": {
+                "gain": [self._gain, self._gain_num, self._gain_den],
+                "features": self._mem_f.tolist(),
+                "prompt_ids": self._mem_id.tolist(),
+                "residual": self._mem_g.tolist(),
+                "information": self._mem_h.tolist(),
+                "step": self._mem_step.tolist(),
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         keys = {"prompt_ids", "logit_mean", "precision", "last_step", "step", "c_prev"}
-        if set(state) != keys:
-            raise ValueError(f"basis state must have keys {sorted(keys)}, got {sorted(state)}")
+        # "cross" (the cross-prompt term's gain and memory) is optional: older checkpoints lack it
+        if not keys <= set(state) <= keys | {"cross"}:
+            raise ValueError(f"basis state must have keys {sorted(keys)} (+ 'cross'), got "
+                             f"{sorted(state)}")
         ids = np.asarray(state["prompt_ids"], dtype=str)
         arrays = [np.asarray(state[k], dtype=np.float64) for k in ("logit_mean", "precision")]
         last = np.asarray(state["last_step"], dtype=np.int64)
@@ -506,6 +564,23 @@ class Basis(Estimator):
             raise ValueError("basis state arrays must all have the length of prompt_ids")
         self._ids, (self._mean, self._prec), self._last = ids, arrays, last
         self._step, self._c_prev = int(state["step"]), float(state["c_prev"])
+        if "cross" in state:
+            self._load_cross(state["cross"])
+
+    def _load_cross(self, cross: dict[str, Any]) -> None:
+        try:
+            self._gain, self._gain_num, self._gain_den = map(float, cross["gain"])
+            f = np.asarray(cross["features"], dtype=np.float64)
+            self._mem_f = f if f.ndim == 2 else np.zeros((0, 0))
+            self._mem_id = np.asarray(cross["prompt_ids"], dtype=str)
+            self._mem_g = np.asarray(cross["residual"], dtype=np.float64)
+            self._mem_h = np.asarray(cross["information"], dtype=np.float64)
+            self._mem_step = np.asarray(cross["step"], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"basis state 'cross' is malformed: {e}") from e
+        n = self._mem_id.shape[0]
+        if any(a.shape[0] != n for a in (self._mem_f, self._mem_g, self._mem_h, self._mem_step)):
+            raise ValueError("basis state 'cross' arrays must all have the same length")
 
     @property
     def priors(self) -> dict[str, float]:
@@ -562,7 +637,16 @@ class Basis(Estimator):
         r0 = np.where(ok, r, 0.0)
         c_loo, c_full = self._fit(z, r0, active)
 
-        b = expit(z + c_loo)
+        eta = z + c_loo
+        if o.cross_prompt:
+            if batch.features is None:
+                raise ValueError(
+                    "basis with cross_prompt=True needs AdvantageBatch.features (n, d); the "
+                    "training loop computes them when the estimator asks (uses_features)"
+                )
+            delta = self._cross(batch.features, ids, z, r0, ok & known, c_loo)
+            eta = eta + self._gain * delta
+        b = expit(eta)
         if o.fallback == "loo_mean":
             b = np.where(known, b, _loo_batch_mean(r, ok))
         scale = 1.0
@@ -570,6 +654,10 @@ class Basis(Estimator):
             scale = np.std((r - b)[ok]) + o.norm_eps
         adv = _finish(r, ok, b, scale)
 
+        if o.cross_prompt:
+            self._fit_gain(delta, z + c_loo, r0, ok & known)
+            if o.cross_memory:
+                self._remember(batch.features, ids, z, r0, ok & known, c_full)
         if o.history:
             self._update_history(ids, r0, ok, idx, known, z, c_full)
         self._c_prev = c_full
@@ -580,6 +668,63 @@ class Basis(Estimator):
             "basis/prior_coverage": float(known.mean()),
         }
         return AdvantageResult(b, adv, info)
+
+    @property
+    def uses_features(self) -> bool:
+        return self.options.cross_prompt
+
+    def _cross(self, feats, ids, z, r, src, c_loo) -> np.ndarray:
+        """(n,) local logit offset delta_i from other samples' residuals (module doc).
+
+        feats (n, d); z, r, c_loo (n,); src (n,) bool: samples whose residual is evidence.
+        delta_i = sum_j w_ij (r_j - v_ij) / (lambda + sum_j w_ij v_ij (1 - v_ij)), j != i, with
+        v_ij = sigmoid(z_j + c_hat_{-i}): one Newton step for an offset with prior N(0, 1/lambda).
+        Nothing in it reads r_i (w_ii = 0, c_hat_{-i} is leave-one-out), so b_i stays exact LOO.
+        """
+        o = self.options
+        centre = feats.mean(axis=0)  # (d,): features only, so no reward enters
+        u = self._unit(feats, centre)
+        w = np.exp((u @ u.T - 1.0) / o.cross_bandwidth) * src[None, :]  # (n, n)
+        np.fill_diagonal(w, 0.0)
+        v = expit(z[None, :] + c_loo[:, None])  # (n, n)
+        num = (w * (r[None, :] - v)).sum(axis=1)
+        den = o.cross_strength + (w * v * (1.0 - v)).sum(axis=1)
+        if self._mem_f.shape[0]:
+            wm = np.exp((u @ self._unit(self._mem_f, centre).T - 1.0) / o.cross_bandwidth)
+            wm *= o.cross_decay ** (self._step - self._mem_step)[None, :]
+            wm *= ids[:, None] != self._mem_id[None, :]  # a prompt's own past is in its history
+            num += wm @ self._mem_g
+            den += wm @ self._mem_h
+        return num / den
+
+    @staticmethod
+    def _unit(f: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """Rows minus `centre`, scaled to unit length (so u_i . u_j is a cosine similarity)."""
+        c = f - centre
+        return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+
+    def _fit_gain(self, delta, eta0, r, src) -> None:
+        """Update the gain g of the cross-prompt term from this step's (now observed) rewards:
+        weighted least squares of the residual r - sigmoid(eta0) on h * delta, with sums decayed
+        by `cross_decay` per step and a weak pull towards 1. Used from the next step on."""
+        v = expit(eta0[src])
+        d = delta[src]
+        rho = self.options.cross_decay
+        self._gain_num = rho * self._gain_num + float(np.sum(d * (r[src] - v)))
+        self._gain_den = rho * self._gain_den + float(np.sum(v * (1.0 - v) * d * d))
+        g = (self._gain_num + _GAIN_PRIOR) / (self._gain_den + _GAIN_PRIOR)
+        self._gain = float(np.clip(g, 0.0, _GAIN_MAX))
+
+    def _remember(self, feats, ids, z, r, src, c) -> None:
+        """Keep this step's residuals against the full-batch calibration for later steps."""
+        v = expit(z[src] + c)
+        keep = self._mem_step > self._step - self.options.cross_memory
+        old = self._mem_f[keep] if self._mem_f.shape[0] else feats[:0]
+        self._mem_f = np.vstack([old, feats[src]])
+        self._mem_id = np.concatenate([self._mem_id[keep], ids[src]])
+        self._mem_g = np.concatenate([self._mem_g[keep], r[src] - v])
+        self._mem_h = np.concatenate([self._mem_h[keep], v * (1.0 - v)])
+        self._mem_step = np.concatenate([self._mem_step[keep], np.full(int(src.sum()), self._step)])
 
     def _update_history(self, ids, r, ok, idx, known, z, c) -> None:
         """One discounted Laplace step per scored prompt, in the calibrated frame (see module doc)."""

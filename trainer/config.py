@@ -34,6 +34,11 @@ __all__ = [
 ]
 
 
+# trainer/loss.py's modes and KL estimators (it imports these names).
+AggregationName = Literal["token_mean", "seq_mean", "constant"]
+KlEstimatorName = Literal["k1", "k2", "k3"]
+
+
 class ConfigError(ValueError):
     """A config (file or object) that cannot be used; the message names the field at fault."""
 
@@ -54,11 +59,21 @@ class LossConfig(_Strict):
     kl_coef: float = Field(
         0.0, ge=0, description="weight of the KL to the frozen reference; 0 = no reference model"
     )
-    kl_estimator: Literal["k1", "k3"] = Field(
-        "k3", description="per-token KL estimator (Schulman): k1 = log ratio, k3 = unbiased, >= 0"
+    kl_in: Literal["loss", "reward"] = Field(
+        "loss", description="where the KL goes: 'loss' = kl_coef * kl_estimator per token in the "
+        "loss; 'reward' = each sequence's reward minus kl_coef * its log ratio before the "
+        "advantages (REINFORCE++/verl), exact reverse-KL gradient (trainer/loss.py)"
     )
-    aggregation: Literal["token_mean", "seq_mean"] = Field(
-        "token_mean", description="average the loss over all tokens, or per sequence then over"
+    kl_estimator: KlEstimatorName = Field(
+        "k2", description="per-token KL estimator in the loss (trainer/loss.py): k2 = (log ratio)^2 "
+        "/ 2, whose expected gradient is the reverse-KL gradient; k3 = exp(-r) + r - 1, whose "
+        "expected gradient is the *forward* KL(ref || pi)'s; k1 (log ratio) has zero expected "
+        "gradient and is refused in the loss"
+    )
+    aggregation: AggregationName | None = Field(
+        None, description="token_mean = sum over tokens / their count; seq_mean = per sequence, "
+        "then over sequences; constant = sum over tokens / (sequences x max_new_tokens) (Dr. "
+        "GRPO); None = constant for dr_grpo, token_mean otherwise"
     )
     ppo_epochs: int = Field(
         1, ge=1, le=16, description="update passes per batch; 1 = on-policy REINFORCE"
@@ -201,6 +216,13 @@ class TrainConfig(_Strict):
                 f"probe_prompts: {self.probe_prompts} exceeds batch_size {self.batch_size}; the "
                 f"probe measures prompts of the batch, so set probe_prompts <= batch_size"
             )
+        if self.loss.kl_coef > 0 and self.loss.kl_in == "loss" and self.loss.kl_estimator == "k1":
+            raise ValueError(
+                "loss.kl_estimator: 'k1' in the loss has an expected gradient of exactly 0 (it "
+                "regularises nothing, it only adds noise); use kl_estimator 'k2' (reverse-KL "
+                "gradient) or 'k3' (forward-KL gradient), or kl_in: 'reward' (the log ratio in "
+                "the reward, REINFORCE++/verl)"
+            )
         if self.num_processes > 1:
             _check_distributed(self)
         if self.lora is not None and self.lora.target_modules == []:
@@ -208,6 +230,14 @@ class TrainConfig(_Strict):
         return self
 
     # ------------------------------------------------------------------- helpers
+
+    @property
+    def loss_aggregation(self) -> AggregationName:
+        """`loss.aggregation`, with None resolved: Dr. GRPO's constant normaliser for `dr_grpo`
+        (its paper's loss), token_mean for every other estimator."""
+        if self.loss.aggregation is not None:
+            return self.loss.aggregation
+        return "constant" if self.estimator == "dr_grpo" else "token_mean"
 
     @property
     def sampling_dict(self) -> dict[str, Any]:

@@ -51,7 +51,8 @@ from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
-from trainer.loss import policy_loss, token_logprobs
+from trainer.features import prompt_features
+from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
 from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
 from trainer.priors import TakesPriors, priors_from_rewards
@@ -59,12 +60,14 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import MetricsSink, advantage_histogram
+from trainer.sinks import Histogram, MetricsSink, advantage_histogram
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["TrainResult", "train"]
+
+OnCheckpoint = Callable[[int, Path], None]  # (step, checkpoint dir), after each checkpoint is written
 
 # Purposes of derived seeds (never reorder: checkpoints of older runs rely on them).
 _ROLLOUT, _PROBE, _PRIORS = 0, 1, 2
@@ -125,7 +128,7 @@ def train(
     run_dir: Path,
     should_stop: Callable[[], bool] = lambda: False,
     on_status: Callable[[str], None] = lambda s: None,
-    on_checkpoint: Callable[[int, Path], None] = lambda step, path: None,
+    on_checkpoint: OnCheckpoint = lambda step, path: None,
     resume: bool = True,
 ) -> TrainResult:
     """Run (or resume) a training job to `config.max_steps` or until `should_stop()`."""
@@ -153,7 +156,7 @@ def train(
         run.engine.close()
 
 
-def _run_steps(run: Run, should_stop, on_checkpoint) -> bool:
+def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint) -> bool:
     cfg = run.config
     while run.counters.step < cfg.max_steps:
         if should_stop():
@@ -183,7 +186,7 @@ def _every(step: int, n: int) -> bool:
 # ================================================================================== step
 
 
-def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
+def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
     cfg, k = run.config, run.config.rollouts_per_prompt
     t0 = time.perf_counter()
     idx = run.sampler.next_batch()  # (B,) prompt indices
@@ -194,7 +197,10 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict]:
     rewards = _score(run, rollouts, answers)  # (B*k,) NaN = unscorable
     t2 = time.perf_counter()
     prompt_ids = np.array([run.train.ids[i] for i in idx])
-    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[[r.prompt_index for r in rollouts]])
+    owner = [r.prompt_index for r in rollouts]
+    feats = _prompt_features(run, idx)  # (B, d) or None
+    batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[owner],
+                           features=None if feats is None else feats[owner])
     result = run.estimator.compute(batch)
     t3 = time.perf_counter()
     probe_metrics = _probe(run, step, idx, batch)
@@ -302,10 +308,12 @@ def _forward_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
     return token_logprobs(logits, b.input_ids[:, 1:].to(run.device))
 
 
-def _autocast(run: Run):
+def _autocast(run: Run) -> contextlib.AbstractContextManager[object]:
     if run.autocast_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(run.device.type, dtype=run.autocast_dtype)
+    autocast: contextlib.AbstractContextManager[object] = torch.autocast(
+        run.device.type, dtype=run.autocast_dtype)
+    return autocast
 
 
 @dataclass
@@ -366,8 +374,12 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
     batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
     total_tokens = float(sum(b.response.sum() for b, _ in batches))
     multi = cfg.loss.ppo_epochs > 1
+    kl_in_reward = run.reference is not None and cfg.loss.kl_in == "reward"
     old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
     ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
+    if kl_in_reward:  # reward - kl_coef * sequence log ratio, before the update (trainer/loss.py)
+        adv = kl_reward_advantages(adv, _seq_log_ratio(run, batches, ref), cfg.loss.kl_coef)
+        batches = [(b, adv[i * mb:(i + 1) * mb]) for i, (b, _) in enumerate(batches)]
     skip_zero = not multi and run.reference is None
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
@@ -390,9 +402,10 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                     out.tis_clipped_sum += tis["tis/clipped_frac"] * n
             loss, stats = policy_loss(
                 lp, base, a.to(run.device), mask,
-                clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss.aggregation,
-                kl_coef=cfg.loss.kl_coef, ref_logprobs=ref[j], kl_kind=cfg.loss.kl_estimator,
-                token_weights=weights, total_tokens=total_tokens, total_seqs=float(len(rollouts)))
+                clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss_aggregation,
+                kl_coef=0.0 if kl_in_reward else cfg.loss.kl_coef, ref_logprobs=ref[j],
+                kl_kind=cfg.loss.kl_estimator, token_weights=weights, total_tokens=total_tokens,
+                total_seqs=float(len(rollouts)), max_tokens=cfg.sampling.max_new_tokens)
             loss.backward()
             out.add_loss(stats, cfg.loss.ppo_epochs)
             if epoch == 0:
@@ -401,6 +414,17 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
         out.grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
     return out
+
+
+def _seq_log_ratio(run: Run, batches: list[tuple[_Batch, torch.Tensor]],
+                   ref: list[torch.Tensor | None]) -> torch.Tensor:
+    """(B,) sum over each sequence's response tokens of log pi - log ref, without grad."""
+    out = []
+    for (b, _), r in zip(batches, ref, strict=True):
+        assert r is not None, "the KL in the reward needs the reference's logprobs"
+        lp = _no_grad_logprobs(run, run.model, b)
+        out.append(((lp - r) * b.response.to(lp.device)).sum(-1).cpu())
+    return torch.cat(out)
 
 
 def _no_grad_logprobs(run: Run, model: Reference, b: _Batch) -> torch.Tensor:
@@ -443,6 +467,16 @@ def _evaluate(run: Run) -> float:
     return float(np.mean(np.nan_to_num(rewards, nan=0.0) >= 1.0))
 
 
+def _prompt_features(run: Run, idx: np.ndarray) -> np.ndarray | None:
+    """(B, d) prompt features of the batch, computed only when an estimator (or shadow) reads
+    them; counted in time/advantage since they are part of that estimator's cost."""
+    if not (run.estimator.uses_features or (run.probe is not None and run.probe.uses_features)):
+        return None
+    pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
+    return prompt_features(run.model, [run.train.tokens[i] for i in idx], pad, run.device,
+                           _autocast(run))
+
+
 # ================================================================================= probe
 
 
@@ -451,7 +485,7 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
     if run.probe is None:
         return {}
     first = np.arange(len(idx)) * run.config.rollouts_per_prompt  # first rollout of each prompt
-    run.probe.observe(AdvantageBatch(batch.rewards[first], batch.prompt_ids[first]))
+    run.probe.observe(batch.subset(first))
     if not _every(step, run.config.probe_every):
         return {}
     p, m = run.config.probe_prompts, run.config.probe_rollouts
@@ -468,23 +502,23 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
 # ============================================================================ priors phase
 
 
-def _start_fresh(run: Run, on_status) -> None:
+def _start_fresh(run: Run, on_status: Callable[[str], None]) -> None:
     """Step 0: BASIS offline priors (if anyone needs them) and the initial eval."""
     takes_priors = run.estimator if isinstance(run.estimator, TakesPriors) else None
     metrics: dict[str, float] = {}
     if run.config.n0 > 0 and (takes_priors is not None or (run.probe and run.probe.needs_priors)):
         on_status("estimating_priors")
-        priors, meta = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
+        offline = cached_priors(run.config, run.train, run.sink, lambda: _reference_priors(run))
         if takes_priors is not None:
-            takes_priors.set_priors(run.train.ids, priors, n0=run.config.n0)
-            run.counters.rollouts_total += int(meta["rollouts"])
-            run.counters.train_seconds += float(meta["seconds"])
+            takes_priors.set_priors(run.train.ids, offline.priors, n0=run.config.n0)
+            run.counters.rollouts_total += offline.rollouts
+            run.counters.train_seconds += offline.seconds
         if run.probe is not None:
-            run.probe.set_priors(run.train.ids, priors, run.config.n0)
-        metrics.update({"priors/seconds": float(meta["seconds"]),
-                        "priors/rollouts": float(meta["rollouts"]),
-                        "priors/cached": float(meta["cached"]),
-                        "priors/mean": float(np.mean(priors))})
+            run.probe.set_priors(run.train.ids, offline.priors, run.config.n0)
+        metrics.update({"priors/seconds": offline.seconds,
+                        "priors/rollouts": float(offline.rollouts),
+                        "priors/cached": float(offline.cached),
+                        "priors/mean": float(np.mean(offline.priors))})
     t = time.perf_counter()
     metrics["eval/accuracy"] = _evaluate(run)
     run.counters.initial_eval_accuracy = run.counters.last_eval_accuracy = metrics["eval/accuracy"]
@@ -522,7 +556,8 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
     return train_rows, eval_rows
 
 
-def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_rows) -> Run:
+def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[Row],
+           eval_rows: list[Row]) -> Run:
     device, autocast_dtype = resolve_device(cfg)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
@@ -549,7 +584,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows, eval_
 # ============================================================================ checkpoints
 
 
-def _checkpoint(run: Run, on_checkpoint) -> None:
+def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
     state = {
         "counters": asdict(run.counters),
         "sampler": run.sampler.state_dict(),

@@ -15,8 +15,8 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -26,9 +26,19 @@ from trainer.priors import load_priors, priors_cache_key, save_priors
 from trainer.sinks import MetricsSink
 
 
+@dataclass(frozen=True)
+class OfflinePriors:
+    """A run's priors and what estimating them cost (as first measured, when read from the cache)."""
+
+    priors: np.ndarray  # (N,) in (0, 1), one per training prompt, in the prompts' order
+    seconds: float
+    rollouts: int
+    cached: bool
+
+
 def cached_priors(cfg: TrainConfig, prompts: Prompts, sink: MetricsSink,
-                  estimate: Callable[[], tuple[np.ndarray, int]]) -> tuple[np.ndarray, dict[str, Any]]:
-    """(priors (N,), meta) for `prompts`, from the cache or from `estimate()` -> (priors, rollouts)."""
+                  estimate: Callable[[], tuple[np.ndarray, int]]) -> OfflinePriors:
+    """The priors of `prompts`, from the cache or from `estimate()` -> (priors (N,), rollouts)."""
     key = priors_cache_key(model_fingerprint(cfg.model), rows_hash(prompts), cfg.n0,
                            cfg.sampling_dict)
     path = priors_dir(cfg) / f"{key}.json"
@@ -36,14 +46,15 @@ def cached_priors(cfg: TrainConfig, prompts: Prompts, sink: MetricsSink,
         ids, priors, meta = load_priors(path)
         if ids == prompts.ids:
             sink.log_event("priors", f"reused cached priors {path}", {"path": str(path)})
-            return priors, {**meta, "cached": 1}
+            return OfflinePriors(priors, float(meta["seconds"]), int(meta["rollouts"]), cached=True)
     t = time.perf_counter()
     priors, rollouts = estimate()
-    meta = {"seconds": time.perf_counter() - t, "rollouts": rollouts, "n0": cfg.n0,
+    seconds = time.perf_counter() - t
+    meta = {"seconds": seconds, "rollouts": rollouts, "n0": cfg.n0,
             "model": cfg.model, "dataset": cfg.dataset, "sampling": cfg.sampling_dict}
     save_priors(path, prompts.ids, priors, meta)
     sink.log_event("priors", f"estimated priors from {rollouts} rollouts", {"path": str(path)})
-    return priors, {**meta, "cached": 0}
+    return OfflinePriors(priors, seconds, rollouts, cached=False)
 
 
 def priors_dir(cfg: TrainConfig) -> Path:

@@ -85,6 +85,10 @@ class ValueProbe:
         self.last_detail: dict[str, list[float | None]] = {}
 
     @property
+    def uses_features(self) -> bool:
+        return any(e.uses_features for e in self.shadows.values())
+
+    @property
     def needs_priors(self) -> bool:
         return any(isinstance(e, TakesPriors) for e in self.shadows.values())
 

@@ -33,7 +33,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import Reject
 from sqlalchemy import Engine, select
@@ -54,6 +54,9 @@ from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
 from worker.distributed import Launcher, RankFailed
 from worker.sink import DatabaseSink
+
+if TYPE_CHECKING:  # the loop imports torch; the worker loads it only when a job runs
+    from trainer.loop import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +169,7 @@ class JobRunner:
             outcome = self._start_and_train(claim)
         return outcome if isinstance(outcome, str) else self._after_train(outcome)
 
-    def _start_and_train(self, claim: lifecycle.Claim) -> Any:
+    def _start_and_train(self, claim: lifecycle.Claim) -> TrainResult | str:
         """The trainer's result, or the job's final status when it failed."""
         try:
             config = build_train_config(self.engine, self.job_id, self.settings)
@@ -211,12 +214,10 @@ class JobRunner:
             sink.close()
             _free_accelerator_memory()
 
-    def _after_train(self, result: Any) -> str:
-        summary = {"steps": getattr(result, "steps", None),
-                   "initial_eval_accuracy": getattr(result, "initial_eval_accuracy", None),
-                   "final_eval_accuracy": getattr(result, "final_eval_accuracy", None),
-                   "seconds": getattr(result, "seconds", None)}
-        if not getattr(result, "stopped", False):
+    def _after_train(self, result: TrainResult) -> str:
+        summary = {"steps": result.steps, "initial_eval_accuracy": result.initial_eval_accuracy,
+                   "final_eval_accuracy": result.final_eval_accuracy, "seconds": result.seconds}
+        if not result.stopped:
             return self.finish(JobStatus.succeeded, f"finished {summary['steps']} steps", data=summary)
         with self.engine.connect() as conn:
             cancelled = lifecycle.cancel_requested(conn, self.job_id, self.epoch)

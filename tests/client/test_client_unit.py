@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from client import ApiError, BasisClient, NotFound, Page, follow_pages
+from client.rest import Route
 
 
 def _client(handler) -> BasisClient:
@@ -69,4 +70,4 @@ def test_follow_pages_stops_at_max_items_without_another_request():
 
 def test_a_route_outside_the_table_is_refused():
     with pytest.raises(KeyError, match="not in client.rest.ROUTES"):
-        _client(lambda request: httpx.Response(200))._request("GET", "/v1/secret")
+        _client(lambda request: httpx.Response(200))._request(Route("GET", "/v1/secret", None))

@@ -16,7 +16,7 @@ def make(**kw):
 def test_defaults_are_valid():
     c = make()
     assert c.estimator == "basis" and c.rollouts_per_prompt == 1 and c.engine == "hf"
-    assert c.sampling.temperature == 1.0 and c.loss.aggregation == "token_mean"
+    assert c.sampling.temperature == 1.0 and c.loss_aggregation == "token_mean"
 
 
 def test_every_field_has_a_description():
@@ -36,7 +36,7 @@ def test_every_field_has_a_description():
         ({"reward": "nope"}, "reward: unknown 'nope'"),
         ({"engine": "tgi"}, "engine: unknown 'tgi'"),
         ({"sampling": {"temperature": 0}}, "sampling.temperature"),
-        ({"loss": {"kl_estimator": "k2"}}, "loss.kl_estimator"),
+        ({"loss": {"kl_estimator": "k4"}}, "loss.kl_estimator"),
         ({"optimizer": {"lr": -1}}, "optimizer.lr"),
         ({"lora": {"r": 0}}, "lora.r"),
         ({"batch_szie": 4}, "batch_szie: unknown field"),

@@ -159,3 +159,17 @@ def test_eval_split_does_not_move_with_the_training_seed(assets):
     assert held_out(seed=1) == held_out(seed=2) == held_out(seed=7, eval_seed=0)
     # ... and the split has its own seed for whoever wants another one.
     assert held_out(eval_seed=3) != held_out(eval_seed=0)
+
+
+def test_kl_in_the_reward_moves_the_advantages_not_the_loss(assets, tmp_path):
+    from trainer.loss import kl_reward_advantages
+
+    cfg = config(assets, estimator="dr_grpo", rollouts_per_prompt=2, probe_every=0, max_steps=1,
+                 eval_every=0, loss={"kl_coef": 0.5, "kl_in": "reward"})
+    train(cfg, JsonlSink(tmp_path / "m.jsonl"), run_dir=tmp_path / "run")
+    m = read_jsonl_metrics(tmp_path / "m.jsonl")[1]
+    # Nothing of the KL in the loss; measured all the same; at step 1 the policy is the
+    # reference, so the log ratio is 0 and the advantages are the estimator's.
+    assert m["loss/kl"] == 0.0 and m["kl/mean"] == pytest.approx(0.0, abs=1e-6)
+    adv = torch.tensor([0.5, -0.5])
+    assert torch.equal(kl_reward_advantages(adv, torch.zeros(2), 0.5), adv)

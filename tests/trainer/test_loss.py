@@ -56,8 +56,9 @@ def test_kl_estimators_by_hand():
     d = math.log(0.5)
     assert kl_estimate(lp, ref, "k3").item() == pytest.approx(math.exp(d) - d - 1)
     assert kl_estimate(ref, lp, "k3").item() >= 0
+    assert kl_estimate(lp, ref, "k2").item() == pytest.approx(0.5 * math.log(2) ** 2)
     with pytest.raises(ValueError, match="k1"):
-        kl_estimate(lp, ref, "k2")
+        kl_estimate(lp, ref, "k4")
 
 
 def test_aggregation_token_and_seq_mean():
@@ -65,16 +66,18 @@ def test_aggregation_token_and_seq_mean():
     m = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
     assert aggregate(v, m, "token_mean").item() == pytest.approx(16 / 4)
     assert aggregate(v, m, "seq_mean").item() == pytest.approx((2 + 10) / 2)
+    assert aggregate(v, m, "constant").item() == pytest.approx(16 / (2 * 3))
+    assert aggregate(v, m, "constant", max_tokens=8).item() == pytest.approx(16 / (2 * 8))
 
 
-@pytest.mark.parametrize("mode", ["token_mean", "seq_mean"])
+@pytest.mark.parametrize("mode", ["token_mean", "seq_mean", "constant"])
 def test_micro_batches_add_up_to_full_batch(mode):
     torch.manual_seed(0)
     v = torch.randn(4, 5)
     m = (torch.rand(4, 5) > 0.3).float()
     m[:, 0] = 1
     full = aggregate(v, m, mode)
-    tot = {"total_tokens": m.sum().item(), "total_seqs": 4}
+    tot = {"total_tokens": m.sum().item(), "total_seqs": 4, "max_tokens": 5}
     parts = aggregate(v[:2], m[:2], mode, **tot) + aggregate(v[2:], m[2:], mode, **tot)
     assert parts.item() == pytest.approx(full.item(), rel=1e-6)
 
@@ -84,11 +87,12 @@ def test_policy_loss_adds_weighted_kl():
     ref = torch.tensor([[math.log(0.25), math.log(0.5)]])
     mask = torch.ones(1, 2)
     loss, stats = policy_loss(lp, lp, torch.tensor([1.0]), mask, kl_coef=0.1,
-                              ref_logprobs=ref, kl_kind="k1")
-    kl = math.log(2) / 2
-    assert stats["kl_mean"].item() == pytest.approx(kl)
-    assert stats["kl"].item() == pytest.approx(0.1 * kl)
-    assert loss.item() == pytest.approx(-1.0 + 0.1 * kl)
+                              ref_logprobs=ref, kl_kind="k2")
+    k2 = 0.5 * math.log(2) ** 2 / 2  # token mean of (log ratio)^2 / 2 over the 2 tokens
+    d = math.log(0.5)
+    assert stats["kl_mean"].item() == pytest.approx((math.exp(d) - d - 1) / 2)  # k3, unbiased
+    assert stats["kl"].item() == pytest.approx(0.1 * k2)
+    assert loss.item() == pytest.approx(-1.0 + 0.1 * k2)
     assert stats["clip_frac"].item() == 0.0
 
 

@@ -128,3 +128,33 @@ def test_record_checkpoint_is_idempotent(engine, make_job, settings):
     assert len(rows) == 1
     row = rows[0]
     assert (row.step, row.bytes, row.path) == (2, 100, f"jobs/{job_id}/checkpoints/step-000002")
+
+
+def test_cancel_stops_a_queued_job_at_once_and_flags_a_started_one(engine, make_job):
+    queued, running = make_job(), make_job(status=JobStatus.running, started=LONG_AGO)
+    with engine.begin() as conn:
+        assert lifecycle.cancel(conn, queued) is True
+        assert lifecycle.cancel(conn, running) is False
+        heartbeat = conn.scalar(select(Job.updated_at).where(Job.id == running))
+    assert (_job(engine, queued).status, _job(engine, queued).cancel_requested) == ("cancelled", True)
+    job = _job(engine, running)
+    assert (job.status, job.cancel_requested, job.updated_at) == ("running", True, heartbeat)
+    assert [e.kind for e in _events(engine, running)] == ["cancel_requested"]
+    assert [e.data for e in _events(engine, queued)] == [{"status": "cancelled"}]
+
+
+def test_retry_requeues_only_a_failed_or_cancelled_job_and_fences_the_old_worker(engine, make_job):
+    failed, running = make_job(status=JobStatus.failed, started=LONG_AGO), make_job(status=JobStatus.running)
+    with engine.begin() as conn:
+        before = _job_epoch(conn, failed)
+        assert lifecycle.retry(conn, running) is None
+        assert lifecycle.retry(conn, failed) == "failed"
+        assert lifecycle.retry(conn, failed) is None  # queued now: a second retry changes nothing
+        assert _job_epoch(conn, failed) == before + 1
+    job = _job(engine, failed)
+    assert (job.status, job.updated_at, job.started_at) == ("queued", lifecycle.RELEASED_AT, LONG_AGO)
+    assert [e.data for e in _events(engine, failed)] == [{"status": "queued", "from": "failed", "retry": True}]
+    assert _events(engine, running) == []
+    with engine.begin() as conn:  # the next delivery claims it at once, as a resume
+        claim = lifecycle.claim(conn, failed, stale_after_seconds=3600)
+    assert claim is not None and claim.resumed and claim.epoch == before + 2

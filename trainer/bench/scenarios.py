@@ -20,6 +20,21 @@ BASIS's own model):
   band around 0.5 (where a batch mean is already a good baseline).
 Dataset size, batch size and steps set how often a prompt comes back (epochs = T * B / N), which
 decides what per-prompt history can add; `one_epoch` has none to add.
+
+The `featured` suite (`FEATURED`, `make_featured`) moves the policy in ways that are *not* a
+logit shift of the reference, and gives every prompt a feature vector (`features` (N, d), what a
+policy's hidden state would be), so estimators that share information across similar prompts can
+be tested without a model. Prompts belong to one of K latent skills; features are the skill's
+centroid plus prompt noise (noise_sd sets how well features identify the skill):
+- `skills`: the policy acquires skill k over a logistic window at a skill-specific time; a prompt
+  of an acquired skill is solved with probability p_ref + (1 - p_ref) * s_k(t) (a mixture, which
+  lifts hard prompts more in logit than easy ones, unlike a shift).
+- `interference`: as `skills`, but a third of the skills are forgotten instead:
+  V = p_ref (1 - 0.8 s_k(t)), so the batch's shared calibration moves one way and those prompts
+  the other.
+- `sharpen`: logit V = (1 + 1.5 t / T) logit p_ref: the policy grows confident, easy prompts go
+  to 1 and hard ones to 0 (a scaling, not a shift); features carry skill noise only, so the
+  cross-prompt term must not hurt where features say nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +58,7 @@ class Scenario:
     seed: int
     reward_levels: int = 1
     description: str = ""
+    features: np.ndarray | None = None  # (N, d) per-prompt features, optional
 
     def __post_init__(self) -> None:
         v = np.asarray(self.true_value, dtype=np.float64)
@@ -60,6 +76,11 @@ class Scenario:
             raise ValueError(f"n0 must be >= 0, got {self.n0}")
         if int(self.reward_levels) < 1:
             raise ValueError(f"reward_levels must be >= 1, got {self.reward_levels}")
+        if self.features is not None:
+            f = np.asarray(self.features, dtype=np.float64)
+            if f.ndim != 2 or f.shape[0] != v.shape[1] or not np.all(np.isfinite(f)):
+                raise ValueError(f"features must be finite (N={v.shape[1]}, d), got {f.shape}")
+            self.features = f
         self.true_value, self.ref_value = v, ref
         self.batch_size, self.n0 = int(self.batch_size), int(self.n0)
         self.seed, self.reward_levels = int(self.seed), int(self.reward_levels)
@@ -81,6 +102,7 @@ def save_scenario(path: str | Path, sc: Scenario) -> None:
         reward_levels=np.int64(sc.reward_levels),
         name=np.str_(sc.name),
         description=np.str_(sc.description),
+        **({} if sc.features is None else {"features": sc.features}),
     )
 
 
@@ -100,6 +122,7 @@ def load_scenario(path: str | Path) -> Scenario:
         seed=int(get["seed"]),
         reward_levels=int(get.get("reward_levels", 1)),
         description=str(get.get("description", "")),
+        features=get.get("features"),
     )
 
 
@@ -170,4 +193,64 @@ def make_scenario(name: str, seed: int = 0) -> Scenario:
         seed=int(rng.integers(2**31)),
         reward_levels=s.reward_levels,
         description=s.description,
+    )
+
+
+@dataclass(frozen=True)
+class FeaturedSpec:
+    """Parameters of one featured scenario (module docstring): K skills, d-dim features."""
+
+    description: str
+    drift: str  # "skills" | "interference" | "sharpen"
+    beta: tuple[float, float] = (1.0, 1.0)
+    skills: int = 16
+    dim: int = 16
+    noise_sd: float = 0.5
+    n_prompts: int = 4096
+    batch_size: int = 256
+    steps: int = 128
+    n0: int = 8
+
+
+FEATURED: dict[str, FeaturedSpec] = {
+    "skills": FeaturedSpec("16 skills acquired at different times (mixture drift)", "skills"),
+    "interference": FeaturedSpec("skills acquired, a third forgotten", "interference"),
+    "sharpen": FeaturedSpec("policy sharpens: logit scaled, features uninformative", "sharpen"),
+}
+
+
+def make_featured(name: str, seed: int = 0) -> Scenario:
+    """Generate featured scenario `name` deterministically from `seed`."""
+    if name not in FEATURED:
+        raise ValueError(f"unknown featured scenario {name!r}; choose from: {', '.join(FEATURED)}")
+    s = FEATURED[name]
+    rng = np.random.default_rng([seed, *b"featured", *name.encode()])
+    n, t_steps = s.n_prompts, s.steps
+    p_ref = np.clip(rng.beta(*s.beta, size=n), 1e-6, 1 - 1e-6)
+    skill = rng.integers(0, s.skills, size=n)  # (N,)
+    centroid = rng.normal(0.0, 1.0, size=(s.skills, s.dim))
+    features = centroid[skill] + rng.normal(0.0, s.noise_sd, size=(n, s.dim))
+    t = np.arange(t_steps)[:, None]  # (T, 1)
+    if s.drift == "sharpen":
+        theta = (1.0 + 1.5 * t / t_steps) * logit(p_ref)[None, :]
+        value = expit(theta)
+    else:
+        onset = rng.uniform(0.1, 0.9, size=s.skills) * t_steps  # (K,)
+        width = rng.uniform(0.03, 0.15, size=s.skills) * t_steps
+        level = rng.uniform(0.3, 0.9, size=s.skills)  # how much of the skill is acquired
+        acq = level * (expit((t - onset) / width) - expit(-onset / width))  # (T, K), 0 at t=0
+        a = acq[:, skill]  # (T, N)
+        value = p_ref + (1.0 - p_ref) * a
+        if s.drift == "interference":
+            forgotten = (np.arange(s.skills) % 3 == 0)[skill]
+            value = np.where(forgotten[None, :], p_ref * (1.0 - 0.8 * a), value)
+    return Scenario(
+        name=name,
+        true_value=np.clip(value, 0.0, 1.0),
+        ref_value=p_ref,
+        batch_size=s.batch_size,
+        n0=s.n0,
+        seed=int(rng.integers(2**31)),
+        description=s.description,
+        features=features,
     )

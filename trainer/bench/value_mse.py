@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from trainer.advantages import AdvantageBatch, Basis, estimate_priors, get_estimator
-from trainer.bench.scenarios import BUILTIN, Scenario, load_scenario, make_scenario, save_scenario
+from trainer.bench.scenarios import (
+    BUILTIN,
+    FEATURED,
+    Scenario,
+    load_scenario,
+    make_featured,
+    make_scenario,
+    save_scenario,
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ DEFAULT_VARIANTS = (
     Variant("group_mean_8", "group_mean", k=8),
 )
 
+CROSS_VARIANT = Variant("basis[cross]", "basis", options={"cross_prompt": True})
+
 ABLATION_VARIANTS = (
     Variant("reinforce_pp", "reinforce_pp"),
     Variant("basis", "basis"),
@@ -57,6 +67,7 @@ ABLATION_VARIANTS = (
     Variant("basis[kappa=0]", "basis", options={"c_prior_strength": 0.0}),
     Variant("basis[eps=0]", "basis", options={"eps": 0.0}),
     Variant("basis[eb]", "basis", options={"prior_shrinkage": "empirical_bayes"}),
+    CROSS_VARIANT,
     Variant("group_mean_8", "group_mean", k=8),
 )
 
@@ -90,7 +101,8 @@ def _simulate(sc: Scenario, variants: Sequence[Variant]):
         rewards = _draw(rng, value[:, None], sc.reward_levels, (idx.size, k_max))  # (B, k_max)
         b = np.empty((len(variants), idx.size))
         for j, (v, est) in enumerate(zip(variants, estimators, strict=True)):
-            batch = AdvantageBatch(rewards[:, : v.k].reshape(-1), np.repeat(ids[idx], v.k))
+            feats = None if sc.features is None else np.repeat(sc.features[idx], v.k, axis=0)
+            batch = AdvantageBatch(rewards[:, : v.k].reshape(-1), np.repeat(ids[idx], v.k), feats)
             b[j] = est.compute(batch).baselines.reshape(idx.size, v.k)[:, 0]
         yield t, idx, value, b, ref_sum
 
@@ -234,6 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="save built-in scenario NAME to FILE.npz and exit",
     )
     ap.add_argument("--seed", type=int, default=0, help="seed for generating built-ins")
+    ap.add_argument(
+        "--suite",
+        choices=["builtin", "featured"],
+        default="builtin",
+        help="builtin: the nine logit-shift scenarios; featured: drift that is not a logit "
+        "shift, with per-prompt features (adds a basis[cross] column)",
+    )
     ap.add_argument("--ablation", action="store_true", help="compare BASIS variants")
     ap.add_argument(
         "--bound",
@@ -257,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = ABLATION_VARIANTS if args.ablation else DEFAULT_VARIANTS
     if args.scenario:
         scenarios = [load_scenario(args.scenario)]
+    elif args.suite == "featured":
+        scenarios = [make_featured(n, args.seed) for n in FEATURED]
+        if not args.ablation:
+            variants = (*DEFAULT_VARIANTS, CROSS_VARIANT)
     else:
         scenarios = [make_scenario(n, args.seed) for n in (args.builtin or BUILTIN)]
     if args.n0 is not None:
