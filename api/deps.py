@@ -2,6 +2,10 @@
 
 `CurrentUser` is the only way a `/v1` route learns who is calling; a route that does not take it is
 public, and tests/api/test_auth.py fails for any such route except health.
+
+A sync route and its `yield` session run in the thread pool; the session takes a connection only
+in the route's own thread, and its close needs no pool token (FastAPI runs a yield dependency's exit
+without the limiter), so a request never holds a connection while it waits for a thread.
 """
 
 from __future__ import annotations
@@ -34,11 +38,15 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_user(session: SessionDep,
+def get_current_user(request: Request,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
     if credentials is None:
         raise Unauthorized("missing API key; send 'Authorization: Bearer <key>'")
-    user = keys.authenticate(session, credentials.credentials)
+    # Its own session, closed before this dependency returns: a connection held from here until
+    # the route's session closes would wait for a free thread to run the route, while every
+    # thread waits for a connection (the FastAPI/SQLAlchemy deadlock of fastapi#3205, issue 18).
+    with request.app.state.sessionmaker() as session:
+        user = keys.authenticate(session, credentials.credentials)
     if user is None:
         raise Unauthorized("invalid or revoked API key")
     return user

@@ -13,7 +13,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException
 
 from core.services.errors import DomainError
@@ -73,6 +74,20 @@ async def operational_error(request: Request, exc: OperationalError) -> JSONResp
                           headers={"Retry-After": "5"})
 
 
+async def database_error(request: Request, exc: DatabaseError) -> JSONResponse:
+    # Not a bad request (those are DataError/IntegrityError): the file is corrupted or unreadable.
+    log.error("database error: %s", exc)
+    return error_response(503, "unavailable", "the database cannot be read (corrupted or "
+                          "unreadable); the administrator must restore it (docs/reliability.md)",
+                          headers={"Retry-After": "60"})
+
+
+async def pool_timeout(request: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
+    log.warning("no database connection within the pool timeout: %s", exc)
+    return error_response(503, "overloaded", "the server is busy; retry shortly",
+                          headers={"Retry-After": "1"})
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; the server log has details")
@@ -86,4 +101,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(OperationalError, operational_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, pool_timeout)
+    app.add_exception_handler(DatabaseError, database_error)
     app.add_exception_handler(Exception, unexpected_error)

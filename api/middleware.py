@@ -52,8 +52,47 @@ class BodyLimitMiddleware:
 
 
 async def _send_413(send: Send, message: str) -> None:
-    body = json.dumps({"error": {"code": "too_large", "message": message, "param": "file"}}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _send_error(send, 413, "too_large", message, "file", [(b"connection", b"close")])
+
+
+async def _send_error(send: Send, status: int, code: str, message: str, param: str | None,
+                      headers: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "param": param}}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                            (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+class LoadShedMiddleware:
+    """Answer 503 with Retry-After at once when the API is full, instead of queueing requests
+    until every client times out (issue 18). Health checks are never shed.
+
+    Full = `api_max_inflight`, or the database pool's capacity if smaller. That bound is what
+    prevents the FastAPI/SQLAlchemy deadlock (fastapi#3205, #12066): a sync route's response is
+    validated in the thread pool while its `yield` session still holds a connection, so when more
+    requests run than there are connections, threads block waiting for connections that are
+    only returned after a thread frees up. A request holds at most one connection at a time
+    (authentication closes its own session first, api/deps.py), so with no more requests in flight
+    than connections no thread ever waits for one, and every thread makes progress."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings):
+        self.app = app
+        self.settings = settings
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/v1/health"):
+            await self.app(scope, receive, send)
+            return
+        s = self.settings
+        if self.inflight >= min(s.api_max_inflight, s.db_pool_size + s.db_max_overflow):
+            await _send_error(send, 503, "overloaded",
+                              f"the server is busy ({self.inflight} requests in flight); retry shortly",
+                              None, [(b"retry-after", b"1")])
+            return
+        self.inflight += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1

@@ -66,7 +66,8 @@ def run_demo(settings: Any, base_url: str, api_key: str, stack: Any, *, steps: i
 
 def _unfinished_job(api: BasisClient) -> str | None:
     """Newest job of user `demo` that has not ended, if any (the furthest along first)."""
-    for status in (JobStatus.running, JobStatus.estimating_priors, JobStatus.queued):
+    for status in (JobStatus.running, JobStatus.estimating_priors, JobStatus.starting,
+                   JobStatus.queued):
         jobs = api.list_jobs(status=status, limit=1).data
         if jobs:
             return jobs[0].id

@@ -13,8 +13,13 @@ for lab machines pointing at the shared Postgres and Redis.
 Choices:
 - Children run in their own sessions (process groups), so a terminal's Ctrl-C reaches only this
   supervisor, which then stops them in order: dashboard and API at once, the worker with a grace
-  period (`--grace`, default 60 s) before it is killed. A child that dies on its own stops the stack
-  with an error rather than leaving half a platform running.
+  period (`--grace`, default 60 s) before it is killed.
+- A child that dies on its own is restarted after a backoff (1, 2, 4 ... 30 s) while the others
+  keep running (issue 18: one dead worker used to take the whole platform down). A child that
+  dies more than MAX_RESTARTS times within RESTART_WINDOW_S stops the stack with an error: it is
+  broken, not unlucky. When the worker dies on the embedded broker, it was the only worker, so its
+  jobs are released and re-enqueued before it restarts: the new worker resumes them at once from
+  their last checkpoint instead of after the stale-heartbeat timeout.
 - With the embedded broker `basis up` starts the only worker, so any job still active from the last
   run is orphaned by definition: it is re-enqueued at once (`stale_after_seconds=0`) and resumes
   from its checkpoint, instead of waiting for its heartbeat to go stale.
@@ -204,7 +209,9 @@ def wait_for_api(base_url: str, stack: Stack, timeout: float = 60.0) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from core.db import get_engine, migrate, session_scope
+    from sqlalchemy.engine import make_url
+
+    from core.db import get_engine, migrate, session_scope, sqlite_problem
     from core.settings import get_settings
     from worker.reconcile import reconcile
 
@@ -212,6 +219,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"basis up: data in {settings.data_dir}", flush=True)
+    if problem := sqlite_problem(settings.database_url):
+        database = make_url(settings.database_url).database
+        print(f"basis up: the database {database} is corrupted ({problem}); not starting.\n"
+              f"  To recover: 1) stop every basis process; 2) move the file aside: mv {database} "
+              f"{database}.corrupt (with its -wal and -shm files); 3) restore your last backup to "
+              f"{database}, or start empty (basis up creates a new database; the datasets and "
+              f"checkpoints under {settings.storage_dir} stay on disk but are no longer listed). "
+              "See docs/reliability.md.", file=sys.stderr, flush=True)
+        return 1
     migrate(settings.database_url)
     requeued = reconcile(settings=settings,
                          stale_after_seconds=0 if _embedded_broker(settings) else None)
@@ -244,7 +260,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                               warm_steps=args.demo_warm_steps)
             if args.exit_when_done:
                 return 0 if status == "succeeded" else 1
-        return _supervise(stack)
+        return _supervise(stack, _resume_orphans(settings))
     except KeyboardInterrupt:
         print("\nbasis up: stopping (the running job, if any, resumes at the next start)", flush=True)
         return 130
@@ -259,14 +275,61 @@ def cmd_up(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _supervise(stack: Stack) -> int:
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 300.0
+
+
+def _supervise(stack: Stack, on_restart=lambda child: None, poll: float = 0.5) -> int:
+    """Restart dead children with backoff (module docstring); returns 1 when one keeps dying.
+    `on_restart(child)` runs just before a child is started again."""
+    crashes: dict[str, list[float]] = {}
+    restart_at: dict[str, float] = {}
     while True:
-        dead = stack.dead()
-        if dead:
-            code = dead[0].process.returncode
-            print(f"basis up: {dead[0].name} exited with status {code}; stopping", flush=True)
-            return 1
-        time.sleep(1.0)
+        now = time.monotonic()
+        for child in stack.dead():
+            if child.name not in restart_at:
+                recent = [t for t in crashes.get(child.name, []) if now - t < RESTART_WINDOW_S]
+                crashes[child.name] = recent = [*recent, now]
+                code = child.process.returncode
+                if len(recent) > MAX_RESTARTS:
+                    print(f"basis up: {child.name} exited with status {code}, {len(recent)} times "
+                          f"in {RESTART_WINDOW_S:.0f} s; stopping", flush=True)
+                    return 1
+                delay = RESTART_BACKOFF_S[min(len(recent), len(RESTART_BACKOFF_S)) - 1]
+                restart_at[child.name] = now + delay
+                print(f"basis up: {child.name} exited with status {code}; restarting it in "
+                      f"{delay:.0f} s (the rest keeps running)", flush=True)
+            elif now >= restart_at[child.name]:
+                del restart_at[child.name]
+                on_restart(child)
+                child.start()
+                print(f"basis up: restarted {child.name} (pid {child.process.pid})", flush=True)
+        time.sleep(poll)
+
+
+def _resume_orphans(settings):
+    """Before the embedded stack's only worker restarts: release and re-enqueue its jobs."""
+
+    def on_restart(child) -> None:
+        if child.name != "worker" or not _embedded_broker(settings):
+            return
+        from core.db import get_engine
+        from core.jobs import lifecycle
+        from worker.reconcile import reconcile
+
+        try:
+            with get_engine(settings.database_url).begin() as conn:
+                released = lifecycle.release_all(conn)
+            reconcile(settings=settings, stale_after_seconds=0)
+        except Exception as exc:  # noqa: BLE001 - the sweep finds them later; never stop the stack
+            print(f"basis up: could not hand the worker's jobs back ({exc}); they resume when "
+                  "their heartbeat goes stale", flush=True)
+            return
+        if released:
+            print(f"basis up: resuming {len(released)} job(s) of the dead worker", flush=True)
+
+    return on_restart
 
 
 def _raise_keyboard_interrupt(*_args) -> None:

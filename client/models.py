@@ -153,7 +153,7 @@ class JobPublic(BaseModel):
     latest_metrics: dict[str, float | None] = Field(default_factory=dict)
 
 
-JobStatus = Literal["queued", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["queued", "starting", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
 
 
 class MetricSeries(BaseModel):

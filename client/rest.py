@@ -57,6 +57,7 @@ class Route(Generic[M]):
 
 
 HEALTH = Route("GET", "/v1/health", Health)
+READY: Route[BaseModel] = Route("GET", "/v1/health/ready", None)  # free-form checks, read as JSON
 UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
 LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
 GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
@@ -81,7 +82,7 @@ WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
-        HEALTH, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
+        HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, WORKERS)}
 

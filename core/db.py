@@ -48,16 +48,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """A new engine for `url` with the per-backend settings described in the module docstring."""
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20,
+                pool_timeout: float = 30.0) -> Engine:
+    """A new engine for `url` with the per-backend settings described in the module docstring;
+    the pool's size and checkout timeout come from the caller (the API sizes them from Settings)."""
     parsed = make_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        else:
+            pool = {}  # one shared in-memory connection: no queue pool to size
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -96,8 +101,15 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         session.close()
 
 
+# A full disk is no outage that waiting fixes on its own: fail the job now, with the reason, rather
+# than retry for `retry_seconds` (issue 18).
+DISK_FULL = ("database or disk is full", "no space left on device", "disk full")
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for failures that a new connection a little later can fix."""
+    """True for failures that a new connection a little later can fix (not a full disk)."""
+    if any(marker in str(exc).lower() for marker in DISK_FULL):
+        return False
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -159,6 +171,28 @@ def alembic_config(url: str | None = None):
     # ConfigParser interpolation would eat a '%' in a password.
     config.set_main_option("sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%"))
     return config
+
+
+def sqlite_problem(url: str) -> str | None:
+    """Why the SQLite file at `url` cannot be used (not a database, corrupted pages), or None; None
+    too for other backends and for a file that does not exist yet. `PRAGMA quick_check` reads
+    every page once: seconds even for a large file, and only `basis up` calls it."""
+    import sqlite3
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database)
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    return None if verdict == "ok" else str(verdict).splitlines()[0]
 
 
 def migrate(url: str | None = None, revision: str = "head") -> None:

@@ -12,6 +12,7 @@ Choices:
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -56,7 +57,41 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(32, gt=0, description="Deepest JSON nesting in a dataset row.")
     max_metric_points: int = Field(5000, gt=0, description="Upper bound accepted for ?max_points=.")
 
-    @field_validator("model_roots", mode="before")
+    # Capacity of the API process (issue 18): a request past `api_max_inflight` is answered 503 with
+    # Retry-After at once instead of queueing; `api_threads` is the thread pool sync routes run in;
+    # a route waits at most `db_pool_timeout` s for one of db_pool_size + db_max_overflow connections.
+    api_threads: int = Field(40, gt=0, description="Threads for the API's sync routes.")
+    api_max_inflight: int = Field(64, gt=0, description="Requests served at once before shedding load.")
+    db_pool_size: int = Field(10, gt=0, description="Pooled database connections per process.")
+    db_max_overflow: int = Field(20, ge=0, description="Extra connections under a burst.")
+    db_pool_timeout: float = Field(10.0, gt=0, description="Seconds a request waits for a connection.")
+
+    # Disk (issue 18): below this much free space on the storage volume uploads and job creation
+    # get 507, and a job's checkpoint is refused before it is written.
+    min_free_disk_mb: int = Field(200, ge=0, description="Free-space floor of the storage volume (MB).")
+    # /v1/health/ready calls an active job stuck when its heartbeat is older than this.
+    health_stale_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age of a stuck job.")
+
+    # Resource limits on a job, checked at creation (issue 18; core/jobs/limits.py). A lab
+    # raises them for its hardware; the defaults fit one machine.
+    job_max_steps: int = Field(100_000, gt=0, description="Most training steps per job.")
+    job_max_new_tokens: int = Field(4096, gt=0, description="Longest response a job may sample.")
+    job_max_n0: int = Field(64, ge=0, description="Most BASIS offline rollouts per prompt.")
+    job_max_rollouts_per_step: int = Field(
+        4096, gt=0, description="Most sequences per step (batch_size x rollouts_per_prompt).")
+    job_max_reward_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, gt=0,
+        description="Most reward processes per job; default: this machine's cores.")
+    job_max_cpu_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, gt=0,
+        description="Most torch CPU threads per job; default: this machine's cores.")
+    job_devices: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["auto", "cpu"],
+        description="Comma list of `device` values jobs may ask for; add cuda where workers have GPUs.")
+    job_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma list of queues jobs may name; empty = worker_queue only.")
+
+    @field_validator("model_roots", "job_devices", "job_queues", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -61,6 +61,20 @@ BASIS as implemented (deliberate choices, see docs/benchmarks.md for their measu
   tracked. On by default: it is what brings BASIS close to (or under) the 8-rollout group mean. Only past
   steps enter, so the current b_i never sees r_i. Prompts without a prior start an entry when first
   scored, at m = logit(batch mean) - c_t with lambda = 0.5 (about two coin flips of evidence).
+- Cross-prompt term (DESIGN.md 3.5; `cross_prompt`, option, off): a local calibration offset
+  delta_i added to the logit, predicted from the residuals of prompts whose features
+  (AdvantageBatch.features, the loop's mean-pooled last hidden state of the prompt) are close:
+  w_ij = exp((cos(f_i, f_j) - 1) / tau) on features centred on the batch mean,
+  delta_i = g * sum_j w_ij (r_j - v_ij) / (lambda + sum_j w_ij v_ij (1 - v_ij)), j != i,
+  v_ij = sigmoid(z_j + c_hat_{-i}): one Newton step for an offset with prior N(0, 1/lambda), i.e.
+  a kernelised c (KAE, arXiv:2604.28005, borrows strength the same way). It reads no r_i (w_ii = 0,
+  c_hat_{-i} is leave-one-out), so b_i stays exactly leave-one-out. Past steps can add their
+  residuals (`cross_memory` steps, weight `cross_decay` per step of age; a prompt's own past is
+  left out, it is in its history). The gain g is fitted online on past steps only (weighted least
+  squares of the realised residuals on h * delta, decayed by `cross_decay`, weak pull to 1, clipped
+  to [0, 3]), so where features say nothing g falls towards 0 and the term switches itself off
+  (the `sharpen` scenario). Off by default: on real runs it gains 1-3% (docs/benchmarks.md
+  "Value-MSE on real runs"), within noise, and needs a feature pass per step.
 """
 
 from __future__ import annotations

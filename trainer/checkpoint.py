@@ -61,6 +61,38 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class DiskFull(OSError):
+    """Too little free space to write a checkpoint; raised before anything is written."""
+
+
+def _volume(path: Path) -> Path:
+    """The mount point holding `path`: what a message may name (not the run dir's full path)."""
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _expected_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """What a checkpoint will take: trainable weights (or the whole model) plus the optimizer's
+    tensors, with a quarter again for tokenizer, RNG and file overhead."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()
+                  if p.requires_grad or not _is_peft(model))
+    moments = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                  if isinstance(t, torch.Tensor))
+    return int(1.25 * (weights + moments)) + (1 << 20)
+
+
+def check_free_space(directory: Path, needed: int) -> None:
+    """Raise DiskFull("disk full at <volume>, free N MB ...") when `directory`'s volume cannot
+    hold `needed` bytes (issue 18: a half-written checkpoint used to fail deep inside torch)."""
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise DiskFull(f"disk full at {_volume(directory)}, free {free / 2**20:.0f} MB; a checkpoint "
+                       f"needs about {needed / 2**20:.0f} MB. Free space (delete old jobs or "
+                       "checkpoints) and retry the job")
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -74,6 +106,7 @@ def save_checkpoint(
     """Write checkpoint `step` atomically; returns its directory. `state` must be JSON-able."""
     final = checkpoint_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(final.parent, _expected_bytes(model, optimizer))
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         sub = tmp / ("adapter" if _is_peft(model) else "model")

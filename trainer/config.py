@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -34,6 +34,13 @@ __all__ = [
 ]
 
 
+# Absolute bounds, far above any real run and far below int64 (a database column, numpy and torch
+# all take these); a deployment sets tighter, admin-chosen limits on top (core/settings.py).
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_COUNT = 10_000_000
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
 # trainer/loss.py's modes and KL estimators (it imports these names).
 AggregationName = Literal["token_mean", "seq_mean", "constant"]
 KlEstimatorName = Literal["k1", "k2", "k3"]
@@ -48,16 +55,16 @@ class _Strict(BaseModel):
 
 
 class SamplingConfig(_Strict):
-    temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature (> 0)")
+    temperature: float = Field(1.0, ge=1e-3, le=10, description="sampling temperature (>= 0.001)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1 = off")
-    top_k: int = Field(0, ge=0, description="keep the k most likely tokens; 0 = off")
+    top_k: int = Field(0, ge=0, le=MAX_COUNT, description="keep the k most likely tokens; 0 = off")
     max_new_tokens: int = Field(256, ge=1, le=65536, description="response length cap (tokens)")
 
 
 class LossConfig(_Strict):
     clip_eps: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip epsilon")
     kl_coef: float = Field(
-        0.0, ge=0, description="weight of the KL to the frozen reference; 0 = no reference model"
+        0.0, ge=0, le=1e3, description="weight of the KL to the frozen reference; 0 = no reference model"
     )
     kl_in: Literal["loss", "reward"] = Field(
         "loss", description="where the KL goes: 'loss' = kl_coef * kl_estimator per token in the "
@@ -87,19 +94,19 @@ class LossConfig(_Strict):
 
 class OptimizerConfig(_Strict):
     lr: float = Field(1e-6, gt=0, le=1, description="AdamW peak learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (beta1, beta2)")
-    grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 = no clipping")
+    weight_decay: float = Field(0.0, ge=0, le=10, description="AdamW decoupled weight decay")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="AdamW (beta1, beta2), each in [0, 1)")
+    grad_clip: float = Field(1.0, ge=0, le=1e6, description="max global grad norm; 0 = no clipping")
     micro_batch_size: int = Field(
-        8, ge=1, description="sequences per forward/backward; gradients accumulate over the batch"
+        8, ge=1, le=MAX_BATCH,
+        description="sequences per forward/backward; gradients accumulate over the batch"
     )
-    warmup_steps: int = Field(0, ge=0, description="linear LR warmup steps, constant afterwards")
-
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description="linear LR warmup steps, constant afterwards")
 
 
 class LoraConfig(_Strict):
-    r: int = Field(16, ge=1, description="LoRA rank")
-    alpha: float = Field(32.0, gt=0, description="LoRA scaling alpha")
+    r: int = Field(16, ge=1, le=4096, description="LoRA rank")
+    alpha: float = Field(32.0, gt=0, le=1e6, description="LoRA scaling alpha")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="module names to adapt, or 'all-linear'"
@@ -119,7 +126,8 @@ class TrainConfig(_Strict):
     )
     reward: str = Field("math", description="reward name (trainer.rewards registry)")
     reward_options: dict[str, Any] = Field(default_factory=dict, description="reward options")
-    reward_timeout: float = Field(10.0, gt=0, description="seconds per reward item before unscorable")
+    reward_timeout: float = Field(10.0, gt=0, le=3600,
+                                  description="seconds per reward item before unscorable")
     reward_workers: int = Field(
         2, ge=0, le=64, description="reward processes (per-item timeout); 0 = score in-process"
     )
@@ -130,7 +138,7 @@ class TrainConfig(_Strict):
     rollouts_per_prompt: int = Field(
         1, ge=1, le=256, description="rollouts per prompt per step (k); group estimators need >= 2"
     )
-    batch_size: int = Field(16, ge=1, description="prompts per step")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="prompts per step")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="sampling")
     loss: LossConfig = Field(default_factory=LossConfig, description="policy loss")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="optimizer")
@@ -140,23 +148,24 @@ class TrainConfig(_Strict):
         8, ge=0, le=1024, description="BASIS offline rollouts per training prompt; 0 = no priors"
     )
     checkpoint_every: int = Field(
-        50, ge=0, description="steps between checkpoints; 0 = only at the end (and on stop)"
+        50, ge=0, le=MAX_STEPS, description="steps between checkpoints; 0 = only at the end (and on stop)"
     )
-    eval_every: int = Field(25, ge=0, description="steps between held-out evals; 0 = start/end")
+    eval_every: int = Field(25, ge=0, le=MAX_STEPS, description="steps between held-out evals; 0 = start/end")
     eval_size: int | None = Field(
-        None, ge=1, description="held-out prompts per eval (first N of the eval set); None = all"
+        None, ge=1, le=MAX_COUNT, description="held-out prompts per eval (first N of the eval set); None = all"
     )
-    probe_every: int = Field(0, ge=0, description="steps between value-MSE probes; 0 = off")
-    probe_prompts: int = Field(4, ge=1, description="prompts of the batch the probe measures")
+    probe_every: int = Field(0, ge=0, le=MAX_STEPS, description="steps between value-MSE probes; 0 = off")
+    probe_prompts: int = Field(4, ge=1, le=MAX_BATCH, description="prompts of the batch the probe measures")
     probe_rollouts: int = Field(
         16, ge=2, le=1024, description="M: Monte Carlo rollouts per probe prompt (>= 10 for gm8)"
     )
-    seed: int = Field(0, ge=0, description="seed for data order, sampling and init")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for data order, sampling and init")
     eval_seed: int = Field(
-        0, ge=0, description="seed of the held-out split (eval_fraction); separate from `seed` "
-        "so runs with different training seeds are scored on the same problems and can be paired"
+        0, ge=0, le=2**32 - 1, description="seed of the held-out split (eval_fraction); separate "
+        "from `seed` so runs with different training seeds are scored on the same problems and can "
+        "be paired"
     )
-    max_steps: int = Field(100, ge=1, description="training steps")
+    max_steps: int = Field(100, ge=1, le=MAX_STEPS, description="training steps")
     run_dir: str = Field(
         "runs/default", description="run directory (checkpoints, metrics); `output_dir`, its "
         "former name, is still read", validation_alias=AliasChoices("run_dir", "output_dir"),

@@ -146,6 +146,43 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+# Longest integer a row may hold. Python refuses to convert more than 4,300 digits (and conversion
+# is quadratic below that), so a 5,000-digit number must be a clear error at upload, not a crash
+# later; 100 digits still hold any real answer (69! has 99).
+MAX_INT_DIGITS = 100
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _BadValue(f"has an integer of {digits} digits; the limit is {MAX_INT_DIGITS} "
+                        "(quote it to keep it as text)")
+    return int(text)
+
+
+class _BadValue(ValueError):
+    pass
+
+
+def _check_strings(value: Any, line: int) -> None:
+    """Refuse lone UTF-16 surrogates ("\\ud800"): valid JSON escapes that no UTF-8 text can hold,
+    so the row could be stored but never read back. Iterative, like `_depth`."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise DatasetError(f"has a lone surrogate escape (\\u{ord(item[exc.start]):04x}) "
+                                   "that is not text", line) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def parse_row(raw: bytes | str, line: int, *, max_line_bytes: int | None = None,
               max_depth: int | None = None, reject_nul: bool = False) -> Row:
     """Validate one JSONL line into a Row; raises DatasetError naming the line and field.
@@ -165,13 +202,16 @@ def parse_row(raw: bytes | str, line: int, *, max_line_bytes: int | None = None,
             raise DatasetError(f"is not valid UTF-8 (byte {exc.start})", line) from None
     too_deep = "is nested too deeply" if max_depth is None else f"is nested deeper than {max_depth} levels"
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, parse_int=_bounded_int)
     except RecursionError:
         raise DatasetError(too_deep, line) from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"is not valid JSON: {exc.msg} at column {exc.colno}", line) from None
+    except _BadValue as exc:
+        raise DatasetError(str(exc), line) from None
     if max_depth is not None and _depth(obj) > max_depth:
         raise DatasetError(too_deep, line)
+    _check_strings(obj, line)
     if not isinstance(obj, dict):
         raise DatasetError(f"must be a JSON object, got {type(obj).__name__}", line)
     prompt = _check_prompt(obj.get("prompt"), line)

@@ -32,7 +32,9 @@ Deliberate choices (and departures from textbook PPO):
   excluding evaluation and probe, which are measurement; it is the x-axis for comparing estimators.
   `time/elapsed` is plain wall-clock since the run (or its first segment) started.
 - A stop request (`should_stop`) is honoured between steps and writes a checkpoint, so a cancelled
-  job can be resumed with nothing lost.
+  job can be resumed with nothing lost. The reward runner also polls it while a batch is scored
+  (a hostile reward can take minutes per batch): a stop there abandons the half-done step, writes
+  no checkpoint for it, and the run resumes from the previous one.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from trainer.modeling import Prompts, Reference, load_model, resolve_device, tok
 from trainer.prior_cache import cached_priors
 from trainer.priors import TakesPriors, priors_from_rewards
 from trainer.probe import ValueProbe
-from trainer.rewards import RewardRunner
+from trainer.rewards import RewardRunner, ScoringInterrupted
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
 from trainer.sinks import Histogram, MetricsSink, advantage_histogram
@@ -136,6 +138,7 @@ def train(
     config.check_paths()
     train_rows, eval_rows = _load_rows(config)  # bad data fails here, before any model loads
     run = _setup(config, sink, run_dir, train_rows, eval_rows)
+    run.rewarder.should_stop = should_stop
     try:
         ckpt = latest_checkpoint(run_dir) if resume else None
         if ckpt is not None:
@@ -143,7 +146,12 @@ def train(
             run.engine.sync_weights(run.model)  # the engine was built before the restore
             sink.log_event("resume", f"resumed from {ckpt.name}", {"step": run.counters.step})
         else:
-            _start_fresh(run, on_status)
+            try:
+                _start_fresh(run, on_status)
+            except ScoringInterrupted:  # during prior estimation or the step-0 evaluation
+                sink.log_event("stopped", "stop requested before the first step")
+                return TrainResult(steps=0, stopped=True, initial_eval_accuracy=None,
+                                   final_eval_accuracy=None, seconds=0.0)
         on_status("running")
         stopped = _run_steps(run, should_stop, on_checkpoint)
         c = run.counters
@@ -165,11 +173,17 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
             return True
         run.counters.step += 1
         step = run.counters.step
-        metrics, histograms = _step(run, step)
         last = step == cfg.max_steps
-        if _every(step, cfg.eval_every) or last:
-            metrics["eval/accuracy"] = _evaluate(run)
-            run.counters.last_eval_accuracy = metrics["eval/accuracy"]
+        try:
+            metrics, histograms = _step(run, step)
+            if _every(step, cfg.eval_every) or last:
+                metrics["eval/accuracy"] = _evaluate(run)
+                run.counters.last_eval_accuracy = metrics["eval/accuracy"]
+        except ScoringInterrupted:
+            run.counters.step -= 1
+            run.sink.log_event("stopped", f"stop requested while scoring step {step}; the step is "
+                               "abandoned (a resume starts after the last checkpoint)")
+            return True
         run.counters.wall_seconds += time.perf_counter() - run.started
         run.started = time.perf_counter()
         metrics["time/elapsed"] = run.counters.wall_seconds
@@ -330,8 +344,8 @@ class UpdateStats:
     with_tis: bool  # truncated importance sampling is on: report `tis/*`
     grad_norm: float = 0.0  # of the last epoch, before clipping
     policy: float = 0.0
-    kl: float = 0.0  # the KL term of the loss (kl_coef * kl_mean)
-    kl_mean: float = 0.0  # the unweighted KL estimate
+    kl: float = 0.0  # the KL term of the loss (kl_coef * the loss's estimator; 0 if KL in reward)
+    kl_mean: float = 0.0  # k3's estimate of KL(pi || ref), whatever the loss uses
     clip_frac: float = 0.0
     tokens: float = 0.0  # response tokens seen in the first epoch
     gap_sum: float = 0.0  # sum over those tokens of |trainer - engine logprob|

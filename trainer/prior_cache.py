@@ -45,7 +45,8 @@ def cached_priors(cfg: TrainConfig, prompts: Prompts, sink: MetricsSink,
     if path.is_file():
         ids, priors, meta = load_priors(path)
         if ids == prompts.ids:
-            sink.log_event("priors", f"reused cached priors {path}", {"path": str(path)})
+            # The key, not the path: events reach users, and a server path is not theirs to see.
+            sink.log_event("priors", f"reused cached priors {key[:12]}", {"cache_key": key})
             return OfflinePriors(priors, float(meta["seconds"]), int(meta["rollouts"]), cached=True)
     t = time.perf_counter()
     priors, rollouts = estimate()
@@ -53,7 +54,7 @@ def cached_priors(cfg: TrainConfig, prompts: Prompts, sink: MetricsSink,
     meta = {"seconds": seconds, "rollouts": rollouts, "n0": cfg.n0,
             "model": cfg.model, "dataset": cfg.dataset, "sampling": cfg.sampling_dict}
     save_priors(path, prompts.ids, priors, meta)
-    sink.log_event("priors", f"estimated priors from {rollouts} rollouts", {"path": str(path)})
+    sink.log_event("priors", f"estimated priors from {rollouts} rollouts", {"cache_key": key})
     return OfflinePriors(priors, seconds, rollouts, cached=False)
 
 

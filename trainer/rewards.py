@@ -17,7 +17,18 @@ values in [0, 1], where ``None`` means *unscorable*: left out of every baseline,
   broken: `score` raises `RewardError` with the first exception, so the job fails visibly instead
   of training on nothing. Workers come from a `forkserver` context (preloaded with this module, so a
   replacement starts in milliseconds, and fork-safe next to torch threads); `spawn` where
-  forkserver does not exist. `workers=0` scores in-process (tests, tiny runs).
+  forkserver does not exist. `workers=0` scores in-process (tests, tiny runs), one item at a time
+  under the same per-item deadline: a SIGALRM timer ticking every 0.25 s interrupts the item when it
+  runs past it (CPython's `re` engine checks signals, so a catastrophic pattern is interrupted too).
+  That needs the main thread; elsewhere in-process scoring has no deadline and says so in a warning.
+  (math-verify arms its own SIGALRM timeout and cancels ours when it returns; its own bounds it.)
+- `should_stop` (the trainer's cancel check) is polled every 0.5 s by a thread while a batch is
+  scored, and a stop interrupts the batch within a tick (`ScoringInterrupted`): a cancel never waits
+  for a slow or hostile reward to finish a batch (issue 18).
+- Regex patterns are checked when the options are validated (job creation): length-capped, compiled
+  (a 50,000-deep nesting is an error, not a RecursionError), and probed with the `regex` engine's
+  timeout on short texts, so a catastrophically backtracking pattern such as `(.|.)*\\Z\\A` is
+  refused before it reaches a worker.
 - Rewards registered outside this module must live in an importable module that the workers import
   by name (`RewardRunner(..., modules=[...])`), since workers do not share the parent's memory.
   Like any multiprocessing start method but fork, workers re-import the main module: a script
@@ -31,6 +42,7 @@ import math
 import multiprocessing as mp
 import multiprocessing.connection
 import re
+import signal
 import threading
 import time
 import warnings
@@ -186,8 +198,34 @@ def numeric_reward(completions: list[str], answers: list[str], *, position: str,
     return scores
 
 
+MAX_PATTERN_CHARS = 1000
+# Texts a pattern is tried on at validation: a backtracking blow-up shows on one of them within
+# PROBE_TIMEOUT_S (`(.|.)*\\Z\\A` needs ~0.6 s on 20 characters, years on 64).
+_PROBE_TEXTS = ("x" * 64, "a1 " * 22, "\n" * 64, "Answer: " + "9" * 56, "(" * 32 + ")" * 32)
+PROBE_TIMEOUT_S = 0.05
+
+
+def _check_backtracking(pattern: str, flags: int) -> None:
+    """Raise ValueError when `pattern` takes more than PROBE_TIMEOUT_S on a short probe text."""
+    import regex  # the `regex` engine takes a timeout; `re` cannot be bounded off the main thread
+
+    try:
+        compiled = regex.compile(pattern, flags=flags)
+    except Exception:  # noqa: BLE001 - `re` accepted it; a dialect difference is no verdict
+        return
+    for text in _PROBE_TEXTS:
+        try:
+            compiled.search(text, timeout=PROBE_TIMEOUT_S)
+        except TimeoutError:
+            raise ValueError(
+                f"pattern takes over {PROBE_TIMEOUT_S * 1000:.0f} ms on a {len(text)}-character text "
+                "(catastrophic backtracking, e.g. a repeated alternation of overlapping branches "
+                "such as (.|.)*); simplify it") from None
+
+
 class RegexOptions(_Unparsed):
-    pattern: str = Field(..., description="regular expression with at least one capture group")
+    pattern: str = Field(..., max_length=MAX_PATTERN_CHARS,
+                         description="regular expression with at least one capture group")
     group: int | str = Field(1, description="capture group holding the answer (number or name)")
     position: Literal["first", "last"] = Field("last", description="which match of the completion")
     case_sensitive: bool = True
@@ -195,16 +233,20 @@ class RegexOptions(_Unparsed):
 
     @model_validator(mode="after")
     def _check_pattern(self) -> RegexOptions:
+        flags = (0 if self.case_sensitive else re.IGNORECASE) | (re.DOTALL if self.dotall else 0)
         try:
-            compiled = re.compile(self.pattern)
+            compiled = re.compile(self.pattern, flags)
         except re.error as exc:
             raise ValueError(f"pattern does not compile: {exc}") from None
+        except (RecursionError, OverflowError, MemoryError):
+            raise ValueError("pattern is nested too deeply or too large to compile") from None
         if compiled.groups < 1:
             raise ValueError("pattern needs a capture group, e.g. 'Answer: (\\S+)'")
         if isinstance(self.group, int) and not 0 <= self.group <= compiled.groups:
             raise ValueError(f"group {self.group} does not exist (pattern has {compiled.groups})")
         if isinstance(self.group, str) and self.group not in compiled.groupindex:
             raise ValueError(f"group {self.group!r} is not a named group of the pattern")
+        _check_backtracking(self.pattern, flags)
         return self
 
 
@@ -349,6 +391,83 @@ class RewardError(RuntimeError):
     """The reward itself is broken: it raised on every item of a batch."""
 
 
+class ScoringInterrupted(BaseException):
+    """`should_stop` fired while a batch was being scored; the batch's scores are void.
+    A BaseException so that a reward's own `except Exception` cannot swallow it."""
+
+
+class _ItemTimeout(BaseException):
+    """An in-process item ran past its deadline (raised from the SIGALRM tick)."""
+
+
+TICK_S = 0.25          # in-process deadline / stop resolution
+STOP_POLL_S = 0.5      # how often `should_stop` is asked while a batch is scored
+
+
+class _StopWatch:
+    """A daemon thread asking `should_stop()` every STOP_POLL_S while a batch is scored; `fired`
+    is set once it answers True (an exception in it counts as "not now")."""
+
+    def __init__(self, should_stop: Callable[[], bool] | None):
+        self.fired = threading.Event()
+        self._should_stop, self._done = should_stop, threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _StopWatch:
+        if self._should_stop is not None:
+            self._thread = threading.Thread(target=self._run, name="reward-stop-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._done.wait(STOP_POLL_S):
+            try:
+                if self._should_stop():
+                    self.fired.set()
+                    return
+            except Exception:  # noqa: BLE001 - the trainer asks again between steps
+                continue
+
+    def __exit__(self, *_exc) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_POLL_S + 5)
+
+    def check(self) -> None:
+        if self.fired.is_set():
+            raise ScoringInterrupted("stop requested while scoring")
+
+
+class _Deadline:
+    """Interrupt the main thread's current item at `deadline` or when `watch` fires: a SIGALRM
+    every TICK_S whose handler raises. Inactive (a no-op) off the main thread."""
+
+    def __init__(self, watch: _StopWatch):
+        self.watch, self.deadline = watch, math.inf
+        self.active = _on_main_thread()
+        self._previous: Any = None
+
+    def _tick(self, _signum, _frame) -> None:
+        self.watch.check()
+        if time.monotonic() >= self.deadline:
+            raise _ItemTimeout
+
+    def __enter__(self) -> _Deadline:
+        if self.active:
+            self._previous = signal.signal(signal.SIGALRM, self._tick)
+        return self
+
+    def arm(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        if self.active:  # re-armed per item: math-verify's own alarm cancels the timer
+            signal.setitimer(signal.ITIMER_REAL, TICK_S, TICK_S)
+
+    def __exit__(self, *_exc) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
+
+
 def _check_not_broken(name: str, items: int, raised: Sequence[str]) -> None:
     """One item raising is an odd completion (unscorable); all of them raising is a bug in the
     reward, which must fail the run loudly rather than train on nothing."""
@@ -400,12 +519,15 @@ class RewardRunner:
 
     `score(completions, answers) -> list[float | None]` in input order. An item past its deadline,
     whose worker dies or whose scorer raises is None (a lost worker is replaced); if every item of
-    the batch raised, `score` raises RewardError instead. workers=0 scores in this process
-    (no timeout enforcement beyond the reward's own). Use as a context manager or call close().
+    the batch raised, `score` raises RewardError instead. workers=0 scores in this process under
+    the same deadline (SIGALRM; main thread only). `should_stop`, when given, is polled while a
+    batch is scored and raises `ScoringInterrupted` out of `score` once it answers True.
+    Use as a context manager or call close().
     """
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, *, workers: int = 2,
-                 timeout_s: float = 10.0, modules: Iterable[str] = ()):
+                 timeout_s: float = 10.0, modules: Iterable[str] = (),
+                 should_stop: Callable[[], bool] | None = None):
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         if not timeout_s > 0:
@@ -418,7 +540,12 @@ class RewardRunner:
             warnings.warn("RewardRunner: this process is daemonic and cannot start reward "
                           "workers; scoring in-process (workers=0)", RuntimeWarning, stacklevel=2)
             workers = 0
+        if not workers and not _on_main_thread():
+            warnings.warn("RewardRunner: scoring in-process off the main thread, where no "
+                          "per-item deadline can be enforced; use workers >= 1", RuntimeWarning,
+                          stacklevel=2)
         self.workers = workers
+        self.should_stop = should_stop
         self.timeout_s = float(timeout_s)
         self.modules = [__name__, *modules]
         self.restarts = 0  # workers replaced after a timeout or crash (a health metric)
@@ -439,8 +566,13 @@ class RewardRunner:
     def score(self, completions: Sequence[str], answers: Sequence[str]) -> list[float | None]:
         if len(completions) != len(answers):
             raise ValueError(f"{len(completions)} completions but {len(answers)} answers")
-        if not self.workers:
-            return self._score_here(list(completions), list(answers))
+        with _StopWatch(self.should_stop) as watch:
+            if not self.workers:
+                return self._score_here(list(completions), list(answers), watch)
+            return self._score_in_pool(completions, answers, watch)
+
+    def _score_in_pool(self, completions: Sequence[str], answers: Sequence[str],
+                       watch: _StopWatch) -> list[float | None]:
         self._start()
         results: list[float | None] = [None] * len(completions)
         raised: list[str] = []
@@ -461,8 +593,13 @@ class RewardRunner:
                 busy.append(worker)
             if not busy:
                 continue
+            if watch.fired.is_set():  # the busy workers hold items of a void batch: drop them
+                for worker in busy:
+                    worker.kill()
+                    self._pool.remove(worker)
+                watch.check()
             now = time.monotonic()
-            wait = max(0.0, min(w.deadline for w in busy) - now)
+            wait = min(max(0.0, min(w.deadline for w in busy) - now), TICK_S)
             ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
                                        timeout=wait)
             for worker in list(busy):
@@ -488,21 +625,28 @@ class RewardRunner:
         _check_not_broken(self.name, len(completions), raised)
         return results
 
-    def _score_here(self, completions: list[str], answers: list[str]) -> list[float | None]:
-        """In-process scoring with the pool's rules: an item whose scorer raises is None."""
+    def _score_here(self, completions: list[str], answers: list[str], watch: _StopWatch
+                    ) -> list[float | None]:
+        """In-process scoring with the pool's rules, one item at a time under its deadline: an
+        item whose scorer raises or runs past `timeout_s` is None."""
         fn = REWARDS[self.name].fn
-        try:
-            return [_clean(score) for score in fn(completions, answers, **self.options)]
-        except Exception:  # find the culprit(s); the rest of the batch still counts
-            pass
         scores: list[float | None] = []
         raised: list[str] = []
-        for completion, answer in zip(completions, answers, strict=True):
-            try:
-                scores.append(_clean(fn([completion], [answer], **self.options)[0]))
-            except Exception as exc:
-                scores.append(None)
-                raised.append(f"{type(exc).__name__}: {exc}")
+        with _Deadline(watch) as deadline:
+            for completion, answer in zip(completions, answers, strict=True):
+                watch.check()
+                try:
+                    deadline.arm(self.timeout_s)
+                    try:
+                        scores.append(_clean(fn([completion], [answer], **self.options)[0]))
+                    finally:
+                        deadline.deadline = math.inf
+                except _ItemTimeout:
+                    self.timeouts += 1
+                    scores.append(None)
+                except Exception as exc:
+                    scores.append(None)
+                    raised.append(f"{type(exc).__name__}: {exc}")
         _check_not_broken(self.name, len(completions), raised)
         return scores
 

@@ -73,9 +73,11 @@ def cancel_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobPublic
 
 
 @router.post("/{job_id}/retry", response_model=JobPublic, responses=ERRORS)
-def retry_job(job_id: str, user: CurrentUser, session: SessionDep, enqueue: EnqueueDep) -> JobPublic:
-    """Re-queue a failed or cancelled job; the worker resumes it from its newest checkpoint."""
-    job = service.retry_job(session, user, job_id)
+def retry_job(job_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep,
+              enqueue: EnqueueDep, start_over: bool = False) -> JobPublic:
+    """Re-queue a failed or cancelled job; the worker resumes it from its newest checkpoint (409 if
+    its files are gone), or from step 0 with `start_over=true` (earlier metrics cleared)."""
+    job = service.retry_job(session, user, job_id, settings=settings, start_over=start_over)
     send(session, enqueue, job)
     return to_public(session, [job])[0]
 

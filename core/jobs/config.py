@@ -4,9 +4,10 @@ stored job into the config the trainer runs.
 Choices:
 - `resolve_train_config` is the only place the server fields are filled (`model` from the model
   roots, `dataset` from storage, `run_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
-  `<storage dir>/priors`, shared by jobs on the same model and data). The API calls it when a job is
-  created, so a bad field fails at POST time with its name, and the worker when the job starts, on
-  its own machine's paths: both see the same config.
+  `<storage dir>/priors/<owner id>`, shared by one owner's jobs on the same model and data, never
+  across owners: a cache hit would tell a user that someone else trained on the same rows). The
+  API calls it when a job is created, so a bad field fails at POST time with its name, and the
+  worker when the job starts, on its own machine's paths: both see the same config.
 - A job row stores the validated config with its defaults minus the server fields
   (`stored_config`); a row written before `priors_cache_dir` was a server field holds it as null,
   which the resolution overrides like any server field, so old rows stay runnable.
@@ -24,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.jobs.limits import big_integer
 from core.models import Dataset
 from core.services.catalog import resolve_model
 from core.services.datasets import dataset_path
@@ -71,6 +73,8 @@ def check_user_config(config: dict[str, Any]) -> None:
             raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
     if bad := _non_finite(config, "config"):
         raise Invalid(f"{bad} must be a finite number (NaN and Infinity are not JSON)", bad)
+    if bad := big_integer(config, "config"):
+        raise Invalid(f"{bad} is out of range (integers are limited to +-2**53)", bad)
 
 
 def validate_train_config(fields: dict[str, Any]) -> TrainConfig:
@@ -95,7 +99,8 @@ def resolve_train_config(settings: Settings, job_id: str, model: str, dataset: D
         "model": str(resolve_model(settings, model)),
         "dataset": str(dataset_path(settings, dataset)),
         "run_dir": str(settings.job_run_dir(job_id)),
-        "priors_cache_dir": str(Path(settings.storage_dir) / "priors"),
+        # Per owner: a shared cache hit would tell one user that another trained on the same rows.
+        "priors_cache_dir": str(Path(settings.storage_dir) / "priors" / dataset.owner_id),
     })
 
 

@@ -1,10 +1,12 @@
 """Job status machine, leases and checkpoint rows: every change to a `jobs` row after its creation,
 whether a worker makes it (claim, heartbeat, transition, release) or a user (cancel, retry).
 
-Status: `queued -> estimating_priors -> running -> succeeded | failed | cancelled` (estimators
-without priors go `queued -> running`; any active status may go to failed or cancelled; the table
-is `core.status.TRANSITIONS`). Each accepted transition writes its event row in the same
-transaction, so the events never disagree with the status. A transition that is not allowed from
+Status: `queued -> starting -> estimating_priors -> running -> succeeded | failed | cancelled`
+(estimators without priors skip `estimating_priors`; any active status may go to failed or
+cancelled; the table is `core.status.TRANSITIONS`). The claim of a `queued` job moves it to
+`starting` in the claim's own transaction, so a claimed job never shows `queued` (issue 18).
+Each accepted transition writes its event row in the same transaction, so the events never
+disagree with the status. A transition that is not allowed from
 the current status (the trainer announcing `estimating_priors` again after a resume, a second
 `succeeded`) is ignored, not an error: the worker must be safe to replay.
 
@@ -133,6 +135,8 @@ def claim(conn: Connection, job_id: str, *, stale_after_seconds: float) -> Claim
     )
     if epoch is None:
         return None
+    if row.status == JobStatus.queued:  # visible at once: a cancel now reaches the worker
+        transition(conn, job_id, JobStatus.starting, message="claimed by a worker")
     return Claim(job_id, row.status, resumed=row.started_at is not None,
                  cancel_requested=bool(row.cancel_requested), epoch=epoch)
 
@@ -158,6 +162,17 @@ def heartbeat(conn: Connection, job_id: str, epoch: int) -> None:
 def release(conn: Connection, job_id: str, epoch: int) -> None:
     """Give lease `epoch` up now (clean shutdown): the next delivery may resume without waiting."""
     _touch(conn, job_id, epoch, RELEASED_AT)
+
+
+def release_all(conn: Connection) -> list[str]:
+    """Release every started active job at once; returns their ids. Only for a supervisor that
+    knows the worker holding them is dead and was the only one (`basis up` on the embedded broker):
+    the next delivery then resumes them without waiting for their heartbeats to go stale."""
+    ids = list(conn.scalars(select(Job.id).where(Job.status.in_(ACTIVE),
+                                                 Job.started_at.is_not(None))))
+    if ids:
+        conn.execute(update(Job).where(Job.id.in_(ids)).values(updated_at=RELEASED_AT))
+    return ids
 
 
 def cancel(conn: Connection, job_id: str) -> bool:
@@ -261,8 +276,11 @@ def record_checkpoint(conn: Connection, job_id: str, step: int, path: Path,
 def retried(conn: Connection, job_id: str) -> bool:
     """Whether the job's newest status event is a retry request (POST /v1/jobs/{id}/retry): the
     claim that follows resumes a run a user asked to run again, not one whose worker stopped."""
-    data = conn.scalar(select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.kind == "status")
-                       .order_by(JobEvent.id.desc()).limit(1))
+    recent = conn.scalars(select(JobEvent.data).where(JobEvent.job_id == job_id,
+                                                      JobEvent.kind == "status")
+                          .order_by(JobEvent.id.desc()).limit(2))
+    # The claim's own `starting` event comes after the request it answers.
+    data = next((d for d in recent if not (d and d.get("status") == JobStatus.starting)), None)
     return bool(data and data.get("retry"))
 
 

@@ -20,20 +20,22 @@ import logging
 import math
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import workers
 from core.jobs import lifecycle
 from core.jobs.config import check_user_config, resolve_train_config, stored_config
 from core.jobs.events import record_event
-from core.models import Job, JobEvent, Metric, User, new_id
+from core.jobs.limits import check_job_limits, check_queue
+from core.models import AdvantageHistogram, Checkpoint, Job, JobEvent, Metric, User, new_id
 from core.services.datasets import get_dataset
 from core.services.errors import Conflict, Invalid, NotFound
 from core.services.pagination import Page, paginate
-from core.services.storage import remove_tree
+from core.services.storage import remove_tree, require_free_space
 from core.settings import Settings
 from core.status import RETRYABLE, TERMINAL, JobStatus
 
@@ -49,9 +51,13 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     queue = queue or settings.worker_queue
     if not QUEUE_RE.fullmatch(queue):
         raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
+    check_queue(settings, queue)
+    require_free_space(settings, "job creation")
     check_user_config(config)
     job_id = new_id("job")
     train_config = resolve_train_config(settings, job_id, model, dataset, config)
+    check_job_limits(train_config, settings, model_path=Path(train_config.model),
+                     dataset_rows=dataset.rows)
     waiting = workers.check_capacity(session, settings, workers.Requirement.of(train_config, queue))
     job = Job(id=job_id, owner_id=owner.id, dataset_id=dataset.id, model=model, queue=queue,
               config=stored_config(train_config), estimator=train_config.estimator[:64],
@@ -96,11 +102,38 @@ def cancel_job(session: Session, owner: User, job_id: str) -> Job:
     return job
 
 
-def retry_job(session: Session, owner: User, job_id: str) -> Job:
+def _missing_checkpoint(session: Session, settings: Settings, job_id: str) -> str | None:
+    """The newest recorded checkpoint of `job_id` as `checkpoints/step-N` when its files are gone
+    (deleted, a lost volume), else None. Named relative to the run dir: no server path leaks."""
+    newest = session.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id)
+                            .order_by(Checkpoint.step.desc()).limit(1))
+    if newest is None:
+        return None
+    path = Path(newest.path)
+    path = path if path.is_absolute() else Path(settings.storage_dir) / path
+    if (path / "state.json").is_file():
+        return None
+    return f"checkpoints/{path.name}/state.json (step {newest.step})"
+
+
+def _clear_progress(session: Session, settings: Settings, job_id: str) -> None:
+    """Forget a job's training so far (metrics, histograms, checkpoints), for an explicit start
+    over: a retry must never overwrite old metrics silently (issue 18)."""
+    for model in (Metric, AdvantageHistogram, Checkpoint):
+        session.execute(delete(model).where(model.job_id == job_id))
+    session.execute(update(Job).where(Job.id == job_id).values(current_step=0))
+    remove_tree(settings.job_run_dir(job_id) / "checkpoints")
+
+
+def retry_job(session: Session, owner: User, job_id: str, *, settings: Settings | None = None,
+              start_over: bool = False) -> Job:
     """Put a failed or cancelled job back in the queue (`lifecycle.retry`); commits. The caller then
     enqueues it; the worker resumes it from its newest checkpoint.
 
-    409 for any other status, and for a job whose dataset was deleted (it could not start).
+    409 for any other status, for a job whose dataset was deleted (it could not start), and for a
+    job whose newest recorded checkpoint's files are gone, naming them: resuming would restart from
+    an older point and overwrite its metrics. `start_over` clears the job's metrics, histograms and
+    checkpoints first and trains from step 0 (an event says so).
     """
     job = get_job(session, owner, job_id)
     if job.status not in RETRYABLE:
@@ -110,6 +143,15 @@ def retry_job(session: Session, owner: User, job_id: str) -> Job:
     if job.dataset_id is None:
         raise Conflict(f"the dataset of job {job_id!r} was deleted, so it cannot run again; upload the "
                        "data and create a new job", "dataset_id")
+    if settings is not None:
+        if start_over:
+            _clear_progress(session, settings, job_id)
+            record_event(session, job_id, "start_over",
+                         "retry requested from step 0: earlier metrics and checkpoints cleared")
+        elif missing := _missing_checkpoint(session, settings, job_id):
+            raise Conflict(f"job {job_id!r} cannot resume: its checkpoint {missing} is missing; "
+                           "retry with start_over=true to clear its metrics and train from step 0",
+                           "job_id")
     if lifecycle.retry(session.connection(), job_id) is None:  # retried or deleted concurrently
         session.rollback()
         raise Conflict(f"job {job_id!r} changed while being retried; read it again", "job_id")

@@ -24,7 +24,7 @@ from core.models import Dataset, Job, User, new_id
 from core.services.errors import Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from core.services.jsonl import iter_lines, validate_jsonl
 from core.services.pagination import Page, paginate
-from core.services.storage import inside, write_atomic
+from core.services.storage import inside, require_free_space, write_atomic
 from core.settings import Settings
 from core.status import ACTIVE
 
@@ -63,6 +63,7 @@ def create_dataset(session: Session, settings: Settings, owner: User, *, source:
             f"content type {media_type!r} is not accepted; send JSONL (application/jsonl)", "file")
     if name is not None and not (0 < len(name.strip()) <= 200):
         raise Invalid("name must be 1-200 characters", "name")
+    require_free_space(settings, "upload")
     data = read_limited(source, settings.max_upload_bytes)
     rows = validate_jsonl(data, max_rows=settings.max_dataset_rows,
                           max_line_bytes=settings.max_line_bytes, max_depth=settings.max_json_depth)

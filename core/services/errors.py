@@ -46,6 +46,13 @@ class TooLarge(DomainError):
     code = "too_large"
 
 
+class InsufficientStorage(DomainError):
+    """The storage volume is below the administrator's free-space floor."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class UnsupportedMediaType(DomainError):
     """The upload's content type is not one we accept."""
 

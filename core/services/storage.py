@@ -6,7 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
-from core.services.errors import NotFound
+from core.services.errors import InsufficientStorage, NotFound
+from core.services.health import free_mb
+from core.settings import Settings
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -51,3 +53,13 @@ def remove_tree(path: Path) -> str | None:
         return None
     shutil.rmtree(path, onerror=record)
     return "; ".join(problems[:5]) or None
+
+
+def require_free_space(settings: Settings, what: str) -> None:
+    """507 when the storage volume has less than `min_free_disk_mb` free (checked before an upload
+    or a job is accepted, so a full disk refuses new work instead of failing it half-way)."""
+    free = free_mb(settings.storage_dir)
+    if free < settings.min_free_disk_mb:
+        raise InsufficientStorage(
+            f"{what} refused: the server's storage has {free:.0f} MB free, below its floor of "
+            f"{settings.min_free_disk_mb} MB; delete old jobs or datasets, or ask the administrator")

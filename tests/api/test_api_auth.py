@@ -7,7 +7,7 @@ import pytest
 from core.db import session_scope
 from core.services.keys import revoke_key
 
-PUBLIC = {("GET", "/v1/health")}
+PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/health/ready")}
 
 
 def v1_operations(app) -> list[tuple[str, str]]:

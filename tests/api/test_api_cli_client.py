@@ -38,11 +38,11 @@ def test_upload_create_follow_cancel(basis, tmp_path, model_dir):
     config = tmp_path / "config.yaml"
     config.write_text("estimator: basis\nmax_steps: 5\nsampling:\n  temperature: 0.9\n")
     status, out, err = basis("jobs", "create", "--dataset", dataset["id"], "--model", "tiny",
-                             "--config", str(config), "--set", "sampling.top_p=0.95", "--set", "batch_size=4")
+                             "--config", str(config), "--set", "sampling.top_p=0.95", "--set", "batch_size=2")
     assert status == 0, err
     job = json.loads(out)
     assert job["config"]["sampling"] == {**job["config"]["sampling"], "temperature": 0.9, "top_p": 0.95}
-    assert job["config"]["batch_size"] == 4 and job["max_steps"] == 5
+    assert job["config"]["batch_size"] == 2 and job["max_steps"] == 5
     assert job["id"] in basis("jobs", "list", "--status", "queued")[1]
     assert json.loads(basis("jobs", "get", job["id"])[1])["status"] == "queued"
     assert json.loads(basis("jobs", "cancel", job["id"])[1])["status"] == "cancelled"

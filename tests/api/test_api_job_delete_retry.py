@@ -32,6 +32,7 @@ def run_dir_with_checkpoint(settings, job_id: str):
     ckpt = run_dir / "checkpoints" / "step-000002"
     ckpt.mkdir(parents=True)
     (ckpt / "model.safetensors").write_bytes(b"weights")
+    (ckpt / "state.json").write_text("{\"step\": 2}")  # what marks a checkpoint complete
     (run_dir / "metrics.jsonl").write_text("{}\n")
     return run_dir
 
@@ -142,12 +143,13 @@ def test_retry_requeues_clears_the_outcome_and_enqueues_after_commit(client, ali
     assert (run_dir / "checkpoints" / "step-000002" / "model.safetensors").is_file()
 
 
-def test_a_retried_job_is_claimed_at_once_as_a_resume(client, alice, job, db, app):
+def test_a_retried_job_is_claimed_at_once_as_a_resume(client, alice, job, db, app, settings):
     """The worker's lease (core/jobs/lifecycle.py) takes the retried job without waiting for the
     stale limit, and sees a job that started before, so it resumes from the newest checkpoint."""
     from core.jobs import lifecycle
 
     finish(db, job["id"], "failed", started_at=utcnow(), finished_at=utcnow(), lease_epoch=1)
+    run_dir_with_checkpoint(settings, job["id"])  # its files are there: a resume, not a 409
     assert client.post(f"/v1/jobs/{job['id']}/retry", headers=alice).status_code == 200
     with app.state.engine.begin() as conn:
         claim = lifecycle.claim(conn, job["id"], stale_after_seconds=3600)
@@ -178,8 +180,9 @@ def test_retry_of_a_job_whose_dataset_was_deleted_is_refused(client, alice, job,
     assert enqueued == [] and client.get(f"/v1/jobs/{job['id']}", headers=alice).json()["status"] == "failed"
 
 
-def test_retry_with_the_queue_down_keeps_the_job_queued(client, alice, job, db, app):
+def test_retry_with_the_queue_down_keeps_the_job_queued(client, alice, job, db, app, settings):
     finish(db, job["id"], "cancelled")
+    run_dir_with_checkpoint(settings, job["id"])
 
     def broken(job_id, queue):
         raise ConnectionError("broker down")
@@ -226,12 +229,12 @@ def test_cli_retry_and_delete(client, alice, job, db, settings, monkeypatch, cap
 
     try:
         finish(db, job["id"], "failed")
+        run_dir = run_dir_with_checkpoint(settings, job["id"])
         status, out, _ = basis("jobs", "retry", job["id"])
         assert status == 0 and json.loads(out)["status"] == "queued"
         status, out, err = basis("jobs", "delete", job["id"])
         assert (status, out) == (1, "") and "conflict" in err and "cancel it first" in err
         assert basis("jobs", "cancel", job["id"])[0] == 0
-        run_dir = run_dir_with_checkpoint(settings, job["id"])
         status, out, _ = basis("jobs", "delete", job["id"])
         assert status == 0 and f"deleted job {job['id']}" in out and not run_dir.exists()
         assert basis("jobs", "get", job["id"])[0] == 1

@@ -23,7 +23,9 @@ def test_create_validates_commits_then_enqueues(job, enqueued, db, settings):
     assert (event.kind, event.data) == ("status", {"status": "queued"})
 
 
-def test_create_on_another_queue(create_job, alice, dataset, enqueued):
+def test_create_on_another_queue(create_job, alice, dataset, enqueued, settings):
+    assert create_job(alice, dataset["id"], queue="a100").status_code == 422  # not configured
+    settings.job_queues = ["gpu", "a100"]  # the administrator's list (issue 18)
     response = create_job(alice, dataset["id"], queue="a100")
     assert response.status_code == 201 and response.json()["queue"] == "a100"
     assert enqueued[-1][1] == "a100"
@@ -133,7 +135,8 @@ def test_enqueue_failure_keeps_the_job_queued(settings, alice, dataset, model_di
         raise ConnectionError("broker down")
 
     app.state.enqueue = broken
-    response = client.post("/v1/jobs", headers=alice, json={"dataset_id": dataset["id"], "model": "tiny"})
+    response = client.post("/v1/jobs", headers=alice, json={"dataset_id": dataset["id"], "model": "tiny",
+                                                     "config": {"batch_size": 1}})
     assert response.status_code == 201 and response.json()["status"] == "queued"
     kinds = [e.kind for e in db.scalars(select(JobEvent).order_by(JobEvent.id))]
     assert kinds == ["status", "enqueue_failed"]

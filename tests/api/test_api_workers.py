@@ -14,6 +14,13 @@ from core import workers
 from core.models import Job, JobEvent, Worker
 
 
+@pytest.fixture(autouse=True)
+def open_queues(settings):
+    """The administrator's allow-list (`BASIS_JOB_QUEUES`, core/jobs/limits.py) admits every queue
+    used here, so what refuses or accepts a job below is the live workers."""
+    settings.job_queues = ["gpu", "cpu", "h100", "anything"]
+
+
 @pytest.fixture
 def register(app):
     """`register(id, queues=, engines=, gpus=, max_processes=, dead=, stopped=)`: a worker row
@@ -121,3 +128,12 @@ def test_require_live_worker_refuses_a_queue_without_one(strict, create_job, ali
     assert count_jobs(db) == 0
     register("gpu-2@b")
     assert create_job(alice, dataset["id"]).status_code == 201
+
+
+def test_ready_counts_live_workers_per_queue_without_naming_them(client, register):
+    register("gpu-1@a")
+    register("gpu-2@b", queues=("gpu", "cpu"))
+    register("gpu-3@c", dead=True)
+    body = client.get("/v1/health/ready").json()  # no key: counts only
+    assert body["workers"]["live_by_queue"] == {"cpu": 1, "gpu": 2}
+    assert "gpu-1@a" not in str(body)

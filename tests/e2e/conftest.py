@@ -118,4 +118,4 @@ def check_job_outputs(client, headers: dict, job_id: str, steps: int) -> None:
     events = client.get(f"/v1/jobs/{job_id}/events", headers=headers,
                         params={"limit": 1000}).json()["data"]
     statuses = [e["data"]["status"] for e in events if e["kind"] == "status"]
-    assert statuses == ["queued", "estimating_priors", "running", "succeeded"], statuses
+    assert statuses == ["queued", "starting", "estimating_priors", "running", "succeeded"], statuses

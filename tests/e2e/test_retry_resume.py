@@ -90,8 +90,8 @@ def test_a_cancelled_job_retried_resumes_from_its_checkpoint_and_can_be_deleted(
         after = events[retry_at + 1:]
         statuses = [e["data"]["status"] for e in events if e["kind"] == "status"]
         # A fresh start would estimate priors again; the resumed run goes straight to running.
-        assert statuses == ["queued", "estimating_priors", "running", "cancelled",
-                            "queued", "running", "succeeded"], statuses
+        assert statuses == ["queued", "starting", "estimating_priors", "running", "cancelled",
+                            "queued", "starting", "running", "succeeded"], statuses
         [resumed] = [e for e in after if e["kind"] == "resumed"]
         assert resumed["data"]["checkpoint_step"] == stopped_at
         assert resumed["data"]["retry"] is True

@@ -28,6 +28,15 @@ def greedy_reward(completions: list[str], answers: list[str]) -> list[float | No
     return [0.0] * len(completions)
 
 
-for _name, _fn in (("buggy_lookup", lookup_reward), ("out_of_memory", greedy_reward)):
+def catastrophic_regex_reward(completions: list[str], answers: list[str]) -> list[float | None]:
+    """The issue-18 pattern `(.|.)*\\Z\\A` with dotall, as the `regex` reward would run it had it
+    passed validation: exponential backtracking, minutes per item on a few dozen characters."""
+    import re
+
+    return [None if re.search(r"(.|.)*\Z\A", c + "x" * 40, re.DOTALL) else 0.0 for c in completions]
+
+
+for _name, _fn in (("buggy_lookup", lookup_reward), ("out_of_memory", greedy_reward),
+                   ("catastrophic_regex", catastrophic_regex_reward)):
     if _name not in REWARDS:  # imported once by sitecustomize and maybe again by name
         register_reward(_name)(_fn)

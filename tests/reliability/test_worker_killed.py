@@ -86,7 +86,7 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_on_the_survivor(
     trainer_resume = [e for e in events if e.kind == "resume"]
     assert [e.data["step"] for e in trainer_resume] == [ckpt_at_kill]
     statuses = [e.data["status"] for e in events if e.kind == "status"]
-    assert statuses == ["queued", "estimating_priors", "running", "succeeded"], statuses
+    assert statuses == ["queued", "starting", "estimating_priors", "running", "succeeded"], statuses
     survivor_log = lab.log_of(survivor).read_text(errors="replace")
     assert f"job {job_id} claimed (resume)" in survivor_log
     print(f"\nFIGURES sigkill: killed at step {step_at_kill}, checkpoint {ckpt_at_kill}, "

@@ -22,7 +22,7 @@ from core.db import session_scope
 from core.models import AdvantageHistogram, Checkpoint, Metric, new_id
 from core.services.keys import create_key
 
-PUBLIC = {("GET", "/v1/health")}
+PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/health/ready")}
 GOOD_JSONL = "".join(json.dumps({"prompt": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
                      for i in range(4)).encode()
 

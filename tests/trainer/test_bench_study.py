@@ -186,3 +186,12 @@ def test_eval_cadence_follows_rollouts_with_a_cap_on_evals(tiny_spec):
     spec = st.Spec(**{**spec.__dict__, "eval_every_rollouts": 640})
     assert st.run_config(spec, "rloo", 0, root / "x")[0].eval_every == 80  # 640 rollouts / 8
     assert st.run_config(spec, st.GRPO8, 0, root / "x")[0].eval_every == 10
+
+
+def test_a_verdict_needs_the_t_interval_as_well_as_the_bootstrap():
+    stat = {"mean": 0.02, "low": 0.01, "high": 0.03, "t": {"low": -0.01, "high": 0.05}}
+    args = dict(holds=lambda lo, hi: lo > 0, fails=lambda lo, hi: hi < 0, rule="r", command="c")
+    assert st._claim("d", "m", "c", "x", stat, "mean", **args)["verdict"] == "inconclusive"
+    stat["t"] = {"low": 0.005, "high": 0.035}
+    row = st._claim("d", "m", "c", "x", stat, "mean", **args)
+    assert row["verdict"] == "holds" and (row["low"], row["t_low"]) == (0.01, 0.005)

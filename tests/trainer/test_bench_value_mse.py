@@ -149,3 +149,25 @@ def test_bound_cli_table_and_json(tmp_path, capsys):
     assert "bound / group_mean_8 on first visits" in capsys.readouterr().out
     out = run_json(capsys, "--scenario", str(path), "--bound")
     assert set(out) == {"scenario", "first_visit_share", "mse_first_visit", "bound"}
+
+
+def test_featured_scenarios_have_features_and_non_shift_drift(tmp_path):
+    from trainer.bench.scenarios import FEATURED, load_scenario, make_featured, save_scenario
+    from trainer.bench.value_mse import CROSS_VARIANT, DEFAULT_VARIANTS, run_scenario
+
+    for name in FEATURED:
+        sc = make_featured(name, seed=0)
+        assert sc.features.shape == (sc.true_value.shape[1], 16)
+        assert np.array_equal(sc.true_value, make_featured(name, seed=0).true_value)
+    sc = make_featured("skills", seed=0)
+    save_scenario(tmp_path / "s.npz", sc)
+    assert np.array_equal(load_scenario(tmp_path / "s.npz").features, sc.features)
+    # Not a logit shift: the logit change from the reference differs between prompts.
+    from scipy.special import logit
+
+    shift = logit(np.clip(sc.true_value[-1], 1e-6, 1 - 1e-6)) - logit(sc.ref_value)
+    assert shift.std() > 0.5
+    small = make_featured("interference", seed=0)
+    small.true_value = small.true_value[:40]
+    mse = run_scenario(small, (*DEFAULT_VARIANTS, CROSS_VARIANT))
+    assert mse["basis[cross]"] < mse["basis"]  # skills move together: the kernel term helps

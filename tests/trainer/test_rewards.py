@@ -12,6 +12,7 @@ from trainer.rewards import (
     RewardError,
     RewardOptionsError,
     RewardRunner,
+    ScoringInterrupted,
     extract_choice,
     extract_numbers,
     get_reward,
@@ -176,3 +177,52 @@ def test_runner_in_a_daemonic_process_falls_back_to_in_process():
     workers, scores, warned = queue.get(timeout=120)
     process.join(timeout=30)
     assert workers == 0 and scores == [1.0] and any("daemonic" in w for w in warned)
+
+
+# --------------------------------------------------------------------------- hostile rewards (issue 18)
+
+CATASTROPHIC = r"(.|.)*\Z\A"  # exponential backtracking on any text of a few dozen characters
+
+
+if "_test_catastrophic" not in REWARDS:
+    @register_reward("_test_catastrophic")
+    def _catastrophic_reward(completions, answers):
+        """What a job with the catastrophic regex would run if it got past validation."""
+        return [None if re.search(CATASTROPHIC, c * 40, re.DOTALL) else 0.0 for c in completions]
+
+
+def test_catastrophic_and_over_deep_patterns_are_refused_at_validation():
+    start = time.monotonic()
+    with pytest.raises(RewardOptionsError, match="catastrophic backtracking"):
+        validate_reward_options("regex", {"pattern": CATASTROPHIC, "dotall": True})
+    assert time.monotonic() - start < 2
+    with pytest.raises(RewardOptionsError, match="at most 1000 characters"):
+        validate_reward_options("regex", {"pattern": "(" * 50_000 + "a" + ")" * 50_000})
+    assert validate_reward_options("regex", {"pattern": r"Answer:\s*(\S+)", "dotall": True})
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_every_item_runs_under_its_timeout_whatever_the_worker_count(workers):
+    with RewardRunner("_test_catastrophic", workers=workers, timeout_s=0.5,
+                      modules=[__name__]) as runner:
+        start = time.monotonic()
+        assert runner.score(["xy", "zw"], ["1", "1"]) == [None, None]
+        assert time.monotonic() - start < 6
+        assert runner.timeouts == 2
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_stop_interrupts_a_batch_being_scored(workers):
+    import threading
+
+    stop = threading.Event()
+    with RewardRunner("_test_catastrophic", workers=workers, timeout_s=300, modules=[__name__],
+                      should_stop=stop.is_set) as runner:
+        threading.Timer(1.0, stop.set).start()
+        start = time.monotonic()
+        with pytest.raises(ScoringInterrupted):
+            runner.score(["xy"] * 4, ["1"] * 4)
+        assert time.monotonic() - start < 4  # a stop within ~1 s, not 4 x 300 s
+        stop.clear()
+        runner.should_stop = None
+        assert get_reward("exact")(["1"], ["1"]) == [1.0]

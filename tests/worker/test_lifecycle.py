@@ -65,6 +65,10 @@ def test_claim_new_job_once(engine, make_job):
         second = lifecycle.claim(conn, job_id, stale_after_seconds=60)
     assert first is not None and not first.resumed
     assert second is None  # a duplicate delivery while the first worker is alive
+    # The claim shows at once (issue 18): a claimed job is never `queued`, so a cancel asks the
+    # worker to stop it instead of marking it cancelled while it still runs.
+    assert _job(engine, job_id).status == "starting"
+    assert [e.data["status"] for e in _events(engine, job_id)] == ["starting"]
 
 
 def test_stale_job_is_taken_over_as_resume(engine, make_job):

@@ -85,7 +85,7 @@ def test_job_runs_to_succeeded_with_an_event_per_transition(engine, settings, ma
     job = _job(engine, job_id)
     assert (job.status, job.current_step, job.error) == ("succeeded", 3, None)
     assert job.finished_at is not None
-    assert _statuses(engine, job_id) == ["estimating_priors", "running", "succeeded"]
+    assert _statuses(engine, job_id) == ["starting", "estimating_priors", "running", "succeeded"]
     config = trainer.calls[0]["config"]
     assert Path(config.model) == settings.model_roots[0] / "tiny"
     assert Path(config.run_dir) == settings.job_run_dir(job_id) == trainer.calls[0]["run_dir"]

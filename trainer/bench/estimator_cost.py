@@ -2,6 +2,10 @@
 
     python -m trainer.bench estimator-cost [--samples 4096] [--repeats 20] [--json]
 
+`basis[cross]` gets random (samples, 128) features; the feature pass is the loop's no-grad forward
+over the batch's prompts (12 tokens each, like the demo's) that the cross-prompt term needs. For
+the demo's batch use `--samples 256` and compare with its step time (docs/benchmarks.md).
+
 Each estimator is timed on a realistic batch (BASIS: priors for every prompt and a few steps of
 history first; group estimators: samples / 8 prompts x 8 rollouts), median of `--repeats` calls.
 The reference point is the tiny Qwen2-style model (hidden 128, 2 heads of dim 64, 4 layers) of
@@ -25,6 +29,8 @@ from trainer.advantages import AdvantageBatch, estimate_priors, get_estimator
 
 SEQ_LEN = 128
 MICRO_BATCH = 16
+FEATURE_DIM = 128
+PROMPT_LEN = 12  # the demo's arithmetic prompts are 8-14 characters
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -42,7 +48,8 @@ def time_estimators(samples: int, repeats: int, seed: int = 0) -> dict[str, floa
     rng = np.random.default_rng(seed)
     p = rng.beta(1, 1, samples)
     ids = np.char.add("p", np.arange(samples).astype(str))
-    single = AdvantageBatch(rng.binomial(1, p).astype(float), ids)
+    feats = rng.normal(size=(samples, FEATURE_DIM))  # the demo model's hidden size
+    single = AdvantageBatch(rng.binomial(1, p).astype(float), ids, feats)
     k = 8
     group = AdvantageBatch(
         rng.binomial(1, np.repeat(p[: samples // k], k)).astype(float),
@@ -52,6 +59,8 @@ def time_estimators(samples: int, repeats: int, seed: int = 0) -> dict[str, floa
     for label, name, options in [
         ("basis", "basis", {}),
         ("basis[history=off]", "basis", {"history": False}),
+        ("basis[cross]", "basis", {"cross_prompt": True}),
+        ("basis[cross, memory=4]", "basis", {"cross_prompt": True, "cross_memory": 4}),
         ("reinforce_pp", "reinforce_pp", {}),
     ]:
         est = get_estimator(name, **options)
@@ -108,6 +117,20 @@ def time_forward(repeats: int, threads: int) -> float:
     return _median_seconds(forward, max(3, repeats // 4))
 
 
+def time_feature_pass(samples: int, repeats: int, threads: int) -> float:
+    """Median seconds of the loop's prompt-feature pass over `samples` prompts of PROMPT_LEN."""
+    import torch
+
+    from trainer.features import prompt_features
+
+    torch.set_num_threads(threads)
+    model = _tiny_model()
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(1, model.config.vocab_size, (samples, PROMPT_LEN), generator=g)
+    rows = prompts.tolist()
+    return _median_seconds(lambda: prompt_features(model, rows, pad_id=0), max(3, repeats // 4))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m trainer.bench estimator-cost",
@@ -123,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     est = time_estimators(args.samples, args.repeats)
     fwd = time_forward(args.repeats, args.threads)
     fwd_batch = fwd * args.samples / MICRO_BATCH
+    est[f"feature pass ({args.samples} x {PROMPT_LEN} tokens)"] = time_feature_pass(
+        args.samples, args.repeats, args.threads)
     result = {
         "samples": args.samples,
         "estimator_seconds": est,

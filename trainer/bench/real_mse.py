@@ -1,7 +1,7 @@
 """Value-MSE on real training runs: `python -m trainer.bench real-mse --seeds S --json`.
 
-    python -m trainer.bench real-mse --quick                 # 1 seed, 400 steps (~3-5 min)
-    python -m trainer.bench real-mse --seeds 3 --json        # seeds 0, 1, 2; 1500 steps each
+    python -m trainer.bench real-mse --quick                 # 1 seed, 200 steps, probe every 5
+    python -m trainer.bench real-mse --seeds 3 --json        # seeds 0, 1, 2; 400 steps each
     python -m trainer.bench real-mse --seeds 3 --traces DIR  # reuse recorded traces (no model run)
     python -m trainer.bench real-mse --ablation              # BASIS's parts one by one
 
@@ -61,6 +61,7 @@ class Spec:
 
 DEFAULT_SPECS = (
     Spec("basis", "basis"),
+    Spec("basis[cross]", "basis", {"cross_prompt": True}),
     Spec("basis_paper", "basis_paper"),
     Spec("reinforce_pp", "reinforce_pp"),
     Spec("group_mean_4", None, k=4),
@@ -75,6 +76,19 @@ ABLATION_SPECS = (
     Spec("+ kappa", "basis", {"history": False, "cross_prompt": False}),
     Spec("+ history", "basis", {"cross_prompt": False}),
     Spec("+ cross-prompt", "basis", {"cross_prompt": True}),
+    Spec("group_mean_8", None, k=8),
+)
+
+
+# What else the information on the trace allows (docs/benchmarks.md, "the bound"): the history's
+# drift, the shared calibration pinned, empirical-Bayes priors, a longer cross-prompt memory.
+ENVELOPE_SPECS = (
+    Spec("basis", "basis"),
+    Spec("basis[drift=0.001]", "basis", {"history_drift": 0.001}),
+    Spec("basis[drift=0.01]", "basis", {"history_drift": 0.01}),
+    Spec("basis[c pinned at 0]", "basis", {"c_prior_strength": 1e12}),
+    Spec("basis[eb]", "basis", {"prior_shrinkage": "empirical_bayes"}),
+    Spec("basis[cross, memory=4]", "basis", {"cross_prompt": True, "cross_memory": 4}),
     Spec("group_mean_8", None, k=8),
 )
 
@@ -259,24 +273,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=1, help="number of training seeds")
     ap.add_argument("--seed0", type=int, default=0, help="first seed")
-    ap.add_argument("--steps", type=int, default=1500, help="training steps per seed")
+    ap.add_argument("--steps", type=int, default=400, help="training steps per seed")
     ap.add_argument("--probe-every", type=int, default=10, help="steps between probes")
-    ap.add_argument("--quick", action="store_true", help="1 seed, 400 steps, probe every 10")
+    ap.add_argument("--quick", action="store_true", help="1 seed, 200 steps, probe every 5")
     ap.add_argument("--traces", help="directory of traces: reused if present, else saved there")
     ap.add_argument("--cache-dir", default=".cache/basis", help="demo model/data/priors cache")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ablation", action="store_true", help="score BASIS's parts one by one")
+    ap.add_argument("--envelope", action="store_true",
+                    help="score BASIS variants that bound what the trace's information allows")
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.steps = 1, 400
+        args.seeds, args.steps, args.probe_every = 1, 200, 5
 
     from trainer.cli import _quiet_transformers
 
     _quiet_transformers()
     traces = _traces(args)
-    specs = ABLATION_SPECS if args.ablation else DEFAULT_SPECS
+    specs = ABLATION_SPECS if args.ablation else ENVELOPE_SPECS if args.envelope else DEFAULT_SPECS
     report = evaluate(traces, specs, args.bootstrap)
     units = sum(t["probe_rewards"].shape[0] * t["probe_rewards"].shape[1] for t in traces)
     result = {"seeds": [t["seed"] for t in traces], "steps": args.steps,

@@ -59,6 +59,8 @@ CROSS_VARIANT = Variant("basis[cross]", "basis", options={"cross_prompt": True})
 
 ABLATION_VARIANTS = (
     Variant("reinforce_pp", "reinforce_pp"),
+    # b = p(x): c pinned at 0 by an overwhelming pull towards the previous c (0)
+    Variant("prior only", "basis_paper", options={"c_prior_strength": 1e12}),
     Variant("basis", "basis"),
     Variant("basis[history=off]", "basis", options={"history": False}),
     Variant("basis[paper]", "basis", options={"history": False, "c_prior_strength": 0.0}),
@@ -282,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             variants = (*DEFAULT_VARIANTS, CROSS_VARIANT)
     else:
         scenarios = [make_scenario(n, args.seed) for n in (args.builtin or BUILTIN)]
+    if any(sc.features is None for sc in scenarios):  # the cross-prompt term needs features
+        variants = tuple(v for v in variants if v is not CROSS_VARIANT)
     if args.n0 is not None:
         for sc in scenarios:
             sc.n0 = args.n0
