@@ -113,6 +113,38 @@ class EventPublic(BaseModel):
 EventsPublic = ListPublic[EventPublic]
 
 
+class SamplePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int = Field(description="Increasing; pass the last one seen as `after` for the next page.")
+    object: Literal["sample"] = "sample"
+    job_id: str
+    step: int
+    index: int = Field(description="Position of the rollout in the step's batch.")
+    prompt_id: str
+    prompt: str
+    completion: str
+    answer: str = Field(description="The dataset's expected answer.")
+    reward: float | None = Field(description="null where the reward could not score the completion.")
+    advantage: float
+    baseline: float | None
+    finish_reason: str = Field(description="'stop' (end of sequence) or 'length' (max_new_tokens).")
+
+
+SamplesPublic = ListPublic[SamplePublic]
+
+
+class LogLinePublic(BaseModel):
+    id: int = Field(description="Increasing; pass the last one seen as `after` to follow the log.")
+    object: Literal["log_line"] = "log_line"
+    ts: datetime
+    level: str
+    kind: str
+    line: str = Field(description="The line as `basis jobs logs` prints it.")
+
+
+LogLinesPublic = ListPublic[LogLinePublic]
+
+
 class MetricSeries(BaseModel):
     name: str
     steps: list[int]

@@ -11,12 +11,38 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from client import BasisClient, JobPublic
+from client import BasisClient
+from client.summary import job_summary
 from core.status import TERMINAL, JobStatus
 
 # The name the demo model is served under (a directory in the first model root); its shape is
 # trainer.tiny.DEMO_SHAPE.
 DEMO_MODEL_NAME = "tiny-arith"
+
+
+DEMO_USER = "demo"
+DEMO_DATASET_NAME = "arithmetic-demo"
+DEMO_KEY_FILE = "demo-api-key"  # in the data dir, mode 600: the key `make run` printed last time
+
+
+def demo_api_key(settings: Any) -> tuple[str, bool]:
+    """(key, reused): the demo user's key saved by an earlier `basis up --demo` while it still
+    authenticates as that user, else a new one, saved. Keys are stored hashed, so the secret can
+    only be reused from this file; every `make run` minting another key left them piling up."""
+    from core.db import get_engine, session_scope
+    from core.services.keys import authenticate, create_key
+
+    path = settings.data_dir / DEMO_KEY_FILE
+    saved = path.read_text().strip() if path.is_file() else None
+    with session_scope(get_engine(settings.database_url)) as session:
+        user = authenticate(session, saved) if saved else None
+        if saved and user is not None and user.name == DEMO_USER:
+            return saved, True
+        _, secret = create_key(session, DEMO_USER)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret, False
 
 
 def ensure_model(settings: Any, warm_steps: int | None) -> None:
@@ -56,8 +82,14 @@ def run_demo(settings: Any, base_url: str, api_key: str, stack: Any, *, steps: i
             print(f"basis up: following the unfinished demo job {unfinished} (resumed, not resubmitted)",
                   flush=True)
             return follow(api, unfinished, stack)
-        dataset = api.upload_dataset(demo_dataset(), "arithmetic.jsonl", name="arithmetic-demo")
-        print(f"basis up: uploaded dataset {dataset.id} ({dataset.rows} rows)", flush=True)
+        content = demo_dataset()
+        dataset = next((d for d in api.datasets() if d.name == DEMO_DATASET_NAME
+                        and d.bytes == len(content)), None)
+        if dataset is not None:  # the same rows as last time: not another copy per `make run`
+            print(f"basis up: reusing dataset {dataset.id} ({dataset.rows} rows)", flush=True)
+        else:
+            dataset = api.upload_dataset(content, "arithmetic.jsonl", name=DEMO_DATASET_NAME)
+            print(f"basis up: uploaded dataset {dataset.id} ({dataset.rows} rows)", flush=True)
         job = api.create_job(dataset_id=dataset.id, model=DEMO_MODEL_NAME, config=config)
         print(f"basis up: submitted job {job.id} (BASIS, {config['max_steps']} steps); "
               f"watch it at http://127.0.0.1:{settings.dashboard_port}", flush=True)
@@ -74,29 +106,19 @@ def _unfinished_job(api: BasisClient) -> str | None:
     return None
 
 
-def _progress(job: JobPublic) -> str:
-    reward = job.latest_metrics.get("reward/mean")
-    extra = f"  reward/mean {reward:.3f}" if reward is not None else ""
-    return f"  step {job.current_step}/{job.max_steps}{extra}"
-
-
 def follow(api: BasisClient, job_id: str, stack: Any, interval: float = 2.0) -> str:
-    """Print the job's events and step progress until it ends; returns the final status."""
-    after = 0
-    last_step = -1
+    """Print the job's log (status, a progress line per step with ETA, warnings) until it ends,
+    then its summary (held-out accuracy before -> after); returns the final status."""
+    after = None
     while True:
         if stack is not None and stack.dead():
             raise RuntimeError(f"{stack.dead()[0].name} exited while the demo job was running")
-        events = api.list_events(job_id, after=after, limit=500)
-        for event in events.data:
-            print(f"  [{event.kind}] {event.message}", flush=True)
-            after = event.id
+        page = api.logs(job_id, after=after, limit=500)
+        for line in page.data:
+            print(f"  {line.line}", flush=True)
+            after = line.id
         job = api.get_job(job_id)
-        if job.current_step != last_step and job.status == JobStatus.running:
-            print(_progress(job), flush=True)
-            last_step = job.current_step
-        if job.status in TERMINAL and not events.has_more:
-            print(f"basis up: job {job_id} {job.status}" + (f": {job.error}" if job.error else ""),
-                  flush=True)
+        if job.status in TERMINAL and not page.has_more and not api.logs(job_id, after=after).data:
+            print(f"basis up: {job_summary(api, job)}", flush=True)
             return job.status
         time.sleep(interval)

@@ -7,6 +7,7 @@ client of the REST API.
     basis datasets upload FILE [--name N] | list | get ID | delete ID
     basis jobs create --dataset ID --model NAME [--config FILE] [--set key=value ...] [--queue Q]
     basis jobs list [--status S] | get ID | cancel ID | retry ID | delete ID | logs ID [--follow]
+    basis jobs samples ID [--step N] [--json]
     basis models list
 
 `admin` talks to the database in `BASIS_DATABASE_URL` (cli/admin.py); `up` and `worker` start the
@@ -19,13 +20,14 @@ None`. The server packages are imported inside the commands, so `basis jobs list
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import httpx
 
 from cli import admin, rest, up
 from cli.errors import CliError
-from client import ApiError
+from client import ApiError, Unauthorized
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +47,17 @@ def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> 
         return args.func(args) or 0
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `basis jobs get ID | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
+    except Unauthorized as exc:
+        if not os.environ.get("BASIS_API_KEY"):
+            print("error: no API key: set BASIS_API_KEY (`basis admin create-key --name NAME` "
+                  "prints one; `make run` / `basis up --demo` print the demo user's)", file=sys.stderr)
+        else:
+            print(f"error: BASIS_API_KEY was refused ({exc}); create a new key with "
+                  "`basis admin create-key --name NAME`", file=sys.stderr)
         return 1
     except ApiError as exc:  # the API's code, message and the field at fault, on one line
         print(f"error: {f'{exc.code}: ' if exc.code else ''}{exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 
 from cli.errors import CliError
 from client import BasisClient, env_connection
+from client.summary import job_summary, sample_lines
 from core.status import TERMINAL
 
 Handler = Callable[[argparse.Namespace, BasisClient], None]
@@ -56,6 +58,27 @@ def datasets_list(args: argparse.Namespace, api: BasisClient) -> None:
         print(f"{d.id}  {d.rows:>8} rows  {d.bytes:>10} B  {d.name}")
 
 
+def jobs_get(args: argparse.Namespace, api: BasisClient) -> None:
+    """The job as JSON on stdout; a finished job's summary on stderr (pipes keep clean JSON)."""
+    job = api.get_job(args.id)
+    _print_json(job)
+    summary = job_summary(api, job)
+    if summary:
+        print(summary, file=sys.stderr)
+
+
+def jobs_samples(args: argparse.Namespace, api: BasisClient) -> None:
+    samples = api.samples(args.id, step=args.step, max_items=args.limit)
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in samples], indent=2))
+        return
+    for line in sample_lines(samples):
+        print(line)
+    if not samples:
+        print("no samples" + (f" at step {args.step}" if args.step is not None else " yet"),
+              file=sys.stderr)
+
+
 def datasets_delete(args: argparse.Namespace, api: BasisClient) -> None:
     api.delete_dataset(args.id)
     print(f"deleted dataset {args.id}")
@@ -83,17 +106,24 @@ def jobs_list(args: argparse.Namespace, api: BasisClient) -> None:
 
 
 def jobs_logs(args: argparse.Namespace, api: BasisClient) -> None:
+    """Status changes, one progress line per step (reward, accuracy, ETA), warnings and errors."""
     after = None
     while True:
-        for event in api.iter_events(args.id, after=after, page_size=1000):
-            when = event.model_dump(mode="json", include={"created_at"})["created_at"]  # as sent
-            print(f"{when}  {event.level:<7}  {event.kind:<16}  {event.message}",
-                  flush=True)
-            after = event.id
-        if not args.follow or api.get_job(args.id).status in TERMINAL:
-            # One last read: events written between the two requests.
-            if args.follow and api.list_events(args.id, after=after or 0).data:
+        page = api.logs(args.id, after=after, limit=1000)
+        for line in page.data:
+            print(line.line, flush=True)
+            after = line.id
+        if page.has_more:
+            continue
+        if not args.follow:
+            return
+        job = api.get_job(args.id)
+        if job.status in TERMINAL:
+            if api.logs(args.id, after=after).data:  # lines written between the two requests
                 continue
+            summary = job_summary(api, job)
+            if summary:
+                print(summary, flush=True)
             return
         time.sleep(args.interval)
 
@@ -131,13 +161,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("file")
     p.add_argument("--name")
     p.set_defaults(func=_client(datasets_upload))
-    p = datasets.add_parser("list")
+    p = datasets.add_parser("list", help="list your datasets")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=_client(datasets_list))
-    p = datasets.add_parser("get")
+    p = datasets.add_parser("get", help="show one dataset")
     p.add_argument("id")
     p.set_defaults(func=_show(BasisClient.get_dataset))
-    p = datasets.add_parser("delete")
+    p = datasets.add_parser("delete", help="delete a dataset (jobs trained on it keep their results)")
     p.add_argument("id")
     p.set_defaults(func=_client(datasets_delete))
 
@@ -150,27 +180,36 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (a.b=1)")
     p.add_argument("--queue", help="worker queue (GPU pool)")
     p.set_defaults(func=_client(jobs_create))
-    p = jobs.add_parser("list")
+    p = jobs.add_parser("list", help="list your jobs, newest first")
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=_client(jobs_list))
+    p = jobs.add_parser("get", help="show a job (and a finished job's summary on stderr)")
+    p.add_argument("id")
+    p.set_defaults(func=_client(jobs_get))
     for action, method, help_text in [
-            ("get", BasisClient.get_job, None),
-            ("cancel", BasisClient.cancel_job, None),
+            ("cancel", BasisClient.cancel_job, "cancel a job: at once if queued, at the next step if running"),
             ("retry", BasisClient.retry_job,
              "re-queue a failed or cancelled job; it resumes from its newest checkpoint")]:
-        p = jobs.add_parser(action, **({"help": help_text} if help_text else {}))
+        p = jobs.add_parser(action, help=help_text)
         p.add_argument("id")
         p.set_defaults(func=_show(method))
     p = jobs.add_parser("delete", help="delete a finished job and everything it wrote (cancel it first)")
     p.add_argument("id")
     p.set_defaults(func=_client(jobs_delete))
-    p = jobs.add_parser("logs", help="print a job's events")
+    p = jobs.add_parser("logs", help="print a job's log: status, per-step progress, warnings, errors")
     p.add_argument("id")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=_client(jobs_logs))
+    p = jobs.add_parser("samples", help="print rollout samples: prompt, completion, reward, advantage")
+    p.add_argument("id")
+    p.add_argument("--step", type=int, help="only this training step")
+    p.add_argument("--limit", type=int, default=100, help="at most this many samples")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=_client(jobs_samples))
 
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    models.add_parser("list").set_defaults(func=_client(models_list))
+    models.add_parser("list", help="list the models jobs can train").set_defaults(
+        func=_client(models_list))

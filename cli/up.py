@@ -181,7 +181,8 @@ def build_stack(settings, *, api_key: str | None, dashboard: bool, grace: float)
             # Same interface as the API (loopback by default): the demo's key is in this process.
             "--server.address", settings.api_host,
             "--server.port", str(settings.dashboard_port), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false"], env))
+            "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal"], env))  # no "Deploy" button: this is not a Streamlit app to publish
     elif dashboard:
         print(f"basis up: no dashboard at {app_file}; running without it", flush=True)
     return Stack(children)
@@ -211,7 +212,7 @@ def wait_for_api(base_url: str, stack: Stack, timeout: float = 60.0) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
-    from core.db import get_engine, migrate, session_scope, sqlite_problem
+    from core.db import migrate, sqlite_problem
     from core.settings import get_settings
     from worker.reconcile import reconcile
 
@@ -236,11 +237,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     api_key = None
     if args.demo:
-        from core.services.keys import create_key
+        from cli.demo import DEMO_KEY_FILE, demo_api_key
 
-        with session_scope(get_engine(settings.database_url)) as session:
-            _, api_key = create_key(session, "demo")
-        print(f"basis up: API key for user 'demo' (also given to the dashboard):\n{api_key}",
+        api_key, reused = demo_api_key(settings)
+        where = f"the one saved in {settings.data_dir / DEMO_KEY_FILE}" if reused else "new"
+        print(f"basis up: API key for user 'demo' ({where}; also given to the dashboard):\n{api_key}",
               flush=True)
 
     stack = build_stack(settings, api_key=api_key, dashboard=not args.no_dashboard, grace=args.grace)

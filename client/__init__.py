@@ -15,9 +15,11 @@ from client.models import (
     Health,
     HistogramPublic,
     JobPublic,
+    LogLinePublic,
     MetricSeries,
     ModelPublic,
     Page,
+    SamplePublic,
 )
 from client.rest import (
     DEFAULT_URL,
@@ -33,5 +35,5 @@ from client.rest import (
 __all__ = [
     "DEFAULT_URL", "ApiError", "ApiUnreachable", "BasisClient", "CheckpointPublic",
     "ComponentsPublic", "DatasetPublic", "EventPublic", "Health", "HistogramPublic", "JobPublic",
-    "MetricSeries", "ModelPublic", "NotFound", "Page", "Unauthorized", "env_connection", "follow_pages",
+    "LogLinePublic", "MetricSeries", "ModelPublic", "NotFound", "Page", "SamplePublic", "Unauthorized", "env_connection", "follow_pages",
 ]

@@ -54,6 +54,8 @@ class ComponentsPublic(BaseModel):
     estimators: list[EstimatorComponent]
     rewards: list[Component]
     engines: list[Component]
+    # The job config's default for every field a user may set (POST /v1/jobs `config`)
+    defaults: dict[str, Any]
 
 
 class DatasetPublic(BaseModel):
@@ -156,6 +158,17 @@ class JobPublic(BaseModel):
 JobStatus = Literal["queued", "starting", "estimating_priors", "running", "succeeded", "failed", "cancelled"]
 
 
+class LogLinePublic(BaseModel):
+    # Increasing; pass the last one seen as `after` to follow the log.
+    id: int
+    object: Literal["log_line"] = "log_line"
+    ts: datetime
+    level: str
+    kind: str
+    # The line as `basis jobs logs` prints it.
+    line: str
+
+
 class MetricSeries(BaseModel):
     name: str
     steps: list[int]
@@ -168,6 +181,27 @@ class ModelPublic(BaseModel):
     id: str
     object: Literal["model"] = "model"
     name: str
+
+
+class SamplePublic(BaseModel):
+    # Increasing; pass the last one seen as `after` for the next page.
+    id: int
+    object: Literal["sample"] = "sample"
+    job_id: str
+    step: int
+    # Position of the rollout in the step's batch.
+    index: int
+    prompt_id: str
+    prompt: str
+    completion: str
+    # The dataset's expected answer.
+    answer: str
+    # null where the reward could not score the completion.
+    reward: float | None
+    advantage: float
+    baseline: float | None
+    # 'stop' (end of sequence) or 'length' (max_new_tokens).
+    finish_reason: str
 
 
 class WorkerPublic(BaseModel):

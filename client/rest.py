@@ -34,9 +34,11 @@ from client.models import (
     Health,
     HistogramPublic,
     JobPublic,
+    LogLinePublic,
     MetricSeries,
     ModelPublic,
     Page,
+    SamplePublic,
     WorkerPublic,
 )
 
@@ -77,6 +79,8 @@ ADVANTAGES = Route("GET", "/v1/jobs/{job_id}/advantages", Page[HistogramPublic])
 CHECKPOINTS = Route("GET", "/v1/jobs/{job_id}/checkpoints", Page[CheckpointPublic])
 CHECKPOINT_CONTENT: Route[BaseModel] = Route(
     "GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content", None)
+SAMPLES = Route("GET", "/v1/jobs/{job_id}/samples", Page[SamplePublic])
+LOGS = Route("GET", "/v1/jobs/{job_id}/logs", Page[LogLinePublic])
 WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
 
 # (method, path) -> the model of its 2xx body, for every route the client calls.
@@ -84,7 +88,7 @@ ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
         HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
-        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, WORKERS)}
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, SAMPLES, LOGS, WORKERS)}
 
 
 class ApiError(Exception):
@@ -311,6 +315,24 @@ class BasisClient:
     def events(self, job_id: str, *, page_size: int = 100, max_items: int = 1000) -> list[EventPublic]:
         """Events of a job, oldest first (at most `max_items`)."""
         return list(self.iter_events(job_id, page_size=page_size, max_items=max_items))
+
+    def list_samples(self, job_id: str, *, step: int | None = None, after: int | None = None,
+                     limit: int = 100) -> Page[SamplePublic]:
+        """Rollout samples (of one `step` if given) with id > `after`, oldest first."""
+        return self._call(SAMPLES, {"job_id": job_id},
+                          params=_params(step=step, after=after, limit=limit))
+
+    def samples(self, job_id: str, *, step: int | None = None,
+                max_items: int = 1000) -> list[SamplePublic]:
+        """Rollout samples of a job (of one `step`), oldest first, following cursors."""
+        return list(follow_pages(
+            lambda cursor: self.list_samples(job_id, step=step,
+                                             after=None if cursor is None else int(cursor)),
+            max_items=max_items))
+
+    def logs(self, job_id: str, *, after: int | None = None, limit: int = 200) -> Page[LogLinePublic]:
+        """Log lines with id > `after`, oldest first; poll with the last id seen to follow."""
+        return self._call(LOGS, {"job_id": job_id}, params=_params(after=after, limit=limit))
 
     def metrics(self, job_id: str, *, names: Sequence[str] | None = None,
                 since_step: int | None = None, max_points: int | None = None) -> list[MetricSeries]:

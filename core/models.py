@@ -208,6 +208,26 @@ class AdvantageHistogram(Base):
     counts: Mapped[list[int]] = mapped_column(JSONType)  # (bins,)
 
 
+class RolloutSample(Base):
+    """A few rollouts of each step (trainer.sinks.Sample), for reading; upserted on (job, step, index)."""
+
+    __tablename__ = "rollout_samples"
+    __table_args__ = (UniqueConstraint("job_id", "step", "index"),)
+
+    id: Mapped[int] = mapped_column(AutoBigInt, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    index: Mapped[int] = mapped_column(Integer)  # position in the step's batch
+    prompt_id: Mapped[str] = mapped_column(String(256))
+    prompt: Mapped[str] = mapped_column(Text)
+    completion: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    reward: Mapped[float | None] = mapped_column(Double)  # NULL = unscorable
+    advantage: Mapped[float] = mapped_column(Double)
+    baseline: Mapped[float | None] = mapped_column(Double)
+    finish_reason: Mapped[str] = mapped_column(String(16))
+
+
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
     __table_args__ = (UniqueConstraint("job_id", "step"),)

@@ -26,6 +26,7 @@ FALLBACK_COMPONENTS = {
                     "min_rollouts": 1 if n in ("basis", "reinforce_pp") else 2} for n in ESTIMATORS],
     "rewards": [{"name": n, "description": "", "options": None} for n in REWARDS],
     "engines": [{"name": n, "description": "", "options": None} for n in ENGINES],
+    "defaults": {},  # no copy of the server's defaults: empty widgets, and the server fills them
 }
 
 # Dotted config paths the form edits (the API's `param` names them the same way).
@@ -46,6 +47,21 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             merged[key] = value
     return merged
+
+
+def get_path(config: Mapping[str, Any], path: str) -> Any:
+    """config[a][b] for path "a.b"; None where any part is missing (or null)."""
+    node: Any = config
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def choice_index(options: list[str], default: Any) -> int | None:
+    """The position of the server's default among a selectbox's options (None: leave it empty)."""
+    return options.index(default) if default in options else None
 
 
 def set_path(config: dict[str, Any], path: str, value: Any) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from client.summary import format_duration
+
 
 def parse_time(value: str | None) -> datetime | None:
     """An ISO-8601 timestamp from the API as aware UTC (naive means UTC), or None."""
@@ -28,20 +30,6 @@ def duration_seconds(job: Mapping[str, Any], now: datetime | None = None) -> flo
         return None
     finished = parse_time(job.get("finished_at")) or (now or datetime.now(UTC))
     return max(0.0, (finished - started).total_seconds())
-
-
-def format_duration(seconds: float | None) -> str:
-    """`1h 02m`, `3m 07s`, `12s`; empty for None."""
-    if seconds is None:
-        return ""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def progress(job: Mapping[str, Any]) -> float | None:

@@ -166,6 +166,14 @@ class TrainConfig(_Strict):
         "be paired"
     )
     max_steps: int = Field(100, ge=1, le=MAX_STEPS, description="training steps")
+    samples_per_step: int = Field(
+        4, ge=0, le=64,
+        description="rollouts of each step kept for reading (prompt, completion, reward, "
+                    "advantage); 0 = none")
+    unscorable_fail_steps: int = Field(
+        10, ge=0,
+        description="fail the run after this many consecutive steps in which every reward was "
+                    "unscorable; 0 = never")
     run_dir: str = Field(
         "runs/default", description="run directory (checkpoints, metrics); `output_dir`, its "
         "former name, is still read", validation_alias=AliasChoices("run_dir", "output_dir"),

@@ -54,6 +54,7 @@ from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.features import prompt_features
+from trainer.inspection import UnscorableGuard, select_samples
 from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
 from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
@@ -62,7 +63,7 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner, ScoringInterrupted
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import Histogram, MetricsSink, advantage_histogram
+from trainer.sinks import Histogram, MetricsSink, Sample, advantage_histogram
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -116,6 +117,7 @@ class Run:
     eval: Prompts
     device: torch.device
     autocast_dtype: torch.dtype | None
+    guard: UnscorableGuard  # warns on / fails runs whose rewards cannot score the completions
     counters: Counters = field(default_factory=Counters)
     started: float = field(default_factory=time.perf_counter)
 
@@ -175,7 +177,7 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
         step = run.counters.step
         last = step == cfg.max_steps
         try:
-            metrics, histograms = _step(run, step)
+            metrics, histograms, samples = _step(run, step)
             if _every(step, cfg.eval_every) or last:
                 metrics["eval/accuracy"] = _evaluate(run)
                 run.counters.last_eval_accuracy = metrics["eval/accuracy"]
@@ -187,7 +189,7 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
         run.counters.wall_seconds += time.perf_counter() - run.started
         run.started = time.perf_counter()
         metrics["time/elapsed"] = run.counters.wall_seconds
-        run.sink.log_step(step, metrics, histograms)
+        run.sink.log_step(step, metrics, histograms, samples)
         if _every(step, cfg.checkpoint_every) or last:
             _checkpoint(run, on_checkpoint)
     return False
@@ -200,7 +202,7 @@ def _every(step: int, n: int) -> bool:
 # ================================================================================== step
 
 
-def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
+def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], list[Sample]]:
     cfg, k = run.config, run.config.rollouts_per_prompt
     t0 = time.perf_counter()
     idx = run.sampler.next_batch()  # (B,) prompt indices
@@ -210,6 +212,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
     answers = [run.train.answers[idx[r.prompt_index]] for r in rollouts]
     rewards = _score(run, rollouts, answers)  # (B*k,) NaN = unscorable
     t2 = time.perf_counter()
+    run.guard.check(step, [r.text for r in rollouts], answers, rewards)
     prompt_ids = np.array([run.train.ids[i] for i in idx])
     owner = [r.prompt_index for r in rollouts]
     feats = _prompt_features(run, idx)  # (B, d) or None
@@ -246,7 +249,14 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram]]:
         "throughput/tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(t1 - t0, 1e-9),
         "rollouts/total": float(run.counters.rollouts_total),
     }
-    return metrics, {"advantage": advantage_histogram(result.advantages)}
+    samples = select_samples(
+        cfg.samples_per_step, prompt_ids=batch.prompt_ids.tolist(),
+        prompt_tokens=[r.prompt_ids for r in rollouts],
+        completions=[r.text for r in rollouts], answers=answers,
+        finish_reasons=[r.finish_reason for r in rollouts], rewards=rewards,
+        advantages=result.advantages, baselines=result.baselines,
+        decode=lambda ids: run.tokenizer.decode(ids, skip_special_tokens=True))
+    return metrics, {"advantage": advantage_histogram(result.advantages)}, samples
 
 
 def _sampling(cfg: TrainConfig, seed: int, greedy: bool = False) -> SamplingParams:
@@ -592,6 +602,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[
         sampler=PromptSampler(len(train_rows), cfg.batch_size, seed=cfg.seed),
         train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
         device=device, autocast_dtype=autocast_dtype,
+        guard=UnscorableGuard(cfg.reward, cfg.unscorable_fail_steps, sink),
     )
 
 

@@ -420,9 +420,11 @@ class _StopWatch:
         return self
 
     def _run(self) -> None:
+        should_stop = self._should_stop
+        assert should_stop is not None  # started only with one (__enter__)
         while not self._done.wait(STOP_POLL_S):
             try:
-                if self._should_stop():
+                if should_stop():
                     self.fired.set()
                     return
             except Exception:  # noqa: BLE001 - the trainer asks again between steps

@@ -10,6 +10,11 @@ Choices:
 - `ConsoleSink` shows a tqdm bar over `max_steps` (only on a terminal: redrawn bars would flood a
   log file) plus a compact line every `every` steps and on eval steps (reward, accuracy, eval,
   loss, BASIS value-MSE, seconds); output goes to stderr so `--json` keeps stdout clean.
+- `log_step` also takes the step's `samples` (a few rollouts with prompt, completion, reward and
+  advantage; trainer/inspection.py picks them): JSONL writes them in the step's line, the console
+  prints one on eval steps, the database sink stores them in the step's transaction.
+- `progress_line` is the one wording of a step's progress (step/max, reward, accuracy, eval, ETA
+  from the wall-clock so far), shared by the console and the job's log (worker/sink.py).
 - The advantage histogram has fixed edges (-1..1, 20 bins) so the dashboard can stack steps;
   values outside are folded into the end bins (docs/architecture.md).
 """
@@ -20,7 +25,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
@@ -34,7 +39,10 @@ __all__ = [
     "MetricsSink",
     "MultiSink",
     "NullSink",
+    "Sample",
     "advantage_histogram",
+    "format_seconds",
+    "progress_line",
     "read_jsonl_metrics",
 ]
 
@@ -45,6 +53,50 @@ ADV_EDGES = tuple(np.linspace(-1.0, 1.0, 21).round(6).tolist())
 class Histogram:
     edges: list[float]  # (bins + 1,)
     counts: list[int]  # (bins,)
+
+
+@dataclass
+class Sample:
+    """One rollout of a step, kept for reading: what the model saw, wrote and was scored."""
+
+    index: int  # position in the step's prompt-major batch
+    prompt_id: str
+    prompt: str
+    completion: str
+    answer: str  # the dataset's expected answer
+    reward: float | None  # None = unscorable
+    advantage: float
+    baseline: float | None
+    finish_reason: str  # "stop" | "length"
+
+
+def format_seconds(seconds: float) -> str:
+    """`75.2` -> "1m15s", `3700` -> "1h01m", `9.4` -> "9s"."""
+    s = max(0, int(round(seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+_PROGRESS_KEYS = (("reward/mean", "reward"), ("reward/accuracy", "acc"),
+                  ("reward/unscorable_frac", "unscorable"), ("eval/accuracy", "eval"))
+
+
+def progress_line(step: int, max_steps: int | None, metrics: Mapping[str, float | None]) -> str:
+    """"step 12/100 reward=0.41 acc=0.38 eval=0.5 elapsed 1m02s eta 7m34s" (absent keys left out)."""
+    parts = [f"step {step}/{max_steps}" if max_steps else f"step {step}"]
+    for key, label in _PROGRESS_KEYS:
+        value = metrics.get(key)
+        if value is not None and math.isfinite(float(value)):
+            if key == "reward/unscorable_frac" and not value:
+                continue
+            parts.append(f"{label}={float(value):.3g}")
+    elapsed = metrics.get("time/elapsed")
+    if elapsed is not None and step > 0:
+        parts.append(f"elapsed {format_seconds(float(elapsed))}")
+        if max_steps and max_steps > step:
+            parts.append(f"eta {format_seconds(float(elapsed) / step * (max_steps - step))}")
+    return " ".join(parts)
 
 
 def advantage_histogram(values: np.ndarray, edges: tuple[float, ...] = ADV_EDGES) -> Histogram:
@@ -59,7 +111,8 @@ def advantage_histogram(values: np.ndarray, edges: tuple[float, ...] = ADV_EDGES
 @runtime_checkable
 class MetricsSink(Protocol):
     def log_step(
-        self, step: int, metrics: Mapping[str, float], histograms: Mapping[str, Histogram]
+        self, step: int, metrics: Mapping[str, float], histograms: Mapping[str, Histogram],
+        samples: Sequence[Sample] = (),
     ) -> None: ...
 
     def log_event(self, kind: str, message: str, data: Mapping[str, Any] | None = None) -> None: ...
@@ -70,7 +123,7 @@ class MetricsSink(Protocol):
 class NullSink:
     """Discards everything."""
 
-    def log_step(self, step, metrics, histograms) -> None:
+    def log_step(self, step, metrics, histograms, samples=()) -> None:
         pass
 
     def log_event(self, kind, message, data=None) -> None:
@@ -98,13 +151,14 @@ class JsonlSink:
         self._f.write(json.dumps(obj, sort_keys=True) + "\n")
         self._f.flush()
 
-    def log_step(self, step, metrics, histograms) -> None:
+    def log_step(self, step, metrics, histograms, samples=()) -> None:
         self._write(
             {
                 "type": "step",
                 "step": int(step),
                 "metrics": {k: _clean(v) for k, v in metrics.items()},
                 "histograms": {k: asdict(h) for k, h in histograms.items()},
+                "samples": [asdict(x) for x in samples],
             }
         )
 
@@ -144,6 +198,7 @@ class ConsoleSink:
     def __init__(self, max_steps: int, every: int = 1, stream: TextIO | None = None):
         from tqdm import tqdm
 
+        self.max_steps = max_steps
         self.stream = stream or sys.stderr
         self.every = max(1, every)
         # disable=None: no bar when the stream is not a terminal (logs, CI); lines still print.
@@ -157,11 +212,19 @@ class ConsoleSink:
                 parts.append(f"{label}={float(metrics[key]):.4g}")
         return " ".join(parts)
 
-    def log_step(self, step, metrics, histograms) -> None:
+    def log_step(self, step, metrics, histograms, samples=()) -> None:
         if step > self.bar.n:
             self.bar.update(step - self.bar.n)
         if step == 0 or step % self.every == 0 or "eval/accuracy" in metrics:
-            self.bar.write(self._line(step, metrics), file=self.stream)
+            line = self._line(step, metrics)
+            _, found, timing = progress_line(step, self.max_steps, metrics).partition(" elapsed ")
+            self.bar.write(f"{line} elapsed {timing}" if found else line, file=self.stream)
+        if samples and "eval/accuracy" in metrics:
+            x = samples[0]
+            reward = "unscorable" if x.reward is None else f"{x.reward:.3g}"
+            self.bar.write(f"  sample: {x.prompt[-60:]!r} -> {x.completion[:80]!r} "
+                           f"(answer {x.answer[:20]!r}, reward {reward}, adv {x.advantage:+.3g})",
+                           file=self.stream)
 
     def log_event(self, kind, message, data=None) -> None:
         self.bar.write(f"[{kind}] {message}", file=self.stream)
@@ -176,9 +239,9 @@ class MultiSink:
     def __init__(self, *sinks: MetricsSink):
         self.sinks = sinks
 
-    def log_step(self, step, metrics, histograms) -> None:
+    def log_step(self, step, metrics, histograms, samples=()) -> None:
         for s in self.sinks:
-            s.log_step(step, metrics, histograms)
+            s.log_step(step, metrics, histograms, samples)
 
     def log_event(self, kind, message, data=None) -> None:
         for s in self.sinks:

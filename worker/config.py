@@ -45,6 +45,11 @@ class WorkerSettings(BaseSettings):
     db_retry_seconds: float = Field(
         900.0, gt=0, description="How long a database write keeps retrying before the job gives up."
     )
+    sample_keep_steps: int = Field(
+        1000, ge=0,
+        description="Keep the rollout samples of this many latest steps per job (older ones are "
+                    "deleted as the job trains); 0: keep all.",
+    )
     pool: str = Field("solo", description="Celery pool: solo runs the job in the worker process.")
     gpus: int | None = Field(
         None, ge=0, description="GPUs this worker advertises; default torch.cuda.device_count().")

@@ -22,6 +22,10 @@ Choices:
   "database is locked") are retried with exponential backoff up to `retry_seconds`; the trainer
   blocks meanwhile, so no step is skipped. Anything else (a constraint violation, a bug) is raised
   at once: retrying would not change it.
+- A step also writes its rollout samples (upserted on (job_id, step, index), the oldest beyond
+  `sample_keep_steps` deleted by an indexed range delete) and one `progress` event holding the
+  step's progress line (trainer.sinks.progress_line: reward, accuracy, ETA), which is what
+  `GET /v1/jobs/{id}/logs` and `basis jobs logs --follow` show as training goes.
 - NaN and infinities become NULL (`metrics.value`) or `null` (event data): Postgres JSONB and JSON
   clients refuse them.
 """
@@ -30,15 +34,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text, update
+from sqlalchemy import Connection, Engine, delete, text, update
 
 from core.db import run_in_transaction, upsert
 from core.jobs.events import json_safe, record_event
 from core.jobs.lifecycle import hold_lease, lease_lost
-from core.models import AdvantageHistogram, Job, Metric, utcnow
+from core.models import AdvantageHistogram, Job, Metric, RolloutSample, utcnow
+from trainer.sinks import Sample, progress_line
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,13 @@ class DatabaseSink:
     """
 
     def __init__(self, engine: Engine, job_id: str, *, epoch: int | None = None,
-                 retry_seconds: float = 900.0):
+                 retry_seconds: float = 900.0, max_steps: int | None = None,
+                 sample_keep_steps: int = 0):
+        self.max_steps = max_steps
+        self.sample_keep_steps = sample_keep_steps
+        self._samples = upsert(engine, RolloutSample, ["job_id", "step", "index"], [
+            "prompt_id", "prompt", "completion", "answer", "reward", "advantage", "baseline",
+            "finish_reason"])
         self.engine = engine
         self.job_id = job_id
         self.epoch = epoch
@@ -77,8 +88,10 @@ class DatabaseSink:
             engine, AdvantageHistogram, ["job_id", "step", "name"], ["edges", "counts"]
         )
 
-    def log_step(self, step: int, metrics: Mapping[str, float], histograms: Mapping[str, Any]) -> None:
-        """Write one step (metrics, histograms, `current_step`) in one transaction, idempotently."""
+    def log_step(self, step: int, metrics: Mapping[str, float], histograms: Mapping[str, Any],
+                 samples: Sequence[Sample] = ()) -> None:
+        """Write one step (metrics, histograms, samples, progress line, `current_step`) in one
+        transaction, idempotently."""
         step = int(step)
         metric_rows = [
             {"job_id": self.job_id, "name": name, "step": step, "value": finite_or_none(value)}
@@ -89,6 +102,16 @@ class DatabaseSink:
              "edges": json_safe(list(hist.edges)), "counts": [int(c) for c in hist.counts]}
             for name, hist in histograms.items()
         ]
+        sample_rows = [
+            {"job_id": self.job_id, "step": step, "index": x.index, "prompt_id": x.prompt_id[:256],
+             "prompt": x.prompt, "completion": x.completion, "answer": x.answer,
+             "reward": None if x.reward is None else finite_or_none(x.reward),
+             "advantage": finite_or_none(x.advantage) or 0.0,
+             "baseline": None if x.baseline is None else finite_or_none(x.baseline),
+             "finish_reason": x.finish_reason[:16]}
+            for x in samples
+        ]
+        line = progress_line(step, self.max_steps, metrics)
 
         def write(conn: Connection) -> None:
             # First, so the fence (and on Postgres the row lock) comes before any row is written.
@@ -107,6 +130,13 @@ class DatabaseSink:
                 conn.execute(self._metrics, metric_rows)
             if histogram_rows:
                 conn.execute(self._histograms, histogram_rows)
+            if sample_rows:
+                conn.execute(self._samples, sample_rows)
+                if self.sample_keep_steps:
+                    conn.execute(delete(RolloutSample).where(
+                        RolloutSample.job_id == self.job_id,
+                        RolloutSample.step <= step - self.sample_keep_steps))
+            record_event(conn, self.job_id, "progress", line, {"step": step})
 
         run_in_transaction(self.engine, write, retry_seconds=self.retry_seconds,
                            what=f"job {self.job_id} step {step}")

@@ -40,7 +40,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.db import get_engine, is_transient, run_in_transaction
-from core.jobs import lifecycle
+from core.jobs import events, lifecycle
 from core.jobs.config import resolve_train_config
 from core.jobs.lifecycle import LeaseLost, hold_lease
 from core.models import Dataset, Job
@@ -185,7 +185,7 @@ class JobRunner:
             step, retry = self.tx(where_and_why, "read")
             where = f"checkpoint at step {step}" if step is not None else "the start (no checkpoint yet)"
             why = "the retry requested" if retry else "the previous worker stopped"
-            self.tx(lambda conn: lifecycle.record_event(
+            self.tx(lambda conn: events.record_event(
                 conn, self.job_id, "resumed", f"resuming from {where} after {why}",
                 {"checkpoint_step": step, "retry": retry}), "event")
 
@@ -196,7 +196,8 @@ class JobRunner:
         else:
             from trainer.loop import train as train_fn
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
-                            retry_seconds=self.ws.db_retry_seconds)
+                            retry_seconds=self.ws.db_retry_seconds, max_steps=config.max_steps,
+                            sample_keep_steps=self.ws.sample_keep_steps)
         try:
             return train_fn(config, sink, run_dir=Path(config.run_dir),
                             should_stop=self.should_stop, on_status=self.on_status,
@@ -226,7 +227,7 @@ class JobRunner:
                                data=summary)
 
         def give_back(conn) -> None:
-            lifecycle.record_event(conn, self.job_id, "interrupted",
+            events.record_event(conn, self.job_id, "interrupted",
                                    "worker shutting down; the job will resume from its last checkpoint",
                                    summary)
             lifecycle.release(conn, self.job_id, self.epoch)

@@ -35,6 +35,8 @@ class ComponentsPublic(BaseModel):
     estimators: list[EstimatorComponent]
     rewards: list[Component]
     engines: list[Component]
+    defaults: dict[str, Any] = Field(
+        description="The job config's default for every field a user may set (POST /v1/jobs `config`)")
 
 
 def _first_line(obj: Any) -> str:
@@ -47,6 +49,7 @@ def _schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
 
 
 def list_components() -> ComponentsPublic:
+    from core.jobs.config import default_config
     from trainer.advantages import ESTIMATORS
     from trainer.rewards import REWARDS
     from trainer.rollout import available_engines
@@ -67,6 +70,7 @@ def list_components() -> ComponentsPublic:
                       ENGINE_OPTIONS else "", options=_schema(ENGINE_OPTIONS.get(name)))
             for name in available_engines()
         ],
+        defaults=default_config(),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -15,11 +15,12 @@ from api.schemas import ErrorBody, EventPublic, EventsPublic, JobCreate, JobPubl
 from core.jobs import service
 from core.jobs.events import record_event
 from core.models import Job
+from core.services.inspection import PROGRESS
 from core.status import JobStatus
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 422)}
 
 
 def to_public(session: Session, jobs: list[Job]) -> list[JobPublic]:
@@ -93,9 +94,10 @@ def delete_job(job_id: str, user: CurrentUser, session: SessionDep, settings: Se
 def list_events(job_id: str, user: CurrentUser, session: SessionDep,
                 after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> EventsPublic:
-    """Events of a job, oldest first, after event id `after`."""
+    """Events of a job, oldest first, after event id `after` (step progress lines are in /logs)."""
     job = service.get_job(session, user, job_id)
-    events, has_more = service.list_events(session, job, after=after, limit=limit)
+    events, has_more = service.list_events(session, job, after=after, limit=limit,
+                                           exclude_kinds=(PROGRESS,))
     data = [EventPublic(id=e.id, job_id=e.job_id, created_at=e.ts, ts=e.ts, kind=e.kind,
                         level=e.level, message=e.message, data=e.data) for e in events]
     return EventsPublic(data=data, has_more=has_more,

@@ -12,7 +12,7 @@ import streamlit as st
 
 from client import ApiError, ApiUnreachable, Unauthorized
 from core.status import ACTIVE, RETRYABLE
-from dashboard import charts, state
+from dashboard import charts, samples, state
 from dashboard.tables import (
     duration_seconds,
     events_frame,
@@ -222,6 +222,26 @@ def throughput_section(series: list[dict], smoothing: float) -> None:
         state.show(st, charts.line_chart(frame, y_title="tokens/s", show_raw=False), width="stretch")
 
 
+def samples_section(job: dict) -> None:
+    """A few rollouts of each step: what the model wrote, its reward and advantage."""
+    rows = state.call(state.fetch_samples, url, key, job["id"])
+    if not rows:
+        st.caption("No samples yet: each training step keeps a few rollouts (`samples_per_step`).")
+        return
+    steps = samples.sample_steps(rows)
+    c1, c2, c3 = st.columns([1, 1, 2])
+    step = c1.selectbox("Step", ["all", *steps], index=1, key="samples_step")
+    order = c2.selectbox("Sort", ["advantage, high first", "advantage, low first", "batch order"],
+                         key="samples_order")
+    frame = samples.samples_frame(rows, None if step == "all" else int(step), order)
+    unscorable = int(frame["unscorable"].sum())
+    c3.caption(f"{len(frame)} samples; {unscorable} unscorable (highlighted: the reward found no "
+               "answer it could score)" if unscorable else f"{len(frame)} samples, all scored")
+    st.dataframe(samples.highlight_unscorable(frame), hide_index=True, width="stretch", height=300,
+                 column_config={"completion": st.column_config.TextColumn(width="large"),
+                                "prompt": st.column_config.TextColumn(width="medium")})
+
+
 def events_and_checkpoints(job: dict) -> None:
     left, right = st.columns([3, 2])
     with left:
@@ -282,6 +302,8 @@ def live() -> None:
         throughput_section(series, smoothing)
     st.subheader("Events and checkpoints")
     events_and_checkpoints(job)
+    st.subheader("Samples")
+    samples_section(job)
     with st.expander("Config"):
         st.json(job["config"], expanded=False)
 

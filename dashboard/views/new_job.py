@@ -20,6 +20,14 @@ try:  # the trainer's registries through the API; the built-in names if it canno
 except ApiError:
     components = forms.FALLBACK_COMPONENTS
 choices = {kind: [c["name"] for c in components[kind]] for kind in ("estimators", "rewards", "engines")}
+# Every widget starts at the API's default for its field (GET /v1/components `defaults`), never a
+# copy kept here: an empty widget is left out of the config, so the server's default applies.
+defaults = components.get("defaults") or {}
+
+
+def default(field: str):
+    return forms.get_path(defaults, field)
+
 error = st.session_state.get("new_job_error")  # {"field", "message"} from the last refusal
 
 
@@ -62,42 +70,48 @@ with st.form("new_job"):
         field_error("model")
     single = [e["name"] for e in components["estimators"] if e["min_rollouts"] == 1]
     estimator = c2.selectbox("Estimator", choices["estimators"], key="new_estimator",
+                             index=forms.choice_index(choices["estimators"], default("estimator")),
                              help=f"{', '.join(single)} use one rollout per prompt; the others "
                                   "need several. Their options: 'Estimators, rewards and engines' "
                                   "below the form.")
     with c2:
         field_error("estimator")
-    rollouts = c3.number_input("Rollouts per prompt", 1, 256, 1, key="new_rollouts",
+    rollouts = c3.number_input("Rollouts per prompt", 1, 256, default("rollouts_per_prompt"),
+                               key="new_rollouts",
                                help="1 for basis / reinforce_pp; 8 is typical for grpo.")
     with c3:
         field_error("rollouts_per_prompt")
 
     st.subheader("Training")
-    values: dict = {"estimator": estimator, "rollouts_per_prompt": int(rollouts)}
-    numeric = [  # (field, label, widget kwargs)
-        ("batch_size", "Batch size (prompts per step)", dict(min_value=1, value=16)),
-        ("max_steps", "Max steps", dict(min_value=1, value=100)),
-        ("optimizer.lr", "Learning rate", dict(min_value=0.0, value=1e-6, format="%.2e", step=1e-7)),
-        ("loss.kl_coef", "KL coefficient", dict(min_value=0.0, value=0.0, format="%.3f", step=0.01)),
-        ("sampling.temperature", "Temperature", dict(min_value=0.0, value=1.0, step=0.1)),
-        ("sampling.max_new_tokens", "Max new tokens", dict(min_value=1, value=256)),
-        ("n0", "BASIS offline rollouts n0", dict(min_value=0, value=8)),
-        ("seed", "Seed", dict(min_value=0, value=0)),
-        ("eval_every", "Eval every (steps)", dict(min_value=0, value=25)),
-        ("checkpoint_every", "Checkpoint every (steps)", dict(min_value=0, value=50)),
-        ("probe_every", "Probe every (steps)", dict(min_value=0, value=0,
+    values: dict = {"estimator": estimator,
+                    "rollouts_per_prompt": None if rollouts is None else int(rollouts)}
+    numeric = [  # (field, label, widget kwargs); each value is the API's default
+        ("batch_size", "Batch size (prompts per step)", dict(min_value=1)),
+        ("max_steps", "Max steps", dict(min_value=1)),
+        ("optimizer.lr", "Learning rate", dict(min_value=0.0, format="%.2e", step=1e-7)),
+        ("loss.kl_coef", "KL coefficient", dict(min_value=0.0, format="%.3f", step=0.01)),
+        ("sampling.temperature", "Temperature", dict(min_value=0.0, step=0.1)),
+        ("sampling.max_new_tokens", "Max new tokens", dict(min_value=1)),
+        ("n0", "BASIS offline rollouts n0", dict(min_value=0)),
+        ("seed", "Seed", dict(min_value=0)),
+        ("eval_every", "Eval every (steps)", dict(min_value=0)),
+        ("checkpoint_every", "Checkpoint every (steps)", dict(min_value=0)),
+        ("probe_every", "Probe every (steps)", dict(min_value=0,
                                                   help="value-MSE probe of every estimator; 0 = off")),
     ]
     cols = st.columns(4)
     for i, (field, label, kwargs) in enumerate(numeric):
         with cols[i % 4]:
-            values[field] = st.number_input(label, key=f"new_{field}", **kwargs)
+            values[field] = st.number_input(label, key=f"new_{field}", value=default(field), **kwargs)
             field_error(field)
     c1, c2, c3, c4 = st.columns(4)
-    values["reward"] = c1.selectbox("Reward", choices["rewards"], key="new_reward")
-    values["engine"] = c2.selectbox("Rollout engine", choices["engines"], key="new_engine")
+    values["reward"] = c1.selectbox("Reward", choices["rewards"], key="new_reward",
+                                    index=forms.choice_index(choices["rewards"], default("reward")))
+    values["engine"] = c2.selectbox("Rollout engine", choices["engines"], key="new_engine",
+                                    index=forms.choice_index(choices["engines"], default("engine")))
     values["lora"] = c3.checkbox("LoRA adapter", key="new_lora")
-    values["lora.r"] = c4.number_input("LoRA rank", 1, 1024, 16, key="new_lora_r")
+    values["lora.r"] = c4.number_input("LoRA rank", 1, 1024, None, key="new_lora_r",
+                                       placeholder="server default")
     for field in ("reward", "engine", "lora", "lora.r"):
         field_error(field)
     advanced = st.text_area("Advanced: more config fields as JSON (merged over the form)",

@@ -61,9 +61,9 @@ def test_lease_epoch_down_and_up_keeps_every_job_and_its_children(db_url):
 
 
 def test_worker_registry_down_and_up(db_url):
-    """0003 <-> 0002: the workers table goes and comes back; the jobs are untouched."""
+    """0004 <-> 0003: the workers table goes and comes back; the jobs are untouched."""
     engine = create_engine(db_url)
-    command.downgrade(alembic_config(db_url), "0002")
+    command.downgrade(alembic_config(db_url), "0003")
     assert "workers" not in inspect(engine).get_table_names()
     assert "jobs" in inspect(engine).get_table_names()
     migrate(db_url)

@@ -76,7 +76,7 @@ def streamlit_server(api_url: str, api_key: str, port: int) -> Iterator[str]:
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
          "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-         "--client.toolbarMode", "viewer"],
+         "--client.toolbarMode", "minimal"],  # as `basis up` and the image: no Deploy button
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

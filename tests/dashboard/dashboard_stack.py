@@ -35,6 +35,7 @@ from core.models import (
     Job,
     JobStatus,
     Metric,
+    RolloutSample,
     User,
     utcnow,
 )
@@ -201,6 +202,12 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
             session.execute(insert(Metric), rows[start:start + 20_000])
         session.execute(insert(AdvantageHistogram),
                         [{"job_id": job_id, **h} for h in _histograms(steps, rng)])
+        session.execute(insert(RolloutSample), [  # the last two steps' samples, one unscorable
+            {"job_id": job_id, "step": step, "index": i, "prompt_id": f"p{i}", "prompt": f"{i}+{i}=",
+             "completion": "" if i == 3 else str(2 * i + (step % 2)), "answer": str(2 * i),
+             "reward": None if i == 3 else float(step % 2 == 0), "advantage": round(0.4 - 0.2 * i, 3),
+             "baseline": None if i == 3 else 0.5, "finish_reason": "stop"}
+            for step in (steps - 1, steps) for i in range(4)])
         checkpoint_id = None
         if checkpoint:
             relative = f"jobs/{job_id}/checkpoints/step-{steps:06d}"

@@ -54,3 +54,19 @@ def test_running_job_refreshes_live_in_the_browser(stack, running, chromium_avai
         assert step != "77 / 100"
         # One refresh period (5 s) plus the cache TTL (3 s), with room for a loaded machine.
         assert wait_for_text(browser, "77 / 100", timeout=60) < 60
+
+
+def test_samples_render_and_there_is_no_deploy_button(stack, chromium_available):
+    from tests.dashboard.dashboard_browser import chromium, wait_for_charts, wait_for_text
+
+    with streamlit_server(stack.url, stack.keys["alice"], free_port()) as dashboard, \
+            chromium(1400, 3200) as browser:
+        browser.call("Page.navigate", url=f"{dashboard}/job?job={stack.seeded.basis_job}")
+        wait_for_charts(browser, 9, timeout=120)
+        wait_for_text(browser, "1 unscorable (highlighted", timeout=30)
+        # The samples table is drawn (a canvas grid, like the other tables).
+        assert browser.evaluate(
+            "[...document.querySelectorAll('h3')].some(h => h.innerText.includes('Samples'))")
+        assert not browser.evaluate(
+            "!!document.querySelector('[data-testid=\"stAppDeployButton\"]')"
+            " || [...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Deploy')")

@@ -197,13 +197,13 @@ def test_new_job_uploads_a_dataset_and_reports_a_bad_file(stack):
     assert any("line" in e for e in errors(at)), errors(at)
 
     rows = b"".join(json.dumps({"prompt": f"{i}+1?", "answer": str(i + 1)}).encode() + b"\n"
-                    for i in range(10))
-    at.file_uploader(key="new_upload").set_value(("ten.jsonl", rows, "application/jsonl"))
-    at.text_input(key="new_dataset_name").set_value("ten rows")
+                    for i in range(20))
+    at.file_uploader(key="new_upload").set_value(("twenty.jsonl", rows, "application/jsonl"))
+    at.text_input(key="new_dataset_name").set_value("twenty rows")
     at.button(key="FormSubmitter:new_job-Create job").click().run()
     assert not at.exception and not errors(at) and at.success
     at.radio(key="new_source").set_value("Pick an uploaded dataset").run()
-    assert any("ten rows" in option for option in at.selectbox(key="new_dataset").options)
+    assert any("twenty rows" in option for option in at.selectbox(key="new_dataset").options)
 
 
 def test_wrong_key_state(stack):
@@ -224,14 +224,37 @@ def test_unreachable_api_state(stack):
         assert any("API unreachable" in e and url in e for e in errors(at)), page
 
 
-def test_sidebar_takes_url_and_key_from_the_environment(stack, monkeypatch):
+def test_sidebar_takes_url_and_key_from_the_environment_and_never_shows_the_key(stack, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("BASIS_API_URL", stack.url)
     monkeypatch.setenv("BASIS_API_KEY", stack.keys["alice"])
+    monkeypatch.delenv("BASIS_DASHBOARD_URL_EDITABLE", raising=False)
     at = AppTest.from_file(APP, default_timeout=60).run()
-    assert at.sidebar.text_input(key="api_url").value == stack.url
+    assert not errors(at) and len(at.dataframe[0].value) == 3  # the default key works server-side
+    # Issue 18: the key never reaches the page, the URL is the server's, and the page says who
+    # every visitor is.
+    assert at.sidebar.text_input(key="api_key").value == ""
+    assert stack.keys["alice"] not in str(at._tree)
+    assert not [w for w in at.sidebar.text_input if w.key == "api_url"]
+    assert any("every visitor" in w.value for w in at.sidebar.warning)
+    # A visitor forging the URL in its session changes nothing: requests still go to the server's.
+    at.session_state["api_url"] = "http://127.0.0.1:9"
+    at.run()
     assert not errors(at) and len(at.dataframe[0].value) == 3
+
+
+def test_an_admin_may_make_the_url_editable(stack, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("BASIS_API_URL", stack.url)
+    monkeypatch.setenv("BASIS_DASHBOARD_URL_EDITABLE", "true")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["api_key"] = stack.keys["alice"]
+    at.run()
+    assert at.sidebar.text_input(key="api_url").value == stack.url
+    at.sidebar.text_input(key="api_url").set_value("http://127.0.0.1:9").run()
+    assert any("API unreachable" in e for e in errors(at))
 
 
 def test_running_job_is_live_shows_new_steps_and_can_be_cancelled(stack, running):
@@ -299,3 +322,37 @@ def test_new_job_choices_and_option_help_come_from_the_api(stack):
     basis = next(t for t in options if "history_drift" in list(t["option"]))
     assert set(basis.columns) == {"option", "default", "description"}
     assert basis.set_index("option").loc["history", "default"] == "true"
+
+
+def test_job_detail_samples_filter_by_step_sort_by_advantage_and_mark_unscorable(stack):
+    at = app_test(stack.url, stack.keys["alice"], "views/job_detail.py", job=stack.seeded.basis_job)
+    assert not at.exception and not errors(at)
+    assert at.selectbox(key="samples_step").value == STEPS  # the newest step first
+    frame = next(df.value for df in at.dataframe if "completion" in getattr(df.value, "columns", []))
+    frame = getattr(frame, "data", frame)  # a Styler (highlighted rows) or its frame
+    assert frame["step"].tolist() == [STEPS] * 4
+    assert frame["advantage"].tolist() == sorted(frame["advantage"], reverse=True)
+    assert frame["unscorable"].tolist() == [False, False, False, True]
+    assert any("1 unscorable" in c.value for c in at.caption)
+    at.selectbox(key="samples_order").set_value("advantage, low first")
+    at.selectbox(key="samples_step").set_value("all")
+    at.run()
+    frame = next(df.value for df in at.dataframe if "completion" in getattr(df.value, "columns", []))
+    frame = getattr(frame, "data", frame)
+    assert len(frame) == 8 and frame["advantage"].tolist() == sorted(frame["advantage"])
+
+
+def test_new_job_defaults_are_the_apis(stack):
+    """Reward, engine, estimator and every number start at GET /v1/components' defaults."""
+    from core.jobs.config import default_config
+
+    defaults = default_config()
+    at = app_test(stack.url, stack.keys["carol"], "views/new_job.py")
+    assert not at.exception
+    assert at.selectbox(key="new_reward").value == defaults["reward"] == "math"
+    assert at.selectbox(key="new_engine").value == defaults["engine"]
+    assert at.selectbox(key="new_estimator").value == defaults["estimator"]
+    assert at.number_input(key="new_batch_size").value == defaults["batch_size"]
+    assert at.number_input(key="new_optimizer.lr").value == defaults["optimizer"]["lr"]
+    assert at.number_input(key="new_sampling.max_new_tokens").value == \
+        defaults["sampling"]["max_new_tokens"]

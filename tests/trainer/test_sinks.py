@@ -40,7 +40,7 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def log_step(self, step, metrics, histograms):
+    def log_step(self, step, metrics, histograms, samples=()):
         self.calls.append(("step", step))
 
     def log_event(self, kind, message, data=None):

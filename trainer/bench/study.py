@@ -180,7 +180,7 @@ class _Tracker:
     def __init__(self) -> None:
         self.train_seconds = 0.0
 
-    def log_step(self, step, metrics, histograms) -> None:
+    def log_step(self, step, metrics, histograms, samples=()) -> None:
         self.train_seconds = float(metrics.get("time/train_elapsed") or self.train_seconds)
 
     def log_event(self, kind, message, data=None) -> None:
