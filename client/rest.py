@@ -59,7 +59,8 @@ class Route(Generic[M]):
 
 
 HEALTH = Route("GET", "/v1/health", Health)
-READY: Route[BaseModel] = Route("GET", "/v1/health/ready", None)  # free-form checks, read as JSON
+# Its body is a report whose keys follow the checks (core/services/health.py), so no model.
+READY: Route[BaseModel] = Route("GET", "/v1/health/ready", None)
 UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
 LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
 GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
@@ -218,6 +219,11 @@ class BasisClient:
     def health(self) -> Health:
         """`GET /v1/health` (no key needed)."""
         return self._call(HEALTH)
+
+    def ready(self) -> dict[str, Any]:
+        """`GET /v1/health/ready`: database, broker, disk and workers; a 503 report is an ApiError."""
+        body: dict[str, Any] = self._request(READY).json()
+        return body
 
     def models(self) -> list[ModelPublic]:
         return self._call(MODELS).data

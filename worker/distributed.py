@@ -99,9 +99,9 @@ class Launcher:
         self.module, self.poll_seconds = module or RANK_MODULE, poll_seconds
 
     def argv(self, processes: int, launch_dir: Path) -> list[str]:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc-per-node={processes}", "-m", self.module, str(launch_dir), self.job_id,
-                str(self.epoch)]
+        from trainer.distributed import launch_command
+
+        return launch_command(processes, [self.module, str(launch_dir), self.job_id, str(self.epoch)])
 
     def __call__(self, config: Any, sink: Any, *, run_dir: Path, should_stop, on_status,
                  on_checkpoint, resume: bool = True) -> SimpleNamespace:
