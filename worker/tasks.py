@@ -203,7 +203,9 @@ class JobRunner:
         except Exception as exc:
             if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
                 raise
-            log.exception("job %s failed", self.job_id)
+            # One line in the worker's console; the traceback is in the failed event's data.
+            log.error("job %s failed: %s", self.job_id, _describe(exc)[:500])
+            log.debug("job %s traceback", self.job_id, exc_info=True)
             return self.finish(JobStatus.failed, _describe(exc), error=_describe(exc),
                                data={"traceback": traceback.format_exc(limit=8)[-4000:]})
         finally:
@@ -287,9 +289,11 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
 
 @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> str:
-    """Celery entry point: see `execute_job`."""
+    """Celery entry point: see `execute_job`. The return value is what Celery logs as the task's
+    result ("Task basis.run_job[..] succeeded in 12s: 'job job_x failed'"): the task ran to its end
+    whatever became of the job, so the job's status is worded as such, not a bare 'failed'."""
     try:
-        return execute_job(job_id)
+        return f"job {job_id} {execute_job(job_id)}"
     except JobInterrupted:
         # Back into the queue for whichever worker starts next; the lease is already released.
         raise Reject(f"job {job_id} interrupted by shutdown", requeue=True) from None
