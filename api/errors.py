@@ -9,6 +9,8 @@ in the same shape, without a traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -93,14 +95,23 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal error; the server log has details")
 
 
+# Starlette types every handler as taking `Exception`; each of ours takes the class it is registered
+# for (which Starlette guarantees), so `_on` accepts the handler with its exception typed Any.
+Handler = Callable[[Request, Any], Awaitable[JSONResponse]]
+
+
+def _on(app: FastAPI, exc_type: type[Exception], handler: Handler) -> None:
+    app.add_exception_handler(exc_type, handler)
+
+
 def install(app: FastAPI) -> None:
     """Register every handler on `app`."""
-    app.add_exception_handler(DomainError, domain_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(IntegrityError, integrity_error)
-    app.add_exception_handler(DataError, data_error)
-    app.add_exception_handler(OperationalError, operational_error)
-    app.add_exception_handler(SQLAlchemyTimeoutError, pool_timeout)
-    app.add_exception_handler(DatabaseError, database_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    _on(app, DomainError, domain_error)
+    _on(app, RequestValidationError, validation_error)
+    _on(app, HTTPException, http_error)
+    _on(app, IntegrityError, integrity_error)
+    _on(app, DataError, data_error)
+    _on(app, OperationalError, operational_error)
+    _on(app, SQLAlchemyTimeoutError, pool_timeout)
+    _on(app, DatabaseError, database_error)
+    _on(app, Exception, unexpected_error)

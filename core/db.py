@@ -27,6 +27,7 @@ from threading import Lock
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -148,13 +149,13 @@ def run_in_transaction(
 def upsert(engine: Engine, model: type, keys: list[str], values: list[str]):
     """`INSERT .. ON CONFLICT (keys) DO UPDATE SET values = excluded.values` for this dialect."""
     dialect = engine.dialect.name
+    stmt: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        stmt = postgresql.insert(model)
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        stmt = sqlite.insert(model)
     else:  # pragma: no cover - the platform supports these two (DESIGN.md section 5)
         raise ValueError(f"unsupported database dialect {dialect!r}; use postgresql or sqlite")
-    stmt = insert(model)
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={name: stmt.excluded[name] for name in values}
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,9 +27,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BASIS_", extra="ignore")
 
     data_dir: Path = Field(Path("./data"), description="Root of every embedded default.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
-    broker_url: str | None = Field(None, description="Celery broker; default SQLite in data_dir.")
-    storage_dir: Path | None = Field(None, description="Datasets and job run dirs; default data_dir/storage.")
+    # Typed without None (empty / absent means "derive from data_dir", filled by the validators) so
+    # every reader gets a `str` / `Path` without narrowing.
+    database_url: str = Field("", description="SQLAlchemy URL; default (empty) SQLite in data_dir.")
+    broker_url: str = Field("", description="Celery broker; default (empty) SQLite in data_dir.")
+    storage_dir: Path = Field(Path("storage"), description="Datasets and job run dirs; default data_dir/storage.")
     model_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Comma list of dirs holding HF model dirs; default data_dir/models."
     )
@@ -63,6 +65,10 @@ class Settings(BaseSettings):
     # /v1/health/ready calls an active job stuck when its heartbeat is older than this.
     health_stale_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age of a stuck job.")
 
+    # Per-user quotas (issue 18); 0 = no quota. Refused with 429 (jobs) or 507 (bytes), naming both.
+    quota_active_jobs: int = Field(0, ge=0, description="Jobs a user may have queued or running at once.")
+    quota_dataset_bytes: int = Field(0, ge=0, description="Bytes of datasets a user may store.")
+
     # Resource limits on a job, checked at creation (issue 18; core/jobs/limits.py). A lab
     # raises them for its hardware; the defaults fit one machine.
     job_max_steps: int = Field(100_000, gt=0, description="Most training steps per job.")
@@ -89,6 +95,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_storage_dir(cls, values: Any) -> Any:
+        # Before validation, so the field keeps its `Path` type: data_dir/storage when not given.
+        if isinstance(values, dict) and not values.get("storage_dir"):
+            data_dir = values.get("data_dir") or cls.model_fields["data_dir"].default
+            values = {**values, "storage_dir": Path(data_dir) / "storage"}
+        return values
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
@@ -96,7 +111,7 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'basis.sqlite'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
-        self.storage_dir = (self.storage_dir or self.data_dir / "storage").expanduser().resolve()
+        self.storage_dir = self.storage_dir.expanduser().resolve()
         roots = self.model_roots or [self.data_dir / "models"]
         self.model_roots = [root.expanduser().resolve() for root in roots]
         return self

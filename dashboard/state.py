@@ -1,8 +1,12 @@
 """Streamlit glue shared by the pages: connection settings, cached API reads, error states.
 
 Choices:
-- The API URL and key live in `st.session_state` (sidebar inputs), seeded from `BASIS_API_URL` /
-  `BASIS_API_KEY`, so one dashboard process can serve users with different keys.
+- The API URL is the server's `BASIS_API_URL`, shown read-only: a visitor who could edit it would
+  make this server send its key to any address (issue 18). `BASIS_DASHBOARD_URL_EDITABLE=true`
+  (an admin's choice, e.g. one dashboard for several APIs) makes it an input again.
+- The key a visitor types lives in their `st.session_state` only. A server-side default key
+  (`BASIS_API_KEY`) is used when the box is empty and never put into a widget, so it never reaches a
+  browser; the sidebar then says that every visitor acts as that key's user.
 - All HTTP goes through the shared typed client (`client/`); the cached reads store its answers as
   plain JSON (`model_dump(mode="json")`): they pickle cheaply into `st.cache_data` and the chart
   and table builders read them directly.
@@ -42,26 +46,53 @@ HISTOGRAM_STEPS = 500
 REFRESH_SECONDS = 5
 
 
+def _server_url() -> str:
+    return os.environ.get("BASIS_API_URL") or DEFAULT_API_URL
+
+
+def url_editable() -> bool:
+    """Whether visitors may point this dashboard at another API (the admin's choice)."""
+    return os.environ.get("BASIS_DASHBOARD_URL_EDITABLE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _default_key() -> str:
+    """The server-side default key: read here, in the server process, and never sent to a page."""
+    return (os.environ.get("BASIS_API_KEY") or "").strip()
+
+
 def init_connection() -> None:
-    """Seed the connection settings from the environment once per session."""
-    st.session_state.setdefault("api_url", os.environ.get("BASIS_API_URL") or DEFAULT_API_URL)
-    st.session_state.setdefault("api_key", os.environ.get("BASIS_API_KEY") or "")
+    """The session's own inputs: the URL (used only where editable) and the key it typed."""
+    st.session_state.setdefault("api_url", _server_url())
+    st.session_state.setdefault("api_key", "")
 
 
 def connection() -> tuple[str, str]:
-    """(API URL, API key) of this session."""
+    """(API URL, API key) of this session: the server's URL unless editable, the typed key or
+    else the server's default key."""
     init_connection()
-    return st.session_state["api_url"].strip(), st.session_state["api_key"].strip()
+    url = st.session_state["api_url"].strip() if url_editable() else _server_url()
+    return url, st.session_state["api_key"].strip() or _default_key()
 
 
 def sidebar() -> None:
-    """The connection form in the sidebar (URL, key) and a one-line connection check."""
+    """The connection form in the sidebar: the API (read-only unless the admin allows editing)
+    and the visitor's own key."""
     init_connection()
     with st.sidebar:
         st.subheader("API connection")
-        st.text_input("API URL", key="api_url", help="Default: the BASIS_API_URL env variable.")
+        if url_editable():
+            st.text_input("API URL", key="api_url", help="Default: the BASIS_API_URL env variable.")
+        else:
+            st.caption(f"API: `{_server_url()}` (set by the server)")
+        shared = bool(_default_key())
         st.text_input("API key", key="api_key", type="password",
-                      help="Default: BASIS_API_KEY. Create one with `basis admin create-key`.")
+                      placeholder="empty: this server's default key" if shared else "bk_...",
+                      help="Your own key; create one with `basis admin create-key`.")
+        if shared and not st.session_state["api_key"].strip():
+            st.warning("This dashboard has a default API key: every visitor without a key of their "
+                       "own acts as that key's user, with all its jobs and data. Give each person "
+                       "their own key and unset BASIS_API_KEY (docs/deployment.md).",
+                       icon=":material/group:")
 
 
 @st.cache_resource(show_spinner=False)

@@ -40,7 +40,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.db import get_engine, is_transient, run_in_transaction
-from core.jobs import lifecycle
+from core.jobs import events, lifecycle
 from core.jobs.config import resolve_train_config
 from core.jobs.lifecycle import LeaseLost, hold_lease
 from core.models import Dataset, Job
@@ -183,7 +183,7 @@ class JobRunner:
             step, retry = self.tx(where_and_why, "read")
             where = f"checkpoint at step {step}" if step is not None else "the start (no checkpoint yet)"
             why = "the retry requested" if retry else "the previous worker stopped"
-            self.tx(lambda conn: lifecycle.record_event(
+            self.tx(lambda conn: events.record_event(
                 conn, self.job_id, "resumed", f"resuming from {where} after {why}",
                 {"checkpoint_step": step, "retry": retry}), "event")
 
@@ -224,7 +224,7 @@ class JobRunner:
                                data=summary)
 
         def give_back(conn) -> None:
-            lifecycle.record_event(conn, self.job_id, "interrupted",
+            events.record_event(conn, self.job_id, "interrupted",
                                    "worker shutting down; the job will resume from its last checkpoint",
                                    summary)
             lifecycle.release(conn, self.job_id, self.epoch)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
@@ -12,7 +12,7 @@ from api.schemas import DatasetPublic, DatasetRowsPublic, DatasetsPublic, ErrorB
 from core.services import datasets as service
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422)}
 
 
 @router.post("", response_model=DatasetPublic, status_code=201, responses=ERRORS)

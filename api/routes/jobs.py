@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -20,7 +20,7 @@ from core.status import JobStatus
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 422)}
 
 
 def to_public(session: Session, jobs: list[Job]) -> list[JobPublic]:

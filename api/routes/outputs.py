@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
@@ -21,7 +21,7 @@ from core.services import metrics as service
 from core.services.errors import Invalid
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["job outputs"])
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422)}
 # Like a page's `limit`, it bounds one response: ~250 kB per histogram name at 20 bins.
 MAX_HISTOGRAM_STEPS = 1000
 

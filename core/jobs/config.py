@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from core.jobs.limits import big_integer
 from core.models import Dataset
@@ -41,7 +41,7 @@ REFUSED_FIELDS = (*SERVER_FIELDS, "output_dir")
 NULLABLE_FIELDS = ("eval_dataset", "priors_cache_dir")
 
 
-def _param_of(error: dict[str, Any]) -> str:
+def _param_of(error: ErrorDetails) -> str:
     """`config.<field path>` for one pydantic error; cross-field errors name their field first."""
     loc = ".".join(map(str, error["loc"]))
     if not loc:
@@ -100,7 +100,7 @@ def resolve_train_config(settings: Settings, job_id: str, model: str, dataset: D
         "dataset": str(dataset_path(settings, dataset)),
         "run_dir": str(settings.job_run_dir(job_id)),
         # Per owner: a shared cache hit would tell one user that another trained on the same rows.
-        "priors_cache_dir": str(Path(settings.storage_dir) / "priors" / dataset.owner_id),
+        "priors_cache_dir": str(settings.storage_dir / "priors" / dataset.owner_id),
     })
 
 

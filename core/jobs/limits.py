@@ -42,8 +42,9 @@ def model_max_positions(model_path: Path) -> int | None:
     except (OSError, ValueError):
         return None
     for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
-        if isinstance(config.get(key), int) and config[key] > 0:
-            return config[key]
+        value = config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
     return None
 
 

@@ -19,9 +19,9 @@ import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.jobs import lifecycle
@@ -30,11 +30,11 @@ from core.jobs.events import record_event
 from core.jobs.limits import check_job_limits, check_queue
 from core.models import AdvantageHistogram, Checkpoint, Job, JobEvent, Metric, User, new_id
 from core.services.datasets import get_dataset
-from core.services.errors import Conflict, Invalid, NotFound
+from core.services.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from core.services.pagination import Page, paginate
 from core.services.storage import remove_tree, require_free_space
 from core.settings import Settings
-from core.status import RETRYABLE, TERMINAL, JobStatus
+from core.status import ACTIVE, RETRYABLE, TERMINAL, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
         raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
     check_queue(settings, queue)
     require_free_space(settings, "job creation")
+    if settings.quota_active_jobs:
+        active = session.scalar(select(func.count()).select_from(Job)
+                                .where(Job.owner_id == owner.id, Job.status.in_(ACTIVE)))
+        if active >= settings.quota_active_jobs:
+            raise QuotaExceeded(f"you have {active} jobs queued or running; your quota is "
+                                f"{settings.quota_active_jobs} (wait for one to finish or cancel one)")
     check_user_config(config)
     job_id = new_id("job")
     train_config = resolve_train_config(settings, job_id, model, dataset, config)
@@ -174,9 +180,10 @@ def delete_job(session: Session, settings: Settings, owner: User, job_id: str) -
     if job.status not in TERMINAL:
         raise Conflict(f"job {job_id!r} is {job.status}; cancel it first (POST /v1/jobs/{job_id}/cancel), "
                        "then delete it once it has stopped", "job_id")
-    deleted = session.execute(
+    # Session.execute is typed as returning Result; for a DELETE it is a CursorResult (rowcount).
+    deleted = cast(CursorResult[Any], session.execute(
         delete(Job).where(Job.id == job_id, Job.status.in_([str(s) for s in TERMINAL]))
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False))).rowcount
     if deleted != 1:  # retried or deleted by a concurrent request
         session.rollback()
         raise Conflict(f"job {job_id!r} changed while being deleted; read it again", "job_id")

@@ -21,7 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Dataset, Job, User, new_id
-from core.services.errors import Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
+from core.services.errors import (
+    Conflict,
+    InsufficientStorage,
+    Invalid,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+)
 from core.services.jsonl import iter_lines, validate_jsonl
 from core.services.pagination import Page, paginate
 from core.services.storage import inside, require_free_space, write_atomic
@@ -65,6 +72,13 @@ def create_dataset(session: Session, settings: Settings, owner: User, *, source:
         raise Invalid("name must be 1-200 characters", "name")
     require_free_space(settings, "upload")
     data = read_limited(source, settings.max_upload_bytes)
+    if settings.quota_dataset_bytes:
+        stored = session.scalar(select(func.coalesce(func.sum(Dataset.bytes), 0))
+                                .where(Dataset.owner_id == owner.id))
+        if stored + len(data) > settings.quota_dataset_bytes:
+            raise InsufficientStorage(
+                f"upload refused: your datasets take {stored} bytes and this one {len(data)}; your "
+                f"quota is {settings.quota_dataset_bytes} bytes (delete a dataset first)", "file")
     rows = validate_jsonl(data, max_rows=settings.max_dataset_rows,
                           max_line_bytes=settings.max_line_bytes, max_depth=settings.max_json_depth)
     filename = _clean_filename(filename)

@@ -46,6 +46,13 @@ class TooLarge(DomainError):
     code = "too_large"
 
 
+class QuotaExceeded(DomainError):
+    """The user is at a per-user quota the administrator set."""
+
+    status = 429
+    code = "quota_exceeded"
+
+
 class InsufficientStorage(DomainError):
     """The storage volume is below the administrator's free-space floor."""
 

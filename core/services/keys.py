@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from core.models import ApiKey, User, utcnow
@@ -53,11 +54,12 @@ def revoke_key(session: Session, prefix: str) -> int:
     if len(prefix) < PREFIX_LEN:
         # A short prefix could match many keys by accident.
         raise Invalid(f"give the full {PREFIX_LEN}-character key prefix", param="prefix")
-    result = session.execute(
+    # Session.execute is typed as returning Result; for an UPDATE it is a CursorResult (rowcount).
+    result = cast(CursorResult[Any], session.execute(
         update(ApiKey)
         .where(ApiKey.prefix == prefix[:PREFIX_LEN], ApiKey.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    )
+    ))
     if result.rowcount == 0:
         raise NotFound(f"no active key with prefix {prefix[:PREFIX_LEN]!r}", param="prefix")
     return result.rowcount

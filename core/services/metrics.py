@@ -196,7 +196,7 @@ def merge_histograms(groups: Sequence[EdgeGroup]) -> dict[str, Any] | None:
     """One histogram from a bucket's rows: {"step_from", "step_to", "edges", "counts"}, or None.
 
     Counts are summed on the edges of the latest well-formed row; other edges are rebinned."""
-    parsed = []  # (edges (bins+1,), steps kept (k,), counts (k, bins))
+    parsed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # edges (bins+1,), steps kept (k,), counts (k, bins)
     for edges, steps, counts in groups:
         array = _well_formed_edges(edges)
         if array is not None:
@@ -207,18 +207,18 @@ def merge_histograms(groups: Sequence[EdgeGroup]) -> dict[str, Any] | None:
         return None
     target = max(parsed, key=lambda p: p[1].max())[0]
     total, mass = 0, np.zeros(target.size - 1)
-    for edges, _, counts in parsed:
-        summed = counts.sum(axis=0)  # (bins,)
+    for row_edges, _, row_counts in parsed:
+        summed = row_counts.sum(axis=0)  # (bins,)
         total += int(round(summed.sum()))
-        same = edges.shape == target.shape and bool((edges == target).all())
-        mass += summed if same else rebin(edges, summed, target)
+        same = row_edges.shape == target.shape and bool((row_edges == target).all())
+        mass += summed if same else rebin(row_edges, summed, target)
     return {"step_from": int(min(p[1].min() for p in parsed)), "step_to": int(max(p[1].max() for p in parsed)),
             "edges": target.tolist(), "counts": _round_keeping_total(mass, total)}
 
 
 def _edges_key(edges: object) -> object:
     try:
-        key = tuple(edges)  # type: ignore[arg-type]
+        key: tuple[object, ...] = tuple(edges)  # type: ignore[arg-type]  # not iterable: TypeError below
         hash(key)
         return key
     except TypeError:
@@ -246,12 +246,12 @@ def _histogram_groups(session: Session, job: Job, since_step: int | None, lo: in
     where = [_H.job_id == job.id] + ([_H.step >= since_step] if since_step is not None else [])
     rows = session.execute(select(_H.name, _H.step, _H.edges, _H.counts).where(*where)
                            .order_by(_H.name, _H.step))
-    by_edges: dict[tuple[int, str], dict[object, EdgeGroup]] = {}
+    by_edges: dict[tuple[int, str], dict[object, tuple[object, list[int], list[object]]]] = {}
     for name, step, edges, counts in rows:
         groups = by_edges.setdefault((int(step - lo) // width, name), {})
         _, steps, counts_list = groups.setdefault(_edges_key(edges), (edges, [], []))
-        steps.append(step)  # type: ignore[union-attr]
-        counts_list.append(counts)  # type: ignore[union-attr]
+        steps.append(step)
+        counts_list.append(counts)
     return {key: list(groups.values()) for key, groups in by_edges.items()}
 
 

@@ -4,6 +4,7 @@ reliably, several share the module name)."""
 
 from __future__ import annotations
 
+import os
 from io import BytesIO
 
 import pytest
@@ -55,3 +56,12 @@ def running(stack):
                         stack.seeded.model, estimator="basis", steps=50, max_steps=100,
                         status=JobStatus.running, checkpoint=False)
     return secret, job_id
+
+
+@pytest.fixture(autouse=True)
+def _restore_api_url(monkeypatch):
+    """`app_test` sets BASIS_API_URL (the dashboard's URL is the server's setting); undo it after
+    each test so no other test inherits it."""
+    monkeypatch.setenv("BASIS_API_URL", os.environ.get("BASIS_API_URL", ""))
+    if not os.environ["BASIS_API_URL"]:
+        monkeypatch.delenv("BASIS_API_URL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +16,8 @@ STEPS = 2000  # steps of the seeded BASIS job
 
 def app_test(url: str, key: str, page: str | None = None, **query: str) -> AppTest:
     """An AppTest of the dashboard connected to `url` with `key`, run once on `page`."""
+    os.environ["BASIS_API_URL"] = url  # the server's setting: visitors cannot edit it (issue 18)
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["api_url"] = url
     at.session_state["api_key"] = key
     at.run()
     if page:

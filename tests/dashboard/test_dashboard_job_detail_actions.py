@@ -26,7 +26,7 @@ def own_job(stack, user: str, *, status: str | None = None) -> tuple[str, str]:
                                                             "application/jsonl")})
         assert dataset.status_code == 201, dataset.text
         job = http.post("/v1/jobs", json={"dataset_id": dataset.json()["id"], "model": stack.seeded.model,
-                                          "config": {"estimator": "basis", "max_steps": 3, "batch_size": 2}})
+                                          "config": {"estimator": "basis", "max_steps": 3, "batch_size": 1}})
         assert job.status_code == 201, job.text
     job_id = job.json()["id"]
     if status:

@@ -199,13 +199,13 @@ def test_new_job_uploads_a_dataset_and_reports_a_bad_file(stack):
     assert any("line" in e for e in errors(at)), errors(at)
 
     rows = b"".join(json.dumps({"prompt": f"{i}+1?", "answer": str(i + 1)}).encode() + b"\n"
-                    for i in range(10))
-    at.file_uploader(key="new_upload").set_value(("ten.jsonl", rows, "application/jsonl"))
-    at.text_input(key="new_dataset_name").set_value("ten rows")
+                    for i in range(20))
+    at.file_uploader(key="new_upload").set_value(("twenty.jsonl", rows, "application/jsonl"))
+    at.text_input(key="new_dataset_name").set_value("twenty rows")
     at.button(key="FormSubmitter:new_job-Create job").click().run()
     assert not at.exception and not errors(at) and at.success
     at.radio(key="new_source").set_value("Pick an uploaded dataset").run()
-    assert any("ten rows" in option for option in at.selectbox(key="new_dataset").options)
+    assert any("twenty rows" in option for option in at.selectbox(key="new_dataset").options)
 
 
 def test_wrong_key_state(stack):
@@ -226,14 +226,37 @@ def test_unreachable_api_state(stack):
         assert any("API unreachable" in e and url in e for e in errors(at)), page
 
 
-def test_sidebar_takes_url_and_key_from_the_environment(stack, monkeypatch):
+def test_sidebar_takes_url_and_key_from_the_environment_and_never_shows_the_key(stack, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("BASIS_API_URL", stack.url)
     monkeypatch.setenv("BASIS_API_KEY", stack.keys["alice"])
+    monkeypatch.delenv("BASIS_DASHBOARD_URL_EDITABLE", raising=False)
     at = AppTest.from_file(APP, default_timeout=60).run()
-    assert at.sidebar.text_input(key="api_url").value == stack.url
+    assert not errors(at) and len(at.dataframe[0].value) == 3  # the default key works server-side
+    # Issue 18: the key never reaches the page, the URL is the server's, and the page says who
+    # every visitor is.
+    assert at.sidebar.text_input(key="api_key").value == ""
+    assert stack.keys["alice"] not in str(at._tree)
+    assert not [w for w in at.sidebar.text_input if w.key == "api_url"]
+    assert any("every visitor" in w.value for w in at.sidebar.warning)
+    # A visitor forging the URL in its session changes nothing: requests still go to the server's.
+    at.session_state["api_url"] = "http://127.0.0.1:9"
+    at.run()
     assert not errors(at) and len(at.dataframe[0].value) == 3
+
+
+def test_an_admin_may_make_the_url_editable(stack, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("BASIS_API_URL", stack.url)
+    monkeypatch.setenv("BASIS_DASHBOARD_URL_EDITABLE", "true")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["api_key"] = stack.keys["alice"]
+    at.run()
+    assert at.sidebar.text_input(key="api_url").value == stack.url
+    at.sidebar.text_input(key="api_url").set_value("http://127.0.0.1:9").run()
+    assert any("API unreachable" in e for e in errors(at))
 
 
 def test_running_job_is_live_shows_new_steps_and_can_be_cancelled(stack, running):

@@ -162,3 +162,17 @@ def test_retry_with_a_lost_checkpoint_is_a_409_naming_it_or_an_explicit_start_ov
                                                                       "steps": [], "values": []}])
     kinds = [e["kind"] for e in api.get(f"/v1/jobs/{job}/events").json()["data"]]
     assert "start_over" in kinds
+
+
+def test_per_user_quotas_refuse_past_the_limit_naming_it(api, settings):
+    settings.quota_active_jobs, settings.quota_dataset_bytes = 1, 2 * len(ROWS)
+    dataset = _upload(api).json()["id"]
+    assert _upload(api).status_code == 201  # exactly at the bytes quota
+    third = _upload(api)
+    assert third.status_code == 507 and "quota" in third.json()["error"]["message"]
+    body = {"dataset_id": dataset, "model": "tiny", "config": {"batch_size": 2}}
+    assert api.post("/v1/jobs", json=body).status_code == 201
+    second = api.post("/v1/jobs", json=body)
+    assert second.status_code == 429, second.text
+    assert second.json()["error"]["code"] == "quota_exceeded"
+    assert "quota is 1" in second.json()["error"]["message"]

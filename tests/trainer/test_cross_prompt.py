@@ -94,6 +94,8 @@ def test_cross_prompt_follows_drift_shared_by_similar_prompts():
         for name, est in (("plain", plain), ("cross", cross)):
             err[name].append(np.mean((est.compute(b).baselines - v[pick]) ** 2))
     assert np.mean(err["cross"][10:]) < 0.8 * np.mean(err["plain"][10:])
+    # the residuals it predicted came true, so its online gain rose above the prior's 1
+    assert cross.compute(b).info["basis/cross_gain"] > 1.2
 
 
 def test_cross_prompt_state_round_trip_is_exact():

@@ -131,6 +131,32 @@ def time_feature_pass(samples: int, repeats: int, threads: int) -> float:
     return _median_seconds(lambda: prompt_features(model, rows, pad_id=0), max(3, repeats // 4))
 
 
+def time_demo(steps: int, cache: str, threads: int) -> dict[str, dict[str, float]]:
+    """Mean per-step seconds on the CPU demo (probe off) for basis and basis[cross]:
+    time/advantage (feature pass + estimator) and time/step, and their ratio."""
+    import tempfile
+    from pathlib import Path
+
+    from trainer.cli import demo_config, prepare_demo
+    from trainer.loop import train
+    from trainer.sinks import JsonlSink, read_jsonl_metrics
+
+    model, data = prepare_demo(Path(cache))
+    out = {}
+    for label, options in (("basis", {}), ("basis[cross]", {"cross_prompt": True})):
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp)
+            cfg = demo_config(model, data, run, Path(cache), max_steps=steps, probe_every=0,
+                              eval_every=0, checkpoint_every=0, cpu_threads=threads,
+                              estimator_options=options)
+            train(cfg, JsonlSink(run / "m.jsonl"), run_dir=run, resume=False)
+            m = [v for k, v in read_jsonl_metrics(run / "m.jsonl").items() if k > 1]
+        adv = float(np.mean([x["time/advantage"] for x in m]))
+        step = float(np.mean([x["time/step"] for x in m]))
+        out[label] = {"advantage_s": adv, "step_s": step, "share": adv / step}
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m trainer.bench estimator-cost",
@@ -141,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the model")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--demo", type=int, default=0, metavar="STEPS",
+                    help="also run the CPU demo STEPS steps with basis and basis[cross] and "
+                    "report time/advantage as a share of time/step")
+    ap.add_argument("--cache-dir", default=".cache/basis", help="demo model cache (--demo)")
     args = ap.parse_args(argv)
 
     est = time_estimators(args.samples, args.repeats)
@@ -156,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"batch_{args.samples}x{SEQ_LEN}_extrapolated": fwd_batch,
         },
     }
+    if args.demo:
+        result["demo"] = time_demo(args.demo, args.cache_dir, args.threads)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -169,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     for name, s in rows:
         print(f"  {name:<38}{s * 1e3:10.2f}{s / fwd_batch:26.5f}")
+    for name, d in result.get("demo", {}).items():
+        print(f"  demo {name}: time/advantage {d['advantage_s'] * 1e3:.1f} ms of "
+              f"time/step {d['step_s'] * 1e3:.0f} ms ({100 * d['share']:.1f}%)")
     return 0
 
 
