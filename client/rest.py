@@ -58,6 +58,8 @@ class Route(Generic[M]):
 
 
 HEALTH = Route("GET", "/v1/health", Health)
+# Its body is a report whose keys follow the checks (core/services/health.py), so no model.
+READY: Route[BaseModel] = Route("GET", "/v1/health/ready", None)
 UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
 LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
 GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
@@ -83,7 +85,7 @@ LOGS = Route("GET", "/v1/jobs/{job_id}/logs", Page[LogLinePublic])
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
-        HEALTH, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
+        HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, SAMPLES, LOGS)}
 
@@ -215,6 +217,11 @@ class BasisClient:
     def health(self) -> Health:
         """`GET /v1/health` (no key needed)."""
         return self._call(HEALTH)
+
+    def ready(self) -> dict[str, Any]:
+        """`GET /v1/health/ready`: database, broker, disk and workers; a 503 report is an ApiError."""
+        body: dict[str, Any] = self._request(READY).json()
+        return body
 
     def models(self) -> list[ModelPublic]:
         return self._call(MODELS).data
