@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -12,7 +12,7 @@ from core.jobs.service import get_job, list_events
 from core.services import inspection as service
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["job outputs"])
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 422)}
 
 
 @router.get("/samples", response_model=SamplesPublic, responses=ERRORS)
