@@ -65,7 +65,7 @@ def demo_dataset() -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-def run_demo(settings: Any, base_url: str, api_key: str, stack: Any, *, steps: int | None = None,
+def run_demo(settings: Any, base_url: str, api_key: str | None, stack: Any, *, steps: int | None = None,
              warm_steps: int | None = None) -> str:
     """Run the demo job; returns its final status. Raises RuntimeError if the stack dies."""
     from trainer.cli import DEMO_CONFIG  # tuned for a laptop CPU (docs/benchmarks.md, "CPU demo")

@@ -107,14 +107,15 @@ class Child:
     grace: float = 10.0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
-    def start(self) -> None:
+    def start(self) -> subprocess.Popen:
         self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        return self.process
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def signal(self, sig: int) -> None:
-        if self.alive():
+        if self.process is not None and self.alive():
             try:
                 os.killpg(self.process.pid, sig)
             except ProcessLookupError:
@@ -129,8 +130,8 @@ class Stack:
 
     def start(self) -> None:
         for child in self.children:
-            child.start()
-            print(f"basis up: started {child.name} (pid {child.process.pid})", flush=True)
+            pid = child.start().pid
+            print(f"basis up: started {child.name} (pid {pid})", flush=True)
 
     def dead(self) -> list[Child]:
         return [c for c in self.children if not c.alive()]
@@ -292,7 +293,7 @@ def _supervise(stack: Stack, on_restart=lambda child: None, poll: float = 0.5) -
             if child.name not in restart_at:
                 recent = [t for t in crashes.get(child.name, []) if now - t < RESTART_WINDOW_S]
                 crashes[child.name] = recent = [*recent, now]
-                code = child.process.returncode
+                code = child.process.returncode if child.process is not None else None
                 if len(recent) > MAX_RESTARTS:
                     print(f"basis up: {child.name} exited with status {code}, {len(recent)} times "
                           f"in {RESTART_WINDOW_S:.0f} s; stopping", flush=True)
@@ -304,8 +305,8 @@ def _supervise(stack: Stack, on_restart=lambda child: None, poll: float = 0.5) -
             elif now >= restart_at[child.name]:
                 del restart_at[child.name]
                 on_restart(child)
-                child.start()
-                print(f"basis up: restarted {child.name} (pid {child.process.pid})", flush=True)
+                pid = child.start().pid
+                print(f"basis up: restarted {child.name} (pid {pid})", flush=True)
         time.sleep(poll)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 ESTIMATORS = ["basis", "reinforce_pp", "grpo", "dr_grpo", "rloo"]
 REWARDS = ["math", "exact", "numeric", "regex", "choice"]
 ENGINES = ["hf", "vllm"]
-FALLBACK_COMPONENTS = {
+FALLBACK_COMPONENTS: dict[str, Any] = {
     "estimators": [{"name": n, "description": "", "options": None,
                     "min_rollouts": 1 if n in ("basis", "reinforce_pp") else 2} for n in ESTIMATORS],
     "rewards": [{"name": n, "description": "", "options": None} for n in REWARDS],

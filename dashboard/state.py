@@ -21,7 +21,7 @@ Choices:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
@@ -132,11 +132,11 @@ def stop_on_error(exc: ApiError) -> None:
 
 # -- cached reads: URL and key are arguments so they are part of every cache key ----------------
 
-def _plain(answer: BaseModel | list[BaseModel]) -> Any:
+def _plain(answer: BaseModel | Sequence[BaseModel]) -> Any:
     """A client answer as the API's JSON (what the cache stores and the pages read)."""
-    if isinstance(answer, list):
-        return [item.model_dump(mode="json") for item in answer]
-    return answer.model_dump(mode="json")
+    if isinstance(answer, BaseModel):
+        return answer.model_dump(mode="json")
+    return [item.model_dump(mode="json") for item in answer]
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
@@ -197,7 +197,7 @@ def fetch_models(url: str, key: str) -> list[dict]:
 
 
 @st.cache_data(ttl=300, show_spinner=False)
-def fetch_components(url: str, key: str) -> dict[str, list[dict]]:
+def fetch_components(url: str, key: str) -> dict[str, Any]:  # lists per kind, and `defaults`
     return _plain(_client(url, key).components())
 
 
@@ -223,7 +223,7 @@ def prefetch(job: dict) -> None:
     """
     url, key = connection()
     active = job["status"] in ACTIVE
-    tasks = [
+    tasks: list[tuple[Callable[..., object], tuple[object, ...]]] = [
         (fetch_metrics if active else fetch_metrics_final, (url, key, job["id"], None, MAX_POINTS)),
         (fetch_advantages if active else fetch_advantages_final,
          (url, key, job["id"], HISTOGRAM_STEPS)),

@@ -3,6 +3,8 @@
 - `run CONFIG [--json] [--no-resume]`: validate the YAML/JSON config (a bad field or dataset line is
   reported before any model loads, exit code 2), train with a console progress bar on stderr and
   `run_dir/metrics.jsonl`; resumes from the newest checkpoint in `run_dir` unless --no-resume.
+  With `num_processes: N > 1` it re-launches itself under torchrun as N ranks (rank 0 writes the
+  metrics and the --json line); `torchrun --nproc-per-node N -m trainer run CONFIG` is the same.
 - `demo [--json] [--estimator NAME] [--max-steps N] [--out DIR] [--cache-dir DIR]`: the whole
   platform on a laptop CPU with no downloads. Builds and warm-starts the tiny model once into the
   cache dir (trainer/tiny.py), writes the arithmetic dataset, trains with `DEMO_CONFIG` (also in
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -74,17 +78,20 @@ def _quiet_transformers() -> None:
 
 def _train(config: TrainConfig, *, resume: bool, as_json: bool) -> int:
     from trainer.loop import train
-    from trainer.sinks import ConsoleSink, JsonlSink, MultiSink
+    from trainer.sinks import ConsoleSink, JsonlSink, MultiSink, NullSink
 
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes anything
     sink = MultiSink(ConsoleSink(config.max_steps, every=max(1, config.max_steps // 30)),
-                     JsonlSink(run_dir / "metrics.jsonl"))
+                     JsonlSink(run_dir / "metrics.jsonl")) if main_rank else NullSink()
     try:
         result = train(config, sink, run_dir=run_dir, resume=resume,
                        on_status=lambda s: sink.log_event("status", s))
     finally:
         sink.close()
+    if not main_rank:
+        return 0
     summary = {**asdict(result), "run_dir": str(run_dir),
                "metrics": str(run_dir / "metrics.jsonl")}
     if as_json:
@@ -96,6 +103,15 @@ def _train(config: TrainConfig, *, resume: bool, as_json: bool) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = TrainConfig.from_file(args.config)
+    if config.num_processes > 1:
+        from trainer.distributed import env_world_size, launch_command
+
+        if env_world_size() == 1:  # not under torchrun yet: launch num_processes ranks of us
+            again = ["trainer", "run", args.config, *(["--json"] if args.json else []),
+                     *(["--no-resume"] if args.no_resume else []),
+                     *([f"--threads={args.threads}"] if args.threads else [])]
+            argv = launch_command(config.num_processes, again)
+            return subprocess.run(argv, check=False).returncode
     _threads(args.threads)
     _quiet_transformers()
     return _train(config, resume=not args.no_resume, as_json=args.json)

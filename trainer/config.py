@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "LoraConfig",
     "LossConfig",
+    "MemoryConfig",
     "OptimizerConfig",
     "SamplingConfig",
     "TrainConfig",
@@ -102,6 +103,25 @@ class OptimizerConfig(_Strict):
         description="sequences per forward/backward; gradients accumulate over the batch"
     )
     warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description="linear LR warmup steps, constant afterwards")
+    max_tokens_per_micro_batch: int | None = Field(
+        None, ge=1, le=1 << 24,
+        description="token budget per forward/backward (prompt + response tokens, padding "
+        "included): sequences are sorted by length and packed greedily under it, replacing the "
+        "fixed micro_batch_size; None = fixed micro_batch_size chunks")
+
+
+class MemoryConfig(_Strict):
+    """Memory features (trainer/memory.py); none changes the gradient, only where memory goes."""
+
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each layer's activations in the backward pass instead of "
+        "keeping them (about 1/3 more update compute, activations ~1 layer instead of all)")
+    offload_reference: bool = Field(
+        False, description="keep the KL reference model on the CPU and move it to the device only "
+        "for its forward passes (full fine-tune with kl_coef > 0; LoRA shares the base already)")
+    max_device_memory_gb: float | None = Field(
+        None, gt=0, le=1e6, description="refuse the job before loading when the memory estimate exceeds "
+        "this many GiB per process; None = the device's total memory (no check on CPU)")
 
 
 class LoraConfig(_Strict):
@@ -182,6 +202,7 @@ class TrainConfig(_Strict):
         1, ge=1, le=64,
         description="processes (GPUs) of the job: > 1 runs it under torchrun, one rank per GPU "
         "(gloo on CPU), FSDP2 for the update; batch_size must divide evenly among them")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig, description="memory features")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
     cpu_threads: int | None = Field(
         None, ge=1, le=256, description="torch CPU threads for this run; None = torch's default"
@@ -223,6 +244,10 @@ class TrainConfig(_Strict):
         if self.engine not in engines:
             raise ValueError(f"engine: unknown {self.engine!r}; choose one of {engines}")
         validate_engine_options(self.engine, self.engine_options)  # names engine_options.<key>
+        if self.engine == "vllm" and self.engine_options.get("tensor_parallel_size", 1) > 1 \
+                and self.device == "cpu":
+            raise ValueError("engine_options.tensor_parallel_size: vLLM tensor parallelism needs "
+                             "GPUs; set device 'cuda' (or 'auto' on a GPU machine) or size 1")
         if self.eval_dataset is None and self.eval_fraction == 0 and self.eval_every > 0:
             raise ValueError(
                 "eval_fraction: 0 leaves no held-out prompts; set eval_fraction > 0, give "
@@ -271,6 +296,12 @@ class TrainConfig(_Strict):
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
                 raise ConfigError(f"{name}: file {value!r} does not exist")
+        tp = self.engine_options.get("tensor_parallel_size", 1) if self.engine == "vllm" else 1
+        heads = json.loads((model / "config.json").read_text()).get("num_attention_heads")
+        if tp > 1 and isinstance(heads, int) and heads % tp:
+            raise ConfigError(
+                f"engine_options.tensor_parallel_size: {tp} does not divide the model's {heads} "
+                f"attention heads; choose a divisor of {heads}")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> TrainConfig:
@@ -304,10 +335,10 @@ def _check_distributed(cfg: TrainConfig) -> None:
         raise ValueError(
             f"num_processes: batch_size {cfg.batch_size} does not split evenly over {n} "
             f"processes; make batch_size a multiple of {n}")
-    if cfg.engine != "hf":
+    if cfg.engine == "vllm":
         raise ValueError(
-            f"num_processes: engine {cfg.engine!r} runs in one process only; use engine 'hf' for "
-            f"a multi-process job")
+            "num_processes: engine 'vllm' runs in one process only here; use engine 'hf' for "
+            "a multi-process job")
 
 
 def _check_reward(name: str, options: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,9 +53,24 @@ from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
+from trainer.distributed import (
+    SINGLE,
+    Dist,
+    full_tensor,
+    load_sharded_checkpoint,
+    process_group,
+    save_sharded_checkpoint,
+    shard_model,
+)
 from trainer.features import prompt_features
 from trainer.inspection import UnscorableGuard, select_samples
 from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
+from trainer.memory import (
+    check_memory,
+    enable_gradient_checkpointing,
+    offloaded,
+    plan_micro_batches,
+)
 from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
 from trainer.prior_cache import cached_priors
 from trainer.priors import TakesPriors, priors_from_rewards
@@ -63,7 +78,7 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner, ScoringInterrupted
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import Histogram, MetricsSink, Sample, advantage_histogram
+from trainer.sinks import Histogram, MetricsSink, NullSink, Sample, advantage_histogram
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -118,6 +133,7 @@ class Run:
     device: torch.device
     autocast_dtype: torch.dtype | None
     guard: UnscorableGuard  # warns on / fails runs whose rewards cannot score the completions
+    dist: Dist = SINGLE
     counters: Counters = field(default_factory=Counters)
     started: float = field(default_factory=time.perf_counter)
 
@@ -135,12 +151,34 @@ def train(
     on_checkpoint: OnCheckpoint = lambda step, path: None,
     resume: bool = True,
 ) -> TrainResult:
-    """Run (or resume) a training job to `config.max_steps` or until `should_stop()`."""
+    """Run (or resume) a training job to `config.max_steps` or until `should_stop()`.
+
+    Under torchrun (config.num_processes > 1) every rank calls this; rank 0 alone writes to `sink`
+    and calls the callbacks, and its `should_stop` decides for all (trainer/distributed.py)."""
     run_dir = Path(run_dir)
     config.check_paths()
     train_rows, eval_rows = _load_rows(config)  # bad data fails here, before any model loads
-    run = _setup(config, sink, run_dir, train_rows, eval_rows)
-    run.rewarder.should_stop = should_stop
+    device, autocast_dtype = resolve_device(config)
+    estimate = check_memory(config, train_rows, device, 2 if autocast_dtype else 4)  # no weights read
+    with process_group(config.num_processes, device.type) as dist:
+        if not dist.is_main:
+            sink, on_status = NullSink(), lambda s: None
+            on_checkpoint = lambda step, path: None  # noqa: E731
+        sink.log_event("memory", estimate.summary(),
+                       {"peak_bytes": estimate.peak, **estimate.terms, **estimate.phases})
+        return _train(config, sink, run_dir, dist, train_rows, eval_rows,
+                      lambda: dist.broadcast(should_stop() if dist.is_main else None),
+                      on_status, on_checkpoint, resume)
+
+
+def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
+           train_rows: list[Row], eval_rows: list[Row], should_stop: Callable[[], bool],
+           on_status: Callable[[str], None], on_checkpoint: OnCheckpoint,
+           resume: bool) -> TrainResult:
+    run = _setup(config, sink, run_dir, train_rows, eval_rows, dist)
+    # The reward stop watch polls from a thread at any moment: across ranks that cannot be a
+    # collective, so a multi-process job honours a stop between steps only (trainer/distributed.py).
+    run.rewarder.should_stop = None if dist.enabled else should_stop
     try:
         ckpt = latest_checkpoint(run_dir) if resume else None
         if ckpt is not None:
@@ -203,18 +241,26 @@ def _every(step: int, n: int) -> bool:
 
 
 def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], list[Sample]]:
-    cfg, k = run.config, run.config.rollouts_per_prompt
+    cfg, k, dist = run.config, run.config.rollouts_per_prompt, run.dist
     t0 = time.perf_counter()
-    idx = run.sampler.next_batch()  # (B,) prompt indices
-    rollouts = run.engine.generate([run.train.tokens[i] for i in idx], k,
-                                   _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT)))
+    idx = run.sampler.next_batch()  # (B,) prompt indices, the same on every rank
+    mine = idx[dist.block(len(idx))]  # (B / world,) this rank's prompts
+    rollouts = run.engine.generate([run.train.tokens[i] for i in mine], k,
+                                   _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT, dist.rank)))
     t1 = time.perf_counter()
-    answers = [run.train.answers[idx[r.prompt_index]] for r in rollouts]
-    rewards = _score(run, rollouts, answers)  # (B*k,) NaN = unscorable
+    answers = [run.train.answers[mine[r.prompt_index]] for r in rollouts]
+    local_rewards = _score(run, rollouts, answers)  # (B*k / world,) NaN = unscorable
     t2 = time.perf_counter()
-    run.guard.check(step, [r.text for r in rollouts], answers, rewards)
+    # The estimator sees the whole batch on every rank (rank order == single-process order).
+    rewards = np.array(dist.gather(local_rewards.tolist()), dtype=np.float64)  # (B*k,)
+    lengths = dist.gather([len(r.response_ids) for r in rollouts])
+    texts = dist.gather([r.text for r in rollouts])
+    finish = dist.gather([r.finish_reason for r in rollouts])
     prompt_ids = np.array([run.train.ids[i] for i in idx])
-    owner = [r.prompt_index for r in rollouts]
+    first = dist.block(len(idx)).start
+    owner = dist.gather([first + r.prompt_index for r in rollouts])  # (B*k,) positions in idx
+    all_answers = [run.train.answers[idx[o]] for o in owner]
+    run.guard.check(step, texts, all_answers, rewards)  # the whole batch: every rank decides alike
     feats = _prompt_features(run, idx)  # (B, d) or None
     batch = AdvantageBatch(rewards=rewards, prompt_ids=prompt_ids[owner],
                            features=None if feats is None else feats[owner])
@@ -222,22 +268,22 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
     t3 = time.perf_counter()
     probe_metrics = _probe(run, step, idx, batch)
     t4 = time.perf_counter()
-    update = _update(run, rollouts, result.advantages, step)
+    update = _update(run, rollouts, result.advantages[dist.block(len(rewards))], step)
     t5 = time.perf_counter()
     sync = run.engine.sync_weights(run.model)
     t6 = time.perf_counter()
 
     seconds = (t1 - t0) + (t2 - t1) + (t3 - t2) + (t5 - t4) + (t6 - t5)
     run.counters.train_seconds += seconds
-    run.counters.rollouts_total += len(rollouts)
+    run.counters.rollouts_total += len(lengths)  # every rank's
     metrics = {
         **_reward_metrics(rewards),
         **_advantage_metrics(result.advantages),
         **result.info,
         **update.metrics(),
         **probe_metrics,
-        "response/length_mean": float(np.mean([len(r.response_ids) for r in rollouts])),
-        "rollout/stop_frac": float(np.mean([r.finish_reason == "stop" for r in rollouts])),
+        "response/length_mean": float(np.mean(lengths)),
+        "rollout/stop_frac": float(np.mean([f == "stop" for f in finish])),
         "time/rollout": t1 - t0,
         "time/reward": t2 - t1,
         "time/advantage": t3 - t2,
@@ -246,14 +292,13 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
         "time/sync": sync,
         "time/step": t6 - t0,
         "time/train_elapsed": run.counters.train_seconds,
-        "throughput/tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(t1 - t0, 1e-9),
+        "throughput/tokens_per_s": sum(lengths) / max(t1 - t0, 1e-9),
         "rollouts/total": float(run.counters.rollouts_total),
     }
     samples = select_samples(
         cfg.samples_per_step, prompt_ids=batch.prompt_ids.tolist(),
-        prompt_tokens=[r.prompt_ids for r in rollouts],
-        completions=[r.text for r in rollouts], answers=answers,
-        finish_reasons=[r.finish_reason for r in rollouts], rewards=rewards,
+        prompt_tokens=[run.train.tokens[idx[o]] for o in owner],
+        completions=texts, answers=all_answers, finish_reasons=finish, rewards=rewards,
         advantages=result.advantages, baselines=result.baselines,
         decode=lambda ids: run.tokenizer.decode(ids, skip_special_tokens=True))
     return metrics, {"advantage": advantage_histogram(result.advantages)}, samples
@@ -265,8 +310,10 @@ def _sampling(cfg: TrainConfig, seed: int, greedy: bool = False) -> SamplingPara
                           top_k=s.top_k, max_new_tokens=s.max_new_tokens, seed=seed)
 
 
-def _seed(seed: int, step: int, purpose: int) -> int:
-    return int(np.random.SeedSequence([seed, step, purpose]).generate_state(1, np.uint64)[0] >> 1)
+def _seed(seed: int, step: int, purpose: int, rank: int = 0) -> int:
+    """Rank 0 keeps the single-process seed (older checkpoints resume unchanged)."""
+    entropy = [seed, step, purpose] + ([rank] if rank else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _score(run: Run, rollouts: list[Rollout], answers: list[str]) -> np.ndarray:
@@ -368,6 +415,16 @@ class UpdateStats:
         self.kl_mean += float(stats["kl_mean"]) / epochs
         self.clip_frac += float(stats["clip_frac"]) / epochs
 
+    def summed(self, dist: Dist) -> UpdateStats:
+        """Every rank's sums added up (the loss figures are normalised by global totals)."""
+        t = dist.sum({"policy": self.policy, "kl": self.kl, "kl_mean": self.kl_mean,
+                      "clip_frac": self.clip_frac, "tokens": self.tokens, "gap_sum": self.gap_sum,
+                      "tis_weight_sum": self.tis_weight_sum,
+                      "tis_clipped_sum": self.tis_clipped_sum})
+        return replace(self, policy=t["policy"], kl=t["kl"], kl_mean=t["kl_mean"],
+                       clip_frac=t["clip_frac"], tokens=t["tokens"], gap_sum=t["gap_sum"],
+                       tis_weight_sum=t["tis_weight_sum"], tis_clipped_sum=t["tis_clipped_sum"])
+
     def metrics(self) -> dict[str, float]:
         out = {
             "loss/policy": self.policy,
@@ -391,26 +448,42 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                       with_tis=cfg.loss.tis_cap is not None)
     for group in run.optimizer.param_groups:
         group["lr"] = out.lr
-    adv = torch.tensor(advantages, dtype=torch.float32)  # (B*k,)
+    adv = torch.tensor(advantages, dtype=torch.float32)  # (B*k / world,)
     pad = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
-    mb = opt_cfg.micro_batch_size
-    chunks = [rollouts[i:i + mb] for i in range(0, len(rollouts), mb)]
-    batches = [(_collate(c, pad), adv[i * mb:(i + 1) * mb]) for i, c in enumerate(chunks)]
-    total_tokens = float(sum(b.response.sum() for b, _ in batches))
+    plan = plan_micro_batches([len(r.prompt_ids) + len(r.response_ids) for r in rollouts],
+                              opt_cfg.micro_batch_size, opt_cfg.max_tokens_per_micro_batch)
+    chunks = [[rollouts[i] for i in part] for part in plan]
+    batches = [(_collate(c, pad), adv[part]) for c, part in zip(chunks, plan, strict=True)]
+    # Normalisers and the number of passes are the whole batch's (every rank's): the loss is the
+    # single-process loss, and FSDP's collectives see the same passes on every rank.
+    totals = run.dist.sum({"total_tokens": float(sum(b.response.sum() for b, _ in batches)),
+                           "total_seqs": float(len(rollouts))})
+    weight = float(run.dist.world)  # FSDP averages the ranks' gradients; the loss wants their sum
+    if run.dist.enabled:
+        filler = (_collate(rollouts[:1], pad), torch.zeros(1))
+        chunks += [rollouts[:1]] * (run.dist.max(len(batches)) - len(batches))
+        batches += [filler] * (len(chunks) - len(batches))
     multi = cfg.loss.ppo_epochs > 1
     kl_in_reward = run.reference is not None and cfg.loss.kl_in == "reward"
     old = [_no_grad_logprobs(run, run.model, b) if multi else None for b, _ in batches]
-    ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None for b, _ in batches]
+    with offloaded(run.reference, run.device,
+                   cfg.memory.offload_reference and not run.dist.enabled):
+        ref = [_no_grad_logprobs(run, run.reference, b) if run.reference else None
+               for b, _ in batches]
     if kl_in_reward:  # reward - kl_coef * sequence log ratio, before the update (trainer/loss.py)
-        adv = kl_reward_advantages(adv, _seq_log_ratio(run, batches, ref), cfg.loss.kl_coef)
-        batches = [(b, adv[i * mb:(i + 1) * mb]) for i, (b, _) in enumerate(batches)]
-    skip_zero = not multi and run.reference is None
+        ratio = torch.zeros(len(rollouts))  # (B*k / world,) rollout order; _seq_log_ratio's is plan order
+        ratio[[i for part in plan for i in part]] = _seq_log_ratio(run, batches, ref)[:len(rollouts)]
+        adv = kl_reward_advantages(adv, ratio, cfg.loss.kl_coef)
+        batches = [(b, adv[part]) for (b, _), part in zip(batches, plan, strict=False)] \
+            + batches[len(plan):]
+    skip_zero = not multi and run.reference is None and not run.dist.enabled
     run.model.train()
     for epoch in range(cfg.loss.ppo_epochs):
         run.optimizer.zero_grad(set_to_none=True)
         for j, (b, a) in enumerate(batches):
             if skip_zero and not bool((a != 0).any()):
                 continue
+            real = j < len(plan)  # fillers: a zero-weight pass that keeps ranks in step
             lp = _forward_logprobs(run, run.model, b)  # (n, L-1)
             mask = b.response.to(run.device)
             old_j = old[j]
@@ -420,7 +493,7 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
             if cfg.loss.tis_cap is not None:
                 engine_lp = _engine_logprobs(lp, chunks[j])
                 weights = tis_weights(base, engine_lp, cfg.loss.tis_cap)
-                if epoch == 0:
+                if epoch == 0 and real:
                     tis = tis_metrics(base, engine_lp, mask, cfg.loss.tis_cap)
                     out.tis_weight_sum += tis["tis/mean_weight"] * n
                     out.tis_clipped_sum += tis["tis/clipped_frac"] * n
@@ -428,16 +501,19 @@ def _update(run: Run, rollouts: list[Rollout], advantages: np.ndarray, step: int
                 lp, base, a.to(run.device), mask,
                 clip_eps=cfg.loss.clip_eps, aggregation=cfg.loss_aggregation,
                 kl_coef=0.0 if kl_in_reward else cfg.loss.kl_coef, ref_logprobs=ref[j],
-                kl_kind=cfg.loss.kl_estimator, token_weights=weights, total_tokens=total_tokens,
-                total_seqs=float(len(rollouts)), max_tokens=cfg.sampling.max_new_tokens)
-            loss.backward()
+                kl_kind=cfg.loss.kl_estimator, token_weights=weights, **totals,
+                max_tokens=cfg.sampling.max_new_tokens)
+            (loss * (weight if real else 0.0)).backward()
+            if not real:
+                continue
             out.add_loss(stats, cfg.loss.ppo_epochs)
             if epoch == 0:
                 out.gap_sum += _logprob_gap(lp.detach(), chunks[j], mask)
                 out.tokens += n
         out.grad_norm = _clip(run, opt_cfg.grad_clip)
         run.optimizer.step()
-    return out
+    run.optimizer.zero_grad(set_to_none=True)  # gradients need no memory during the rollouts
+    return out.summed(run.dist)
 
 
 def _seq_log_ratio(run: Run, batches: list[tuple[_Batch, torch.Tensor]],
@@ -475,7 +551,10 @@ def _clip(run: Run, max_norm: float) -> float:
     params = [p for p in run.model.parameters() if p.requires_grad]
     if all(p.grad is None for p in params):
         return 0.0
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    # get_total_norm + clip_grads_with_norm_ is clip_grad_norm_, with the (FSDP) DTensor norm
+    # made whole in between, as torchtitan does.
+    norm = full_tensor(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm if max_norm > 0 else float("inf"), norm)
     return float(norm)
 
 
@@ -486,8 +565,11 @@ def _evaluate(run: Run) -> float:
     """Greedy accuracy on the held-out prompts (unscorable counts as wrong)."""
     if not run.eval.ids:
         return float("nan")
-    rollouts = run.engine.generate(run.eval.tokens, 1, _sampling(run.config, 0, greedy=True))
-    rewards = _score(run, rollouts, run.eval.answers)
+    mine, valid = run.dist.padded_block(len(run.eval.ids))  # same size on every rank
+    rollouts = run.engine.generate([run.eval.tokens[i] for i in mine], 1,
+                                   _sampling(run.config, 0, greedy=True))
+    rewards = _score(run, rollouts[:valid], [run.eval.answers[i] for i in mine[:valid]])
+    rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
     return float(np.mean(np.nan_to_num(rewards, nan=0.0) >= 1.0))
 
 
@@ -555,9 +637,13 @@ def _start_fresh(run: Run, on_status: Callable[[str], None]) -> None:
 def _reference_priors(run: Run) -> tuple[np.ndarray, int]:
     """(priors (N,), rollouts drawn): n0 rollouts of every training prompt from the policy."""
     cfg = run.config
-    rollouts = run.engine.generate(run.train.tokens, cfg.n0, _sampling(cfg, _seed(cfg.seed, 0, _PRIORS)))
-    rewards = _score(run, rollouts, [run.train.answers[r.prompt_index] for r in rollouts])
-    return priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0)), len(rollouts)
+    mine, valid = run.dist.padded_block(len(run.train.ids))  # each rank its block of prompts
+    rollouts = run.engine.generate([run.train.tokens[i] for i in mine], cfg.n0,
+                                   _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)))
+    rollouts = rollouts[:valid * cfg.n0]
+    rewards = _score(run, rollouts, [run.train.answers[mine[r.prompt_index]] for r in rollouts])
+    rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
+    return priors_from_rewards(rewards.reshape(len(run.train.ids), cfg.n0)), len(rewards)
 
 
 # ================================================================================= setup
@@ -581,11 +667,19 @@ def _load_rows(cfg: TrainConfig) -> tuple[list[Row], list[Row]]:
 
 
 def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[Row],
-           eval_rows: list[Row]) -> Run:
+           eval_rows: list[Row], dist: Dist = SINGLE) -> Run:
     device, autocast_dtype = resolve_device(cfg)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
     if cfg.cpu_threads is not None:  # process-wide: a job owns its process (CLI or worker)
         torch.set_num_threads(cfg.cpu_threads)
     model, tokenizer, reference = load_model(cfg, device)
+    if cfg.memory.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if dist.enabled:
+        shard_model(model, autocast_dtype)
+        if isinstance(reference, torch.nn.Module):
+            shard_model(reference, autocast_dtype, offload=cfg.memory.offload_reference)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
@@ -601,7 +695,7 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[
         probe=ValueProbe(cfg.estimator, cfg.estimator_options) if cfg.probe_every else None,
         sampler=PromptSampler(len(train_rows), cfg.batch_size, seed=cfg.seed),
         train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
-        device=device, autocast_dtype=autocast_dtype,
+        device=device, autocast_dtype=autocast_dtype, dist=dist,
         guard=UnscorableGuard(cfg.reward, cfg.unscorable_fail_steps, sink),
     )
 
@@ -616,15 +710,27 @@ def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
         "estimator": run.estimator.state_dict(),
         "probe": run.probe.state_dict() if run.probe else None,
     }
-    path = save_checkpoint(run.run_dir, run.counters.step, model=run.model,
-                           optimizer=run.optimizer, state=state, tokenizer=run.tokenizer)
+    if run.dist.enabled:
+        path = save_sharded_checkpoint(run.run_dir, run.counters.step, dist=run.dist,
+                                       model=run.model, optimizer=run.optimizer, state=state,
+                                       tokenizer=run.tokenizer)
+    else:
+        path = save_checkpoint(run.run_dir, run.counters.step, model=run.model,
+                               optimizer=run.optimizer, state=state, tokenizer=run.tokenizer)
     run.sink.log_event("checkpoint", f"saved {path.name}", {"step": run.counters.step,
                                                             "path": str(path)})
     on_checkpoint(run.counters.step, path)
 
 
 def _restore(run: Run, path: Path) -> None:
-    state = load_checkpoint(path, model=run.model, optimizer=run.optimizer)
+    if (path / "dcp").is_dir():  # written by a multi-process run: any number of processes
+        state = load_sharded_checkpoint(path, dist=run.dist, model=run.model,
+                                        optimizer=run.optimizer)
+    elif run.dist.enabled:
+        raise ConfigError(f"num_processes: {path} was written by a single-process run; resume it "
+                          f"with num_processes 1")
+    else:
+        state = load_checkpoint(path, model=run.model, optimizer=run.optimizer)
     run.counters = Counters(**state["counters"])
     run.sampler.load_state_dict(state["sampler"])
     run.estimator.load_state_dict(state["estimator"])

@@ -2,12 +2,14 @@
 
 Choices:
 - Device `auto` means CUDA when present; dtype `auto` means bfloat16 autocast on CUDA and plain
-  float32 on the CPU. The master weights are always float32 (autocast only changes the compute).
+  float32 on the CPU. Trained weights are always float32 (autocast only changes the compute); a
+  LoRA job's frozen base is stored in the compute dtype.
 - A load failure is a `ModelLoadError` naming the directory and the cause, so a job's stored error
   says which model was broken (a half-copied weights file otherwise reads only
   `SafetensorError: ... invalid header length`).
 - LoRA: the frozen KL reference is the same module with its adapter disabled (`AdapterOff`), at no
-  extra memory; a full fine-tune with a KL term loads a second, frozen copy.
+  extra memory; a full fine-tune with a KL term loads a second, frozen copy (kept on the CPU
+  between uses with `memory.offload_reference`, trainer/memory.py).
 """
 
 from __future__ import annotations
@@ -70,7 +72,11 @@ def load_model(cfg: TrainConfig, device: torch.device,
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
-    model = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
+    # LoRA trains the adapter only: the frozen base is kept in the compute dtype (bf16 halves it,
+    # and autocast casts it to bf16 for every matmul anyway) while peft keeps the adapter in fp32
+    # (autocast_adapter_dtype), so the optimizer state stays fp32 where it matters.
+    base_dtype = resolve_device(cfg)[1] if cfg.lora is not None else None
+    model = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=base_dtype or torch.float32)
     reference = None
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
@@ -82,7 +88,8 @@ def load_model(cfg: TrainConfig, device: torch.device,
             reference = AdapterOff(model)
     elif cfg.loss.kl_coef > 0:
         reference = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
-        reference.requires_grad_(False).eval().to(device)
+        offload = cfg.memory.offload_reference and cfg.num_processes == 1  # FSDP offloads itself
+        reference.requires_grad_(False).eval().to("cpu" if offload else device)
     return model.to(device), tokenizer, reference
 
 

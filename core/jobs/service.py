@@ -51,8 +51,8 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     check_queue(settings, queue)
     require_free_space(settings, "job creation")
     if settings.quota_active_jobs:
-        active = session.scalar(select(func.count()).select_from(Job)
-                                .where(Job.owner_id == owner.id, Job.status.in_(ACTIVE)))
+        active = session.execute(select(func.count()).select_from(Job)
+                                 .where(Job.owner_id == owner.id, Job.status.in_(ACTIVE))).scalar_one()
         if active >= settings.quota_active_jobs:
             raise QuotaExceeded(f"you have {active} jobs queued or running; your quota is "
                                 f"{settings.quota_active_jobs} (wait for one to finish or cancel one)")

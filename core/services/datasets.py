@@ -73,8 +73,8 @@ def create_dataset(session: Session, settings: Settings, owner: User, *, source:
     require_free_space(settings, "upload")
     data = read_limited(source, settings.max_upload_bytes)
     if settings.quota_dataset_bytes:
-        stored = session.scalar(select(func.coalesce(func.sum(Dataset.bytes), 0))
-                                .where(Dataset.owner_id == owner.id))
+        stored = session.execute(select(func.coalesce(func.sum(Dataset.bytes), 0))
+                                 .where(Dataset.owner_id == owner.id)).scalar_one()
         if stored + len(data) > settings.quota_dataset_bytes:
             raise InsufficientStorage(
                 f"upload refused: your datasets take {stored} bytes and this one {len(data)}; your "

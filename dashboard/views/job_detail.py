@@ -7,6 +7,9 @@ one none. All metric series come from a single downsampled request (`max_points`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -87,7 +90,7 @@ job_id = st.session_state["detail_job"]
 first = state.call(state.fetch_job, url, key, job_id)
 
 
-def last_value(series: dict | None) -> float | None:
+def last_value(series: Mapping[str, Any] | None) -> float | None:
     """The last non-null value of a series."""
     if not series:
         return None
@@ -99,7 +102,7 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def header(job: dict, found: dict[str, dict]) -> None:
+def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
     """Status line, headline numbers, and the job's error or waiting state."""
     cols = st.columns([1.5, 1.5, 1, 1, 1, 1.2])
     cols[0].metric("Status", job["status"])
@@ -241,7 +244,7 @@ def samples_section(job: dict) -> None:
     step = c1.selectbox("Step", ["all", *steps], index=1, key="samples_step")
     order = c2.selectbox("Sort", ["advantage, high first", "advantage, low first", "batch order"],
                          key="samples_order")
-    frame = samples.samples_frame(rows, None if step == "all" else int(step), order)
+    frame = samples.samples_frame(rows, step if isinstance(step, int) else None, order)  # or "all"
     unscorable = int(frame["unscorable"].sum())
     c3.caption(f"{len(frame)} samples; {unscorable} unscorable (highlighted: the reward found no "
                "answer it could score)" if unscorable else f"{len(frame)} samples, all scored")

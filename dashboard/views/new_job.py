@@ -6,6 +6,8 @@ and at the top of the form, and the form keeps what the user typed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from client import ApiError
@@ -55,12 +57,12 @@ with st.form("new_job"):
     if source == "Upload a JSONL file":
         upload = st.file_uploader("JSONL file: one {\"prompt\", \"answer\"} object per line",
                                   type=["jsonl", "json", "txt"], key="new_upload")
-        dataset_name = st.text_input("Dataset name (optional)", key="new_dataset_name")
-        dataset_id = None
+        dataset_name: str | None = st.text_input("Dataset name (optional)", key="new_dataset_name")
+        dataset_id: str | None = None
     else:
         upload, dataset_name = None, None
         names = {d["id"]: f"{d['name']} ({d.get('rows', '?')} rows) · {d['id']}" for d in datasets}
-        dataset_id = st.selectbox("Dataset", list(names), format_func=names.get, key="new_dataset")
+        dataset_id = st.selectbox("Dataset", list(names), format_func=names.__getitem__, key="new_dataset")
     field_error("dataset")
 
     st.subheader("Model and estimator")
@@ -85,7 +87,8 @@ with st.form("new_job"):
     st.subheader("Training")
     values: dict = {"estimator": estimator,
                     "rollouts_per_prompt": None if rollouts is None else int(rollouts)}
-    numeric = [  # (field, label, widget kwargs); each value is the API's default
+    # (field, label, widget kwargs); each value is the API's default
+    numeric: list[tuple[str, str, dict[str, Any]]] = [
         ("batch_size", "Batch size (prompts per step)", dict(min_value=1)),
         ("max_steps", "Max steps", dict(min_value=1)),
         ("optimizer.lr", "Learning rate", dict(min_value=0.0, format="%.2e", step=1e-7)),
@@ -126,9 +129,9 @@ with st.expander("Estimators, rewards and engines: what each does, and its optio
                          ("estimators", "rewards", "engines"), strict=True):
         with tab:
             for c in components[kind]:
-                rollouts = (f" · needs {c['min_rollouts']}+ rollouts per prompt"
-                            if c.get("min_rollouts", 1) > 1 else "")
-                st.markdown(f"**{c['name']}**{rollouts} — {c['description']}")
+                needs = (f" · needs {c['min_rollouts']}+ rollouts per prompt"
+                         if c.get("min_rollouts", 1) > 1 else "")
+                st.markdown(f"**{c['name']}**{needs} — {c['description']}")
                 if rows := forms.option_rows(c["options"]):
                     st.dataframe(rows, hide_index=True, width="stretch")
 

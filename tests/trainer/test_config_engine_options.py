@@ -41,7 +41,7 @@ GOOD = [
               "enforce_eager": True},
      {"gpu_memory_utilization": 0.5, "max_model_len": 512, "lora_sync": "merged",
       "enforce_eager": True, "kv_cache_gb": None, "max_num_seqs": None,
-      "enable_prefix_caching": True}),
+      "enable_prefix_caching": True, "tensor_parallel_size": 1}),
 ]
 
 

@@ -20,6 +20,8 @@ Choices:
   SamplingParams are the whole sampling definition.
 - Stop at any EOS id of the model's generation config (plus the tokenizer's); `finish_reason` is
   "stop" when one was generated, "length" otherwise.
+- In a multi-process job (trainer/distributed.py) generation runs with `synced_gpus`: the
+  FSDP-sharded model's forward is a collective, so no rank may stop stepping before the others.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class _LogprobRecorder(LogitsProcessor):
             self._take(last_tokens)
             self.prev = None
         return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(0, 0)
+
+
+def _sharded() -> bool:
+    """In a multi-process job the model is FSDP-sharded and every forward is a collective: each
+    rank must keep stepping until all ranks' sequences have finished (`synced_gpus`)."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 @register_engine("hf")
@@ -165,6 +174,7 @@ class HFEngine:
                 logits_processor=LogitsProcessorList([*self._processors(params), recorder]),
                 pad_token_id=self.pad_id,
                 eos_token_id=self.eos_ids,
+                synced_gpus=_sharded(),
             )
         new = generated[:, width:].cpu()  # (B, steps)
         logprobs = recorder.finish(new[:, -1]) if new.shape[1] else torch.zeros(len(chunk), 0)

@@ -85,6 +85,11 @@ class VllmOptions(EngineOptions):
     lora_sync: Literal["adapter", "merged"] = Field(
         "adapter", description="LoRA: serve the adapter through vLLM's LoRA support, or push "
         "merged weights")
+    tensor_parallel_size: int = Field(
+        1, ge=1, le=64,
+        description="GPU only: shard the rollout model over this many GPUs with vLLM's tensor "
+        "parallelism (the trainer stays one process on the first); the model's attention heads "
+        "must divide evenly")
 
 
 ENGINE_OPTIONS: dict[str, type[EngineOptions]] = {m.engine: m for m in (HfOptions, VllmOptions)}

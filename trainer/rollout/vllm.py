@@ -29,6 +29,10 @@ Choices:
   detokenize and `text` comes from the trainer's tokenizer, so both engines decode alike. Stop ids
   are the model's generation config EOS ids (vLLM reads them) plus the tokenizer's EOS.
 - dtype follows the trainer: float32 on CPU, bfloat16 where the trainer autocasts to bf16.
+- Tensor parallelism (`tensor_parallel_size` > 1, GPU only): vLLM runs one worker process per GPU,
+  so `apply_model` ships the full-weight sync to each worker (pickled, a copy per worker per step;
+  each worker's `load_weights` keeps its shard) and the LoRA sync sends only the adapter's path.
+  Not yet run on a GPU.
 """
 
 from __future__ import annotations
@@ -164,6 +168,11 @@ class VllmEngine:
             args["max_model_len"] = opts.max_model_len
         if opts.max_num_seqs is not None:
             args["max_num_seqs"] = opts.max_num_seqs
+        if opts.tensor_parallel_size > 1:
+            if self.on_cpu:
+                raise ValueError("engine_options.tensor_parallel_size: vLLM tensor parallelism "
+                                 "needs GPUs; set it to 1 on a CPU machine")
+            args["tensor_parallel_size"] = opts.tensor_parallel_size
         if self.lora:
             rank = max(cfg.r for cfg in model.peft_config.values())
             if rank > _LORA_RANKS[-1]:
