@@ -36,6 +36,18 @@ class Health(BaseModel):
     version: str
 
 
+class Readiness(BaseModel):
+    """Each check is `{"ok": bool, ...what it saw}` (core/services/health.py)."""
+
+    status: Literal["ok", "degraded"]
+    database: dict[str, Any] = Field(default_factory=dict)
+    broker: dict[str, Any] = Field(default_factory=dict)
+    disk: dict[str, Any] = Field(default_factory=dict)
+    workers: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    version: str
+
+
 class DatasetPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str

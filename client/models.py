@@ -183,6 +183,18 @@ class ModelPublic(BaseModel):
     name: str
 
 
+class Readiness(BaseModel):
+    """Each check is `{"ok": bool, ...what it saw}` (core/services/health.py)."""
+
+    status: Literal["ok", "degraded"]
+    database: dict[str, Any] = Field(default_factory=dict)
+    broker: dict[str, Any] = Field(default_factory=dict)
+    disk: dict[str, Any] = Field(default_factory=dict)
+    workers: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    version: str
+
+
 class SamplePublic(BaseModel):
     # Increasing; pass the last one seen as `after` for the next page.
     id: int

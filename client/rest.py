@@ -38,6 +38,7 @@ from client.models import (
     MetricSeries,
     ModelPublic,
     Page,
+    Readiness,
     SamplePublic,
     WorkerPublic,
 )
@@ -59,8 +60,7 @@ class Route(Generic[M]):
 
 
 HEALTH = Route("GET", "/v1/health", Health)
-# Its body is a report whose keys follow the checks (core/services/health.py), so no model.
-READY: Route[BaseModel] = Route("GET", "/v1/health/ready", None)
+READY = Route("GET", "/v1/health/ready", Readiness)
 UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
 LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
 GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
@@ -220,10 +220,9 @@ class BasisClient:
         """`GET /v1/health` (no key needed)."""
         return self._call(HEALTH)
 
-    def ready(self) -> dict[str, Any]:
-        """`GET /v1/health/ready`: database, broker, disk and workers; a 503 report is an ApiError."""
-        body: dict[str, Any] = self._request(READY).json()
-        return body
+    def ready(self) -> Readiness:
+        """`GET /v1/health/ready` (no key needed): every check; ApiError (503) when one fails."""
+        return self._call(READY)
 
     def models(self) -> list[ModelPublic]:
         return self._call(MODELS).data
@@ -293,10 +292,12 @@ class BasisClient:
     def cancel_job(self, job_id: str) -> JobPublic:
         return self._call(CANCEL_JOB, {"job_id": job_id})
 
-    def retry_job(self, job_id: str) -> JobPublic:
+    def retry_job(self, job_id: str, *, start_over: bool = False) -> JobPublic:
         """`POST /v1/jobs/{id}/retry`: a failed or cancelled job back to `queued`; the worker resumes
-        it from its newest checkpoint. Any other status raises `ApiError` (409)."""
-        return self._call(RETRY_JOB, {"job_id": job_id})
+        it from its newest checkpoint. Any other status, or a newest checkpoint whose files are gone,
+        raises `ApiError` (409); `start_over` clears the job's metrics and trains from step 0."""
+        params = {"start_over": "true"} if start_over else None
+        return self._call(RETRY_JOB, {"job_id": job_id}, params=params)
 
     def delete_job(self, job_id: str) -> None:
         """`DELETE /v1/jobs/{id}`: a finished job with its events, metrics, checkpoints and run dir.

@@ -152,6 +152,17 @@ class JobRunner:
         self.tx(lambda conn: lifecycle.record_checkpoint(
             conn, self.job_id, step, Path(path), self.settings.storage_dir), f"checkpoint {step}")
 
+    def _public(self, text: str) -> str:
+        """`text` with this server's directories named, not spelled out: errors and events reach
+        users, and `/srv/basis/storage/jobs/..` is not theirs to see (nor to probe)."""
+        places = [(self.settings.storage_dir, "<storage>"), (self.settings.data_dir, "<data>"),
+                  *((root, "<models>") for root in self.settings.model_roots)]
+        for path, name in sorted(places, key=lambda p: -len(str(p[0]))):
+            for form in {str(path), str(Path(path).resolve())}:
+                if len(form) > 1:
+                    text = text.replace(form, name)
+        return text
+
     def finish(self, status: str, message: str = "", error: str | None = None,
                data: dict[str, Any] | None = None) -> str:
         self.tx(lambda conn: lifecycle.transition(conn, self.job_id, status, message=message,
@@ -176,7 +187,8 @@ class JobRunner:
         except Exception as exc:  # deleted dataset, removed model, a config the trainer refuses
             if is_transient(exc):
                 raise
-            return self.finish(JobStatus.failed, "could not start", error=describe_error(exc))
+            return self.finish(JobStatus.failed, "could not start",
+                               error=self._public(describe_error(exc)))
         if claim.resumed:
             def where_and_why(conn) -> tuple[int | None, bool]:
                 return (lifecycle.latest_checkpoint_step(conn, self.job_id),
@@ -207,10 +219,14 @@ class JobRunner:
         except Exception as exc:
             if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
                 raise
-            log.exception("job %s failed", self.job_id)
+            # One line in the worker's console; the traceback is in the failed event's data.
+            log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
+            log.debug("job %s traceback", self.job_id, exc_info=True)
+            message = self._public(describe_error(exc))
+            # A rank's traceback is the one that says what broke, not the launcher's.
             trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
-            return self.finish(JobStatus.failed, describe_error(exc), error=describe_error(exc),
-                               data={"traceback": trace[-4000:]})
+            return self.finish(JobStatus.failed, message, error=message,
+                               data={"traceback": self._public(trace[-4000:])})
         finally:
             sink.close()
             _free_accelerator_memory()
@@ -295,9 +311,11 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
 
 @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> str:
-    """Celery entry point: see `execute_job`."""
+    """Celery entry point: see `execute_job`. The return value is what Celery logs as the task's
+    result ("Task basis.run_job[..] succeeded in 12s: 'job job_x failed'"): the task ran to its end
+    whatever became of the job, so the job's status is worded as such, not a bare 'failed'."""
     try:
-        return execute_job(job_id)
+        return f"job {job_id} {execute_job(job_id)}"
     except JobInterrupted:
         # Back into the queue for whichever worker starts next; the lease is already released.
         raise Reject(f"job {job_id} interrupted by shutdown", requeue=True) from None

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import api
-from api.schemas import Health
+from api.schemas import Health, Readiness
 from core.services.health import readiness
 
 router = APIRouter(tags=["health"])
@@ -54,7 +54,7 @@ async def health(request: Request):
     return Health(status="ok", database="ok", version=api.__version__)
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(request: Request):
     """Readiness: database read/write, broker, free disk, active jobs' heartbeats; 503 if any fails."""
     state = request.app.state

@@ -100,7 +100,9 @@ def test_a_revoked_key_is_refused_on_every_route_at_once(world):
 
 
 def test_public_routes_are_only_health(world):
-    assert PUBLIC == {("GET", "/v1/health")}
-    response = world.client.get("/v1/health")
-    assert response.status_code == 200
-    assert world.alice.ids["job_id"] not in response.text
+    assert PUBLIC == {("GET", "/v1/health"), ("GET", "/v1/health/ready")}
+    for path in ("/v1/health", "/v1/health/ready"):
+        response = world.client.get(path)
+        assert response.status_code == 200, response.text
+        # Readiness names active jobs by id and heartbeat only: no owner, no data.
+        assert world.alice.ids["job_id"] not in response.text and "secret-of" not in response.text
