@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Worker, utcnow
@@ -89,7 +89,7 @@ def beat(conn: Connection, info: WorkerInfo, *, current_job_id: str | None | obj
         values["current_job_id"] = current_job_id
     if conn.execute(update(Worker).where(Worker.id == info.id).values(**values)).rowcount == 0:
         values.setdefault("current_job_id", None)
-        conn.execute(Worker.__table__.insert().values(id=info.id, **values))
+        conn.execute(insert(Worker).values(id=info.id, **values))
 
 
 def stop(conn: Connection, worker_id: str) -> None:

@@ -33,7 +33,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from celery.exceptions import Reject
 from sqlalchemy import Engine, select
@@ -111,12 +111,18 @@ class _Heartbeat:
                 log.warning("heartbeat for %s failed: %s", self._job_id, exc)
 
 
+class StopSignal(Protocol):
+    """What JobRunner asks whether to stop: a threading.Event, or rank 0's stop file."""
+
+    def is_set(self) -> bool: ...
+
+
 class JobRunner:
     """Runs one claimed job: builds the trainer's callbacks around the database. Every write is
     fenced on the claim's lease `epoch` (module docstring)."""
 
     def __init__(self, job_id: str, epoch: int, engine: Engine, settings: Settings,
-                 worker_settings: WorkerSettings, stop: threading.Event,
+                 worker_settings: WorkerSettings, stop: StopSignal,
                  train_fn: Callable[..., Any] | None = None):
         self.job_id, self.epoch, self.engine, self.settings = job_id, epoch, engine, settings
         self.ws, self.stop, self.train_fn = worker_settings, stop, train_fn
