@@ -189,3 +189,24 @@ class CheckpointPublic(BaseModel):
 
 
 CheckpointsPublic = ListPublic[CheckpointPublic]
+
+
+class WorkerPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str = Field(description="Celery node name, `<queue>-<pid>@<hostname>`.")
+    object: Literal["worker"] = "worker"
+    hostname: str
+    pid: int
+    queues: list[str]
+    engines: list[str] = Field(description="Rollout engines installed on the worker.")
+    gpus: int
+    max_processes: int = Field(description="Most processes (GPUs, or CPU ranks) one job may use there.")
+    current_job_id: str | None
+    alive: bool = Field(False, description="Not stopped, and a heartbeat within "
+                        "BASIS_WORKER_ALIVE_SECONDS.")
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+WorkersPublic = ListPublic[WorkerPublic]

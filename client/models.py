@@ -92,6 +92,18 @@ class EventPublic(BaseModel):
     data: dict[str, Any] | None
 
 
+class ValidationError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any | None = None
+    ctx: dict[str, Any] = Field(default_factory=dict)
+
+
+class HTTPValidationError(BaseModel):
+    detail: list[ValidationError] = Field(default_factory=list)
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: str
@@ -202,3 +214,23 @@ class SamplePublic(BaseModel):
     baseline: float | None
     # 'stop' (end of sequence) or 'length' (max_new_tokens).
     finish_reason: str
+
+
+class WorkerPublic(BaseModel):
+    # Celery node name, `<queue>-<pid>@<hostname>`.
+    id: str
+    object: Literal["worker"] = "worker"
+    hostname: str
+    pid: int
+    queues: list[str]
+    # Rollout engines installed on the worker.
+    engines: list[str]
+    gpus: int
+    # Most processes (GPUs, or CPU ranks) one job may use there.
+    max_processes: int
+    current_job_id: str | None
+    # Not stopped, and a heartbeat within BASIS_WORKER_ALIVE_SECONDS.
+    alive: bool = False
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None

@@ -40,6 +40,7 @@ from client.models import (
     Page,
     Readiness,
     SamplePublic,
+    WorkerPublic,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -81,13 +82,14 @@ CHECKPOINT_CONTENT: Route[BaseModel] = Route(
     "GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content", None)
 SAMPLES = Route("GET", "/v1/jobs/{job_id}/samples", Page[SamplePublic])
 LOGS = Route("GET", "/v1/jobs/{job_id}/logs", Page[LogLinePublic])
+WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
 
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
         HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
-        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, SAMPLES, LOGS)}
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, SAMPLES, LOGS, WORKERS)}
 
 
 class ApiError(Exception):
@@ -228,6 +230,12 @@ class BasisClient:
     def components(self) -> ComponentsPublic:
         """Estimators, rewards and engines a job may name, with their options' JSON Schema."""
         return self._call(COMPONENTS)
+
+    def workers(self, *, include_dead: bool = False, page_size: int = 100) -> list[WorkerPublic]:
+        """Workers (live ones unless `include_dead`) with their queues, engines, GPUs and process
+        slots: what a job may ask for."""
+        return list(follow_pages(lambda after: self._call(
+            WORKERS, params=_params(include_dead=include_dead, limit=page_size, after=after))))
 
     # -- datasets -------------------------------------------------------------------------------
 

@@ -238,3 +238,22 @@ class Checkpoint(Base):
     path: Mapped[str] = mapped_column(String(1024))  # absolute, or relative to Settings.storage_dir
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Worker(Base):
+    """One running worker process and what it can run (core/workers.py): rewritten at its start
+    and on every heartbeat; alive while `stopped_at` is NULL and `heartbeat_at` is recent."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # "<queue>-<pid>@<hostname>"
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(JSONType)
+    engines: Mapped[list[str]] = mapped_column(JSONType)  # rollout engines importable there
+    gpus: Mapped[int] = mapped_column(Integer)
+    max_processes: Mapped[int] = mapped_column(Integer)  # the most ranks one job may use there
+    current_job_id: Mapped[str | None] = mapped_column(String(40), default=None)  # no FK: jobs get deleted
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

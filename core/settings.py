@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI client and dashboard find the API.")
     api_key: str | None = Field(None, description="Key used by the CLI client and dashboard.")
     worker_queue: str = Field("gpu", description="Celery queue new jobs are sent to.")
+    # The worker registry (core/workers.py): read by the API's job check and by every worker.
+    worker_alive_seconds: float = Field(
+        60.0, gt=0, description="A worker whose last heartbeat is older than this counts as dead.")
+    worker_forget_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="A dead worker's row (and the queue it served) is "
+        "forgotten this long after its last heartbeat.")
+    require_live_worker: bool = Field(
+        False, description="Refuse a job when no live worker consumes its queue (default: accept "
+        "it while that queue's workers are down or none has registered yet; docs/deployment.md).")
 
     # Limits on hostile or accidental input (issue 8).
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest dataset upload.")

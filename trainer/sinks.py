@@ -42,6 +42,7 @@ __all__ = [
     "Sample",
     "advantage_histogram",
     "format_seconds",
+    "StepRate",
     "progress_line",
     "read_jsonl_metrics",
 ]
@@ -82,8 +83,32 @@ _PROGRESS_KEYS = (("reward/mean", "reward"), ("reward/accuracy", "acc"),
                   ("reward/unscorable_frac", "unscorable"), ("eval/accuracy", "eval"))
 
 
-def progress_line(step: int, max_steps: int | None, metrics: Mapping[str, float | None]) -> str:
-    """"step 12/100 reward=0.41 acc=0.38 eval=0.5 elapsed 1m02s eta 7m34s" (absent keys left out)."""
+class StepRate:
+    """Wall seconds per step, an exponential moving average over the steps seen (from the
+    cumulative `time/elapsed`), so an ETA follows the current pace rather than the run's average,
+    which counts the offline priors phase and the initial eval as if they were steps."""
+
+    def __init__(self, weight: float = 0.1):
+        self.weight = weight
+        self.last: tuple[int, float] | None = None
+        self.seconds_per_step: float | None = None
+
+    def update(self, step: int, metrics: Mapping[str, float | None]) -> float | None:
+        elapsed = metrics.get("time/elapsed")
+        if elapsed is None or step <= 0:
+            return self.seconds_per_step
+        if self.last is not None and step > self.last[0] and elapsed >= self.last[1]:
+            pace = (float(elapsed) - self.last[1]) / (step - self.last[0])
+            old = self.seconds_per_step
+            self.seconds_per_step = pace if old is None else old + self.weight * (pace - old)
+        self.last = (step, float(elapsed))
+        return self.seconds_per_step
+
+
+def progress_line(step: int, max_steps: int | None, metrics: Mapping[str, float | None],
+                  seconds_per_step: float | None = None) -> str:
+    """"step 12/100 reward=0.41 acc=0.38 eval=0.5 elapsed 1m02s eta 7m34s" (absent keys left
+    out); the ETA is `seconds_per_step` (StepRate) times the steps left, else the average so far."""
     parts = [f"step {step}/{max_steps}" if max_steps else f"step {step}"]
     for key, label in _PROGRESS_KEYS:
         value = metrics.get(key)
@@ -95,7 +120,8 @@ def progress_line(step: int, max_steps: int | None, metrics: Mapping[str, float 
     if elapsed is not None and step > 0:
         parts.append(f"elapsed {format_seconds(float(elapsed))}")
         if max_steps and max_steps > step:
-            parts.append(f"eta {format_seconds(float(elapsed) / step * (max_steps - step))}")
+            pace = seconds_per_step if seconds_per_step is not None else float(elapsed) / step
+            parts.append(f"eta {format_seconds(pace * (max_steps - step))}")
     return " ".join(parts)
 
 
@@ -199,6 +225,7 @@ class ConsoleSink:
         from tqdm import tqdm
 
         self.max_steps = max_steps
+        self.rate = StepRate()
         self.stream = stream or sys.stderr
         self.every = max(1, every)
         # disable=None: no bar when the stream is not a terminal (logs, CI); lines still print.
@@ -217,7 +244,8 @@ class ConsoleSink:
             self.bar.update(step - self.bar.n)
         if step == 0 or step % self.every == 0 or "eval/accuracy" in metrics:
             line = self._line(step, metrics)
-            _, found, timing = progress_line(step, self.max_steps, metrics).partition(" elapsed ")
+            pace = self.rate.update(step, metrics)
+            _, found, timing = progress_line(step, self.max_steps, metrics, pace).partition(" elapsed ")
             self.bar.write(f"{line} elapsed {timing}" if found else line, file=self.stream)
         if samples and "eval/accuracy" in metrics:
             x = samples[0]

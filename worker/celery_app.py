@@ -23,6 +23,7 @@ from celery import Celery, bootsteps, signals
 
 from core.queue import client_config
 from core.settings import Settings, get_settings
+from worker import capabilities
 from worker.config import WorkerSettings, get_worker_settings
 from worker.reconcile import on_consumer_start
 
@@ -68,11 +69,13 @@ app = create_celery()
 class ReconcileOnConnect(bootsteps.StartStopStep):
     """Reconcile the queue with the database each time this worker's consumer (re)connects to the
     broker: at start-up, and after a broker restart that may have lost every queued message. The
-    first start also starts the periodic orphan sweep."""
+    first start also starts the periodic orphan sweep and the worker's registry heartbeat
+    (worker/capabilities.py)."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
     def start(self, consumer) -> None:
+        capabilities.start(consumer.hostname, [queue.name for queue in consumer.task_consumer.queues])
         on_consumer_start()
 
 
@@ -83,3 +86,8 @@ app.steps["consumer"].add(ReconcileOnConnect)
 def _on_worker_shutting_down(**_kwargs) -> None:
     log.info("worker shutting down: the running job will stop at its next step and be requeued")
     shutting_down.set()
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_kwargs) -> None:
+    capabilities.stop()  # the registry stops counting this worker at once, not after its timeout

@@ -51,6 +51,11 @@ class WorkerSettings(BaseSettings):
                     "deleted as the job trains); 0: keep all.",
     )
     pool: str = Field("solo", description="Celery pool: solo runs the job in the worker process.")
+    gpus: int | None = Field(
+        None, ge=0, description="GPUs this worker advertises; default torch.cuda.device_count().")
+    max_processes: int | None = Field(
+        None, ge=1, description="Most processes (ranks) one job may use here; default the GPU "
+        "count, or 2 on a machine without GPUs (two gloo ranks).")
 
     @model_validator(mode="after")
     def _stale_outlives_heartbeat(self) -> WorkerSettings:

@@ -43,7 +43,7 @@ from core.db import run_in_transaction, upsert
 from core.jobs.events import json_safe, record_event
 from core.jobs.lifecycle import hold_lease, lease_lost
 from core.models import AdvantageHistogram, Job, Metric, RolloutSample, utcnow
-from trainer.sinks import Sample, progress_line
+from trainer.sinks import Sample, StepRate, progress_line
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class DatabaseSink:
                  retry_seconds: float = 900.0, max_steps: int | None = None,
                  sample_keep_steps: int = 0):
         self.max_steps = max_steps
+        self.rate = StepRate()
         self.sample_keep_steps = sample_keep_steps
         self._samples = upsert(engine, RolloutSample, ["job_id", "step", "index"], [
             "prompt_id", "prompt", "completion", "answer", "reward", "advantage", "baseline",
@@ -111,7 +112,7 @@ class DatabaseSink:
              "finish_reason": x.finish_reason[:16]}
             for x in samples
         ]
-        line = progress_line(step, self.max_steps, metrics)
+        line = progress_line(step, self.max_steps, metrics, self.rate.update(step, metrics))
 
         def write(conn: Connection) -> None:
             # First, so the fence (and on Postgres the row lock) comes before any row is written.

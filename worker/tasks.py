@@ -33,7 +33,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from celery.exceptions import Reject
 from sqlalchemy import Engine, select
@@ -49,8 +49,10 @@ from core.services.errors import NotFound
 from core.settings import Settings, get_settings
 from core.status import JobStatus
 from trainer.config import TrainConfig
+from worker import capabilities
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
+from worker.distributed import Launcher, RankFailed
 from worker.sink import DatabaseSink
 
 if TYPE_CHECKING:  # the loop imports torch; the worker loads it only when a job runs
@@ -109,12 +111,18 @@ class _Heartbeat:
                 log.warning("heartbeat for %s failed: %s", self._job_id, exc)
 
 
+class StopSignal(Protocol):
+    """What JobRunner asks whether to stop: a threading.Event, or rank 0's stop file."""
+
+    def is_set(self) -> bool: ...
+
+
 class JobRunner:
     """Runs one claimed job: builds the trainer's callbacks around the database. Every write is
     fenced on the claim's lease `epoch` (module docstring)."""
 
     def __init__(self, job_id: str, epoch: int, engine: Engine, settings: Settings,
-                 worker_settings: WorkerSettings, stop: threading.Event,
+                 worker_settings: WorkerSettings, stop: StopSignal,
                  train_fn: Callable[..., Any] | None = None):
         self.job_id, self.epoch, self.engine, self.settings = job_id, epoch, engine, settings
         self.ws, self.stop, self.train_fn = worker_settings, stop, train_fn
@@ -150,6 +158,17 @@ class JobRunner:
         self.tx(lambda conn: lifecycle.record_checkpoint(
             conn, self.job_id, step, Path(path), self.settings.storage_dir), f"checkpoint {step}")
 
+    def _public(self, text: str) -> str:
+        """`text` with this server's directories named, not spelled out: errors and events reach
+        users, and `/srv/basis/storage/jobs/..` is not theirs to see (nor to probe)."""
+        places = [(self.settings.storage_dir, "<storage>"), (self.settings.data_dir, "<data>"),
+                  *((root, "<models>") for root in self.settings.model_roots)]
+        for path, name in sorted(places, key=lambda p: -len(str(p[0]))):
+            for form in {str(path), str(Path(path).resolve())}:
+                if len(form) > 1:
+                    text = text.replace(form, name)
+        return text
+
     def finish(self, status: str, message: str = "", error: str | None = None,
                data: dict[str, Any] | None = None) -> str:
         self.tx(lambda conn: lifecycle.transition(conn, self.job_id, status, message=message,
@@ -174,7 +193,8 @@ class JobRunner:
         except Exception as exc:  # deleted dataset, removed model, a config the trainer refuses
             if is_transient(exc):
                 raise
-            return self.finish(JobStatus.failed, "could not start", error=_describe(exc))
+            return self.finish(JobStatus.failed, "could not start",
+                               error=self._public(describe_error(exc)))
         if claim.resumed:
             def where_and_why(conn) -> tuple[int | None, bool]:
                 return (lifecycle.latest_checkpoint_step(conn, self.job_id),
@@ -187,10 +207,12 @@ class JobRunner:
                 conn, self.job_id, "resumed", f"resuming from {where} after {why}",
                 {"checkpoint_step": step, "retry": retry}), "event")
 
-        if self.train_fn is None:
-            from trainer.loop import train as train_fn
-        else:
+        if self.train_fn is not None:
             train_fn = self.train_fn
+        elif config.num_processes > 1:  # ranks under torchrun, rank 0 writes (worker/distributed.py)
+            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws)
+        else:
+            from trainer.loop import train as train_fn
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
                             retry_seconds=self.ws.db_retry_seconds, max_steps=config.max_steps,
                             sample_keep_steps=self.ws.sample_keep_steps)
@@ -203,9 +225,14 @@ class JobRunner:
         except Exception as exc:
             if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
                 raise
-            log.exception("job %s failed", self.job_id)
-            return self.finish(JobStatus.failed, _describe(exc), error=_describe(exc),
-                               data={"traceback": traceback.format_exc(limit=8)[-4000:]})
+            # One line in the worker's console; the traceback is in the failed event's data.
+            log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
+            log.debug("job %s traceback", self.job_id, exc_info=True)
+            message = self._public(describe_error(exc))
+            # A rank's traceback is the one that says what broke, not the launcher's.
+            trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
+            return self.finish(JobStatus.failed, message, error=message,
+                               data={"traceback": self._public(trace[-4000:])})
         finally:
             sink.close()
             _free_accelerator_memory()
@@ -231,7 +258,7 @@ class JobRunner:
         raise JobInterrupted(self.job_id)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}"[:4000] if text else type(exc).__name__
 
@@ -278,18 +305,23 @@ def execute_job(job_id: str, *, engine: Engine | None = None, settings: Settings
         return status or "missing"
     log.info("job %s claimed (%s) with lease epoch %d", job_id,
              "resume" if claim.resumed else "start", claim.epoch)
+    capabilities.note_job(job_id)
     try:
         return JobRunner(job_id, claim.epoch, engine, settings, ws, stop, train_fn).run(claim)
     except LeaseLost as exc:
         log.warning("%s", exc)
         raise
+    finally:
+        capabilities.note_job(None)
 
 
 @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> str:
-    """Celery entry point: see `execute_job`."""
+    """Celery entry point: see `execute_job`. The return value is what Celery logs as the task's
+    result ("Task basis.run_job[..] succeeded in 12s: 'job job_x failed'"): the task ran to its end
+    whatever became of the job, so the job's status is worded as such, not a bare 'failed'."""
     try:
-        return execute_job(job_id)
+        return f"job {job_id} {execute_job(job_id)}"
     except JobInterrupted:
         # Back into the queue for whichever worker starts next; the lease is already released.
         raise Reject(f"job {job_id} interrupted by shutdown", requeue=True) from None

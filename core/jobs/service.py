@@ -5,6 +5,8 @@ Choices:
   fields filled by `core.jobs.config.resolve_train_config`, the resolution the worker uses too), so
   a bad field fails at POST time with its name. The row stores it with defaults, minus the server
   fields.
+- A job no live worker can run (engine, queue, process count) is refused at creation, after its
+  config is valid (`core.workers.check_capacity`; the no-live-worker policy is argued there).
 - The job row and its first event are committed before the caller enqueues (enqueue after commit).
 - Status changes after creation are `core.jobs.lifecycle`'s, the user's included: this module checks
   ownership and the status a request may act on, names the conflict, and calls `lifecycle.cancel`
@@ -24,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import workers
 from core.jobs import lifecycle
 from core.jobs.config import check_user_config, resolve_train_config, stored_config
 from core.jobs.events import record_event
@@ -61,13 +64,14 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     train_config = resolve_train_config(settings, job_id, model, dataset, config)
     check_job_limits(train_config, settings, model_path=Path(train_config.model),
                      dataset_rows=dataset.rows)
+    waiting = workers.check_capacity(session, settings, workers.Requirement.of(train_config, queue))
     job = Job(id=job_id, owner_id=owner.id, dataset_id=dataset.id, model=model, queue=queue,
               config=stored_config(train_config), estimator=train_config.estimator[:64],
               max_steps=train_config.max_steps, status=JobStatus.queued)
     session.add(job)
     session.flush()
-    record_event(session, job.id, "status", "Job created; waiting for a worker",
-                 {"status": JobStatus.queued.value})
+    record_event(session, job.id, "status", "Job created; waiting for a worker"
+                 + (f" ({waiting})" if waiting else ""), {"status": JobStatus.queued.value})
     session.commit()
     return job
 

@@ -6,19 +6,23 @@ what it saw, never raises, and touches nothing a user owns.
 - broker: a connection to the Celery broker (Redis or the embedded SQLite one);
 - disk: free space of the storage volume against `Settings.min_free_disk_mb`;
 - jobs: every active job with its heartbeat age; a claimed job silent longer than
-  `health_stale_after_seconds` means its worker is stuck or gone. (Workers have no table of their
-  own: a worker is known by the job it holds.)
+  `health_stale_after_seconds` means its worker is stuck or gone; next to them, how many workers
+  are alive per queue (the registry, core/workers.py; counts only, this route has no key). No live
+  worker does not make the API unready: jobs wait for one (docs/deployment.md).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.orm import Session
 
+from core import workers
 from core.models import Job, User, new_id, utcnow
 from core.settings import Settings
 from core.status import ACTIVE
@@ -80,7 +84,17 @@ def check_jobs(engine: Engine, settings: Settings) -> dict[str, Any]:
         jobs.append({"job_id": row.id, "status": row.status,
                      "heartbeat_age_s": round(age, 1) if age is not None else None,
                      "stale": age is None or age > settings.health_stale_after_seconds})
-    return {"ok": not any(j["stale"] for j in jobs), "active": jobs}
+    return {"ok": not any(j["stale"] for j in jobs), "active": jobs,
+            "live_by_queue": _live_by_queue(engine, settings)}
+
+
+def _live_by_queue(engine: Engine, settings: Settings) -> dict[str, int] | str:
+    try:
+        with Session(engine) as session:
+            live = workers.live_workers(session, settings)
+    except Exception as exc:  # noqa: BLE001
+        return _error(exc)
+    return dict(sorted(Counter(queue for worker in live for queue in worker.queues).items()))
 
 
 def readiness(engine: Engine, settings: Settings) -> dict[str, Any]:

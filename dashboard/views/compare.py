@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from client.summary import format_duration
 from dashboard import charts, state
 
 METRICS = ["eval/accuracy", "reward/mean", "reward/accuracy", "value_mse/basis",
@@ -69,5 +70,6 @@ for label, series in runs.items():
     last = {name: next((v for v in reversed(found[name]["values"]) if v is not None), None)
             if name in found else None for name in names}
     summary.append({"job": label, f"last {metric}": last[metric],
-                    "wall-clock (s)": last["time/elapsed"], "rollouts": last["rollouts/total"]})
+                    "wall-clock": format_duration(last["time/elapsed"]),
+                    "rollouts": None if last["rollouts/total"] is None else int(last["rollouts/total"])})
 st.dataframe(pd.DataFrame(summary), hide_index=True, width="stretch")

@@ -107,9 +107,17 @@ def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
     cols = st.columns([1.5, 1.5, 1, 1, 1, 1.2])
     cols[0].metric("Status", job["status"])
     cols[1].metric("Step", f"{job['current_step']}" + (f" / {job['max_steps']}" if job["max_steps"] else ""))
-    cols[2].metric("Reward", fmt(last_value(found.get("reward/mean"))))
-    cols[3].metric("Train accuracy", fmt(last_value(found.get("reward/accuracy"))))
-    cols[4].metric("Eval accuracy", fmt(last_value(found.get("eval/accuracy"))))
+    # The last step's exact values (what the Jobs table shows), not the downsampled series' last
+    # point, which averages the final bucket of steps.
+    latest = job.get("latest_metrics") or {}
+
+    def newest(name: str) -> float | None:
+        value = latest.get(name)
+        return value if value is not None else last_value(found.get(name))
+
+    cols[2].metric("Reward", fmt(newest("reward/mean")))
+    cols[3].metric("Train accuracy", fmt(newest("reward/accuracy")))
+    cols[4].metric("Eval accuracy", fmt(newest("eval/accuracy")))
     cols[5].metric("Duration", format_duration(duration_seconds(job)) or "–")
     st.caption(f"Estimator **{job['estimator']}** · model **{job['model']}** · dataset "
                f"`{job['dataset_id'] or '(deleted)'}` · created {job['created_at']}")

@@ -58,3 +58,15 @@ def test_lease_epoch_down_and_up_keeps_every_job_and_its_children(db_url):
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT lease_epoch FROM jobs WHERE id = 'job_1'")) == 0
     engine.dispose()
+
+
+def test_worker_registry_down_and_up(db_url):
+    """0004 <-> 0003: the workers table goes and comes back; the jobs are untouched."""
+    engine = create_engine(db_url)
+    command.downgrade(alembic_config(db_url), "0003")
+    assert "workers" not in inspect(engine).get_table_names()
+    assert "jobs" in inspect(engine).get_table_names()
+    migrate(db_url)
+    assert {c["name"] for c in inspect(engine).get_columns("workers")} >= {
+        "id", "queues", "engines", "gpus", "max_processes", "heartbeat_at", "stopped_at"}
+    engine.dispose()

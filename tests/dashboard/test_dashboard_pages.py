@@ -8,6 +8,7 @@ if a chart is missing or holds the wrong data.
 from __future__ import annotations
 
 import json
+import re
 
 from dashboard.state import MAX_POINTS
 from tests.dashboard.dashboard_apptest import APP, STEPS, app_test, chart_with, charts
@@ -161,7 +162,8 @@ def test_compare_overlays_jobs_against_step_time_and_rollouts(stack):
     per_step = data.groupby("series").apply(lambda g: g["time/elapsed"].max() / g["step"].max())
     assert per_step[grpo] > 3 * per_step[basis]
     table = at.dataframe[0].value
-    assert set(table.columns) == {"job", "last value_mse/basis", "wall-clock (s)", "rollouts"}
+    assert set(table.columns) == {"job", "last value_mse/basis", "wall-clock", "rollouts"}
+    assert all(re.fullmatch(r"(\d+h )?(\d+m )?\d+[sm]", t) for t in table["wall-clock"]), table
 
 
 def test_new_job_submits_and_shows_api_validation_errors_by_field(stack):
@@ -356,3 +358,13 @@ def test_new_job_defaults_are_the_apis(stack):
     assert at.number_input(key="new_optimizer.lr").value == defaults["optimizer"]["lr"]
     assert at.number_input(key="new_sampling.max_new_tokens").value == \
         defaults["sampling"]["max_new_tokens"]
+
+
+def test_job_detail_reward_is_the_jobs_tables(stack):
+    """Both show the last step's reward, not a downsampled bucket's mean."""
+    from client import BasisClient
+
+    with BasisClient(stack.url, stack.keys["alice"]) as api:
+        latest = api.get_job(stack.seeded.basis_job).latest_metrics["reward/mean"]
+    at = app_test(stack.url, stack.keys["alice"], "views/job_detail.py", job=stack.seeded.basis_job)
+    assert {m.label: m.value for m in at.metric}["Reward"] == f"{latest:.3f}"

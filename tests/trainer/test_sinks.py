@@ -70,3 +70,17 @@ def test_console_sink_writes_compact_line():
     text = out.getvalue()
     assert "step 2 reward=0.5 acc=0.25" in text and "step 1 " not in text
     assert "[status] running" in text
+
+
+def test_progress_line_eta_follows_the_recent_pace_not_the_priors_phase():
+    from trainer.sinks import StepRate, progress_line
+
+    # 60 s of priors before step 1, then 1 s a step: the average would say ~4x too long.
+    rate = StepRate(weight=0.5)
+    for step in range(1, 11):
+        pace = rate.update(step, {"time/elapsed": 60.0 + step})
+    line = progress_line(10, 100, {"reward/mean": 0.25, "reward/accuracy": 0.2,
+                                   "time/elapsed": 70.0}, pace)
+    assert line == "step 10/100 reward=0.25 acc=0.2 elapsed 1m10s eta 1m30s"
+    assert progress_line(10, 100, {"time/elapsed": 70.0}).endswith("eta 10m30s")  # the average
+    assert "unscorable=0.75" in progress_line(3, None, {"reward/unscorable_frac": 0.75})

@@ -149,7 +149,9 @@ def test_a_paused_worker_stops_without_writing_when_it_wakes(engine, make_job, s
     assert rows["metrics"] == [("reward/mean", s, 100.0 + s) for s in (1, 2, 3)]
     kinds = [kind for kind, _ in rows["events"]]
     takeover = kinds.index("resumed")
-    assert kinds[takeover:] == ["resumed", "status"]  # B's resume, then B's `succeeded`
+    # B's resume, B's progress line for each step it ran (1-3; A's line for step 2 died with its
+    # fenced step transaction), then B's `succeeded`.
+    assert kinds[takeover:] == ["resumed", "progress", "progress", "progress", "status"]
     assert rows["events"][-1].message.startswith("status running -> succeeded")
     assert "failed" not in " ".join(message for _, message in rows["events"])
 

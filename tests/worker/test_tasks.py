@@ -215,3 +215,18 @@ def test_heartbeat_keeps_a_slow_job_alive(engine, make_job, run, worker_settings
     assert run(job_id, FakeTrainer(after_step=slow)) == "succeeded"
     assert seen["second"] == "running"  # the duplicate saw a live heartbeat and stood down
     assert datetime.now(UTC) >= _job(engine, job_id).updated_at
+
+
+def test_failures_name_server_directories_without_spelling_them_out(engine, settings, make_job, run):
+    """Errors and events reach users: the storage and model paths in them are placeholders."""
+    job_id = make_job(config=GOOD_CONFIG)
+
+    def trainer(config, sink, *, run_dir, **_):
+        raise FileNotFoundError(f"no file {run_dir}/x.bin nor {config.model}/config.json")
+
+    assert run(job_id, trainer) == "failed"
+    job = _job(engine, job_id)
+    last = _events(engine, job_id)[-1]
+    for text in (job.error, last.message, last.data["traceback"]):
+        assert str(settings.storage_dir) not in text and str(settings.model_roots[0]) not in text
+    assert f"<storage>/jobs/{job_id}/x.bin" in job.error and "<models>/tiny/config.json" in job.error
