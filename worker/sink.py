@@ -27,7 +27,8 @@ Choices:
   step's progress line (trainer.sinks.progress_line: reward, accuracy, ETA), which is what
   `GET /v1/jobs/{id}/logs` and `basis jobs logs --follow` show as training goes.
 - NaN and infinities become NULL (`metrics.value`) or `null` (event data): Postgres JSONB and JSON
-  clients refuse them.
+  clients refuse them. NUL characters in text (a tiny model does generate them) become U+FFFD:
+  Postgres text and JSONB refuse them, which failed whole jobs.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, text, update
 
 from core.db import run_in_transaction, upsert
-from core.jobs.events import json_safe, record_event
+from core.jobs.events import db_text, json_safe, record_event
 from core.jobs.lifecycle import hold_lease, lease_lost
 from core.models import AdvantageHistogram, Job, Metric, RolloutSample, utcnow
 from trainer.sinks import Sample, StepRate, progress_line
@@ -104,8 +105,9 @@ class DatabaseSink:
             for name, hist in histograms.items()
         ]
         sample_rows = [
-            {"job_id": self.job_id, "step": step, "index": x.index, "prompt_id": x.prompt_id[:256],
-             "prompt": x.prompt, "completion": x.completion, "answer": x.answer,
+            {"job_id": self.job_id, "step": step, "index": x.index,
+             "prompt_id": db_text(x.prompt_id[:256]), "prompt": db_text(x.prompt),
+             "completion": db_text(x.completion), "answer": db_text(x.answer),
              "reward": None if x.reward is None else finite_or_none(x.reward),
              "advantage": finite_or_none(x.advantage) or 0.0,
              "baseline": None if x.baseline is None else finite_or_none(x.baseline),

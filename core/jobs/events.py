@@ -26,19 +26,28 @@ from core.models import JobEvent, utcnow
 _LEVELS = {"error": "error", "failed": "error", "warning": "warning"}
 
 
+def db_text(text: str) -> str:
+    """`text` with NUL characters replaced by U+FFFD: Postgres text and JSONB refuse NUL, and a
+    model's completion (or a user's prompt echoed in a warning) may hold one."""
+    return text.replace("\x00", "\ufffd")
+
+
 def json_safe(value: Any) -> Any:
-    """`value` with non-finite floats replaced by None and unknown objects by their `str`."""
+    """`value` with non-finite floats replaced by None, NUL characters by U+FFFD (`db_text`) and
+    unknown objects by their `str`."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, bool | int | str) or value is None:
+    if isinstance(value, str):
+        return db_text(value)
+    if isinstance(value, bool | int) or value is None:
         return value
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {db_text(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     if hasattr(value, "item"):  # numpy / torch scalars
         return json_safe(value.item())
-    return str(value)
+    return db_text(str(value))
 
 
 def record_event(conn: Connection | Session, job_id: str, kind: str, message: str,
@@ -46,4 +55,4 @@ def record_event(conn: Connection | Session, job_id: str, kind: str, message: st
     """Append one event row to `job_id` in the caller's transaction (not committed)."""
     conn.execute(insert(JobEvent).values(
         job_id=job_id, ts=utcnow(), kind=kind, level=level or _LEVELS.get(kind, "info"),
-        message=message, data=json_safe(dict(data)) if data else None))
+        message=db_text(message), data=json_safe(dict(data)) if data else None))

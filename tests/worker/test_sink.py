@@ -183,3 +183,23 @@ def test_operational_error_is_transient():
 
     assert is_transient(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
     assert not is_transient(ValueError("x"))
+
+
+def test_nul_characters_in_samples_and_events_are_stored(engine, make_job):
+    """A tiny model does generate NUL; Postgres text/JSONB refuse it, which used to fail the job."""
+    from core.models import RolloutSample
+    from trainer.sinks import Sample
+
+    job_id = make_job()
+    sink = DatabaseSink(engine, job_id)
+    sample = Sample(index=0, prompt_id="p\x000", prompt="1+1=\x00", completion="2\x00\x00",
+                    answer="2", reward=None, advantage=0.0, baseline=0.5, finish_reason="length")
+    sink.log_step(1, {"reward/mean": 0.0}, {}, samples=[sample])
+    sink.log_event("warning", "unscorable: '2\x00'", {"example": "2\x00", "k\x00": 1})
+    with engine.connect() as conn:
+        row = conn.execute(select(RolloutSample).where(RolloutSample.job_id == job_id)).one()
+        event = conn.execute(select(JobEvent).where(JobEvent.job_id == job_id,
+                                                    JobEvent.kind == "warning")).one()
+    assert (row.prompt, row.completion, row.prompt_id) == ("1+1=\ufffd", "2\ufffd\ufffd", "p\ufffd0")
+    assert event.message == "unscorable: '2\ufffd'"
+    assert event.data == {"example": "2\ufffd", "k\ufffd": 1}
