@@ -119,6 +119,6 @@ def follow(api: BasisClient, job_id: str, stack: Any, interval: float = 2.0) -> 
             after = line.id
         job = api.get_job(job_id)
         if job.status in TERMINAL and not page.has_more and not api.logs(job_id, after=after).data:
-            print(f"basis up: {job_summary(api, job)}", flush=True)
+            print(f"basis up: job {job_summary(api, job)}", flush=True)
             return job.status
         time.sleep(interval)
