@@ -211,9 +211,10 @@ def estimate_for_job(config: Any, max_prompt_tokens: int, *, compute_bytes: int)
     """`estimate_memory` for a TrainConfig, the model's config.json read from `config.model`."""
     from transformers import AutoConfig
 
+    from trainer.modeling import from_pretrained
     from trainer.rollout.options import HfOptions
 
-    model_config = AutoConfig.from_pretrained(config.model)
+    model_config = from_pretrained(AutoConfig, config.model)
     lora = config.lora is not None
     reference = "none"
     if config.loss.kl_coef > 0 and not lora:
@@ -240,8 +241,9 @@ def check_memory(config: Any, prompts: Sequence[Any], device: torch.device,
 
     from trainer.config import ConfigError
     from trainer.data import render_prompt
+    from trainer.modeling import from_pretrained
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    tokenizer = from_pretrained(AutoTokenizer, config.model)
     longest = max((len(tokenizer(render_prompt(p, tokenizer))["input_ids"]) for p in prompts),
                   default=0)
     est = estimate_for_job(config, longest, compute_bytes=compute_bytes)

@@ -51,7 +51,7 @@ class ModelLoadError(RuntimeError):
     """The model directory could not be loaded; the message names the directory and the cause."""
 
 
-def _from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
+def from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
     """`loader.from_pretrained`, with a failure naming the directory (a half-copied weights file
     otherwise reads only `SafetensorError: ... invalid header length`)."""
     try:
@@ -59,7 +59,8 @@ def _from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 - re-raised with the directory, cause chained
         text = str(exc).strip()
         cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-        what = "tokenizer" if "Tokenizer" in loader.__name__ else "model"
+        name = loader.__name__
+        what = "tokenizer" if "Tokenizer" in name else "model config" if "Config" in name else "model"
         raise ModelLoadError(f"could not load the {what} from {model_dir}: {cause}") from exc
 
 
@@ -68,7 +69,7 @@ def load_model(cfg: TrainConfig, device: torch.device,
     """(policy on `device`, tokenizer with a pad token, frozen KL reference or None)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = _from_pretrained(AutoTokenizer, cfg.model)
+    tokenizer = from_pretrained(AutoTokenizer, cfg.model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
@@ -76,7 +77,7 @@ def load_model(cfg: TrainConfig, device: torch.device,
     # and autocast casts it to bf16 for every matmul anyway) while peft keeps the adapter in fp32
     # (autocast_adapter_dtype), so the optimizer state stays fp32 where it matters.
     base_dtype = resolve_device(cfg)[1] if cfg.lora is not None else None
-    model = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=base_dtype or torch.float32)
+    model = from_pretrained(AutoModelForCausalLM, cfg.model, dtype=base_dtype or torch.float32)
     reference = None
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
@@ -87,7 +88,7 @@ def load_model(cfg: TrainConfig, device: torch.device,
         if cfg.loss.kl_coef > 0:
             reference = AdapterOff(model)
     elif cfg.loss.kl_coef > 0:
-        reference = _from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
+        reference = from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
         offload = cfg.memory.offload_reference and cfg.num_processes == 1  # FSDP offloads itself
         reference.requires_grad_(False).eval().to("cpu" if offload else device)
     return model.to(device), tokenizer, reference

@@ -91,9 +91,12 @@ def test_job_runs_on_a_celery_worker_process_over_redis(lab, api, tmp_path):
         wait_until(lambda: _status(client, headers, bad) == "failed", timeout=120,
                    what="the job with a broken model to fail", process=worker, log=log)
         error = client.get(f"/v1/jobs/{bad}", headers=headers).json()["error"]
-        # Names the directory, then the loader's own words.
+        # Names the directory (as the user knows it: the server's models root reads <models>),
+        # then the loader's own words.
         assert error.startswith("ModelLoadError: could not load the "), error
-        assert any(f"from {broken}: {kind}" in error for kind in ("ValueError", "OSError", "KeyError")), error
+        assert any(f"from <models>/{broken.name}: {kind}" in error
+                   for kind in ("ValueError", "OSError", "KeyError")), error
+        assert str(broken.parent) not in error
         good = _submit(client, headers, estimator="reinforce_pp", n0=0, probe_every=0)
         wait_until(lambda: _status(client, headers, good) == "succeeded", timeout=240,
                    what="the next job after a failure", process=worker, log=log)
