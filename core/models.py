@@ -167,6 +167,10 @@ class Job(Base):
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_steps: Mapped[int | None] = mapped_column(Integer, default=None)
     queue: Mapped[str] = mapped_column(String(64))
+    # "train" or "eval": an evaluation runs on the same lifecycle as a training job (migration 0005).
+    kind: Mapped[str] = mapped_column(String(16), default="train", server_default="train", index=True)
+    # Name of the model exported from the final checkpoint of a succeeded training job.
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -257,3 +261,29 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ModelRecord(Base):
+    """A model the platform put into the models root: pulled from a hub (`source` "hub", shared when
+    `owner_id` is NULL) or exported from a job's checkpoint (`source` "export", owned by the job's
+    owner). Hand-copied directories are listed by the directory scan without a row."""
+
+    __tablename__ = "model_records"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("model"))
+    name: Mapped[str] = mapped_column(String(255), unique=True)  # the name jobs and evals use
+    owner_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )
+    source: Mapped[str] = mapped_column(String(16))  # "hub" | "export"
+    source_ref: Mapped[str] = mapped_column(String(512))  # hub repo id, or "<job_id>/<checkpoint_id>"
+    revision: Mapped[str | None] = mapped_column(String(64), default=None)  # pinned hub commit
+    base_model: Mapped[str | None] = mapped_column(String(512), default=None)  # of an export/adapter
+    format: Mapped[str] = mapped_column(String(16))  # "full" | "adapter"
+    path: Mapped[str] = mapped_column(String(1024))  # relative to the first models root
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    architecture: Mapped[str | None] = mapped_column(String(128), default=None)
+    parameter_count: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    chat_template: Mapped[bool] = mapped_column(Boolean, default=False)
+    job_id: Mapped[str | None] = mapped_column(String(40), default=None)  # no FK: jobs get deleted
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

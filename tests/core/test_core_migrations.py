@@ -70,3 +70,27 @@ def test_worker_registry_down_and_up(db_url):
     assert {c["name"] for c in inspect(engine).get_columns("workers")} >= {
         "id", "queues", "engines", "gpus", "max_processes", "heartbeat_at", "stopped_at"}
     engine.dispose()
+
+
+def test_model_records_and_job_kind_down_and_up_keep_every_job(db_url):
+    """0005 <-> 0004 on a database with a job: model_records and the two jobs columns go and come
+    back in place (existing jobs read as kind "train"), and no job or event is lost."""
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, created_at) VALUES ('user_1', 'u', :t)"),
+                     {"t": utcnow()})
+        conn.execute(text(
+            "INSERT INTO jobs (id, owner_id, model, estimator, config, status, cancel_requested, "
+            "current_step, lease_epoch, queue, created_at, updated_at) VALUES ('job_1', 'user_1', "
+            "'tiny', 'basis', '{}', 'running', false, 1, 7, 'gpu', :t, :t)"), {"t": utcnow()})
+        conn.execute(text("INSERT INTO job_events (job_id, ts, kind, level, message) "
+                          "VALUES ('job_1', :t, 'status', 'info', 'm')"), {"t": utcnow()})
+    command.downgrade(alembic_config(db_url), "0004")
+    assert "model_records" not in inspect(engine).get_table_names()
+    assert "kind" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+    migrate(db_url)
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT kind FROM jobs WHERE id = 'job_1'")) == "train"
+        assert conn.scalar(text("SELECT count(*) FROM job_events")) == 1
+    assert "model_records" in inspect(engine).get_table_names()
+    engine.dispose()
