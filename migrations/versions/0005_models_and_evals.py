@@ -1,4 +1,4 @@
-"""model_records, jobs.kind, jobs.fine_tuned_model: the model lifecycle (pull, export, evaluate).
+"""model_records, jobs.kind, jobs.fine_tuned_model, users.is_admin: the model lifecycle (pull, export, evaluate).
 
 - `model_records`: one row per model the platform put into the models root (pulled from a hub,
   or exported from a job's checkpoint). `owner_id` NULL means shared (an admin pulled it); an
@@ -7,6 +7,7 @@
 - `jobs.kind`: "train" or "eval". An evaluation is a second kind of work on the same lifecycle
   (claim, lease, events, cancel, retry), so it is a `jobs` row, not a copy of the table.
 - `jobs.fine_tuned_model`: the model name exported from a succeeded job's final checkpoint.
+- `users.is_admin`: admins may pull shared models (POST /v1/models) and delete them.
 
 The `jobs` columns are added and dropped in place on both backends (SQLite 3.35+ has DROP
 COLUMN): batch mode's copy-and-move would DROP TABLE jobs, which with foreign keys on deletes every
@@ -59,9 +60,13 @@ def upgrade() -> None:
     )
     op.add_column("jobs", sa.Column("fine_tuned_model", sa.String(length=255), nullable=True))
     op.create_index(op.f("ix_jobs_kind"), "jobs", ["kind"], unique=False)
+    op.add_column(
+        "users", sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE users DROP COLUMN is_admin")
     op.drop_index(op.f("ix_jobs_kind"), table_name="jobs")
     op.execute("ALTER TABLE jobs DROP COLUMN fine_tuned_model")
     op.execute("ALTER TABLE jobs DROP COLUMN kind")
