@@ -9,13 +9,16 @@ import threading
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer.checkpoint import checkpoint_dir
 from trainer.config import ConfigError, TrainConfig
 from trainer.interrupt import GenerationInterrupted
 from trainer.loop import train
-from trainer.rollout.base import SamplingParams
+from trainer.memory import ModelShape, estimate_memory
+from trainer.offpolicy import AsyncRollouts
+from trainer.rollout.base import EngineConfig, SamplingParams
 from trainer.rollout.hf import HFEngine
 from trainer.sinks import JsonlSink, read_jsonl_metrics
 from trainer.tasks import generate_arithmetic, write_jsonl
@@ -138,8 +141,6 @@ def test_combinations_that_cannot_work_are_refused(assets, change, needle):
 
 
 def test_private_rng_engine_is_seeded_by_the_call_and_leaves_the_global_rng_alone(assets):
-    from transformers import AutoTokenizer
-
     _, model_dir, _ = assets
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     engine = HFEngine(model, AutoTokenizer.from_pretrained(model_dir), private_rng=True)
@@ -154,3 +155,35 @@ def test_private_rng_engine_is_seeded_by_the_call_and_leaves_the_global_rng_alon
     stop.set()
     with pytest.raises(GenerationInterrupted):
         engine.generate([[2, 50]], 1, params, stop=stop)
+
+
+def test_the_memory_estimate_counts_the_generating_copy():
+    shape = ModelShape(params=10_000_000, lora_params=0, hidden=256, intermediate=1024, layers=8,
+                       vocab=8192, kv_dim=256, embed_params=2_000_000)
+    off = estimate_memory(shape, max_seq=512)
+    on = estimate_memory(shape, max_seq=512, async_copy=True)
+    assert on.terms["async_copy"] == off.terms["weights"] == 4e7
+    # the copy generates while the update runs: its KV cache sits on top of the update's peak
+    assert on.phases["update"] == off.phases["update"] + 4e7 + off.terms["kv_cache"] + 256 * 8192 * 8
+    assert on.peak > off.peak
+
+
+def test_lora_copies_only_the_adapter_into_the_generating_copy(assets, tmp_path):
+    cfg = config(assets, max_steps=3, lora={"r": 4, "alpha": 8, "dropout": 0.1})
+    result = train(cfg, JsonlSink(tmp_path / "m.jsonl"), run_dir=tmp_path / "run")
+    m = read_jsonl_metrics(tmp_path / "m.jsonl")
+    assert result.steps == 3 and [m[s]["async/staleness_steps"] for s in (1, 2, 3)] == [0, 1, 1]
+    # the copy's sync: trainable tensors only, and afterwards they are equal
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(assets[1]),
+                           LoraConfig(r=4, target_modules="all-linear"))
+    copy = AsyncRollouts(model, AutoTokenizer.from_pretrained(assets[1]), EngineConfig())
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(1.0)
+    copy.sync(model, version=1)
+    theirs = dict(copy.snapshot.named_parameters())
+    assert all(torch.equal(p, theirs[n]) for n, p in model.named_parameters())
+    assert copy.version == 1 and not any(p.requires_grad for p in copy.snapshot.parameters())
+    copy.close()
+
