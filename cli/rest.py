@@ -134,8 +134,20 @@ def jobs_delete(args: argparse.Namespace, api: BasisClient) -> None:
 
 
 def models_list(args: argparse.Namespace, api: BasisClient) -> None:
-    for model in api.models():
-        print(model.id)
+    """One line per model: name, source, format, size; `--json` prints the API's objects."""
+    models = api.models()
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
+        return
+    for m in models:
+        size = f"{m.bytes / 2**20:.1f} MB" if m.bytes is not None else "?"
+        base = f"  (on {m.base_model})" if m.base_model else ""
+        print(f"{m.id:<40}  {m.source:<6}  {m.format:<7}  {size:>10}{base}")
+
+
+def models_delete(args: argparse.Namespace, api: BasisClient) -> None:
+    api.delete_model(args.name)
+    print(f"deleted model {args.name} and its files")
 
 
 def _client(handler: Handler) -> Callable[[argparse.Namespace], None]:
@@ -154,7 +166,7 @@ def _show(method: Callable[[BasisClient, str], BaseModel]) -> Callable[[argparse
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`basis datasets ...`, `basis jobs ...`, `basis models list`."""
+    """`basis datasets ...`, `basis jobs ...`, `basis models list|get|delete`."""
     datasets = commands.add_parser("datasets", help="upload and list datasets").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = datasets.add_parser("upload", help="upload a JSONL file")
@@ -211,5 +223,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    models.add_parser("list", help="list the models jobs can train").set_defaults(
-        func=_client(models_list))
+    p = models.add_parser("list", help="list the models jobs can train")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=_client(models_list))
+    p = models.add_parser("get", help="show one model")
+    p.add_argument("name")
+    p.set_defaults(func=_client(lambda args, api: _print_json(api.get_model(args.name))))
+    p = models.add_parser("delete", help="delete your exported model with its files")
+    p.add_argument("name")
+    p.set_defaults(func=_client(models_delete))

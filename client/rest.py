@@ -67,6 +67,8 @@ GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
 DELETE_DATASET: Route[BaseModel] = Route("DELETE", "/v1/datasets/{dataset_id}", None)
 DATASET_ROWS = Route("GET", "/v1/datasets/{dataset_id}/rows", Page[dict[str, Any]])
 MODELS = Route("GET", "/v1/models", Page[ModelPublic])
+GET_MODEL = Route("GET", "/v1/models/{name}", ModelPublic)
+DELETE_MODEL: Route[BaseModel] = Route("DELETE", "/v1/models/{name}", None)
 COMPONENTS = Route("GET", "/v1/components", ComponentsPublic)
 CREATE_JOB = Route("POST", "/v1/jobs", JobPublic)
 LIST_JOBS = Route("GET", "/v1/jobs", Page[JobPublic])
@@ -88,7 +90,7 @@ WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
         HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
-        COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
+        GET_MODEL, DELETE_MODEL, COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, SAMPLES, LOGS, WORKERS)}
 
 
@@ -225,7 +227,16 @@ class BasisClient:
         return self._call(READY)
 
     def models(self) -> list[ModelPublic]:
+        """Every model you may use: shared ones and your own exports."""
         return self._call(MODELS).data
+
+    def get_model(self, name: str) -> ModelPublic:
+        """One model by name (`org/name` works; NotFound for another user's export)."""
+        return self._call(GET_MODEL, {"name": name})
+
+    def delete_model(self, name: str) -> None:
+        """Delete your exported model (an admin: a shared one) with its files."""
+        self._request(DELETE_MODEL, {"name": name})
 
     def components(self) -> ComponentsPublic:
         """Estimators, rewards and engines a job may name, with their options' JSON Schema."""

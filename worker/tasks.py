@@ -77,7 +77,7 @@ def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Train
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise NotFound(f"the dataset of job {job_id} was deleted", "dataset_id")
-        return resolve_train_config(settings, job_id, job.model, dataset, job.config)
+        return resolve_train_config(session, settings, job_id, job.model, dataset, job.config)
 
 
 class _Heartbeat:
