@@ -145,6 +145,17 @@ def models_list(args: argparse.Namespace, api: BasisClient) -> None:
         print(f"{m.id:<40}  {m.source:<6}  {m.format:<7}  {size:>10}{base}")
 
 
+def jobs_export(args: argparse.Namespace, api: BasisClient) -> None:
+    """Export a checkpoint (an id from `GET .../checkpoints`, or `latest`) as a model."""
+    checkpoint = args.checkpoint
+    if checkpoint == "latest":
+        found = api.checkpoints(args.job)
+        if not found:
+            raise CliError(f"job {args.job} has no checkpoint yet")
+        checkpoint = max(found, key=lambda c: c.step).id
+    _print_json(api.export_checkpoint(args.job, checkpoint, name=args.name, merge_lora=not args.adapter))
+
+
 def models_delete(args: argparse.Namespace, api: BasisClient) -> None:
     api.delete_model(args.name)
     print(f"deleted model {args.name} and its files")
@@ -220,6 +231,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--limit", type=int, default=100, help="at most this many samples")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(jobs_samples))
+
+    p = jobs.add_parser("export", help="export a checkpoint as a model you can train or evaluate")
+    p.add_argument("job", help="job id")
+    p.add_argument("checkpoint", help="checkpoint id (`basis jobs get`'s checkpoints), or 'latest'")
+    p.add_argument("--name", help="model name (default ft/<job>-step<N>)")
+    p.add_argument("--adapter", action="store_true",
+                   help="LoRA jobs: save the adapter with its base recorded instead of merging it")
+    p.set_defaults(func=_client(jobs_export))
 
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -178,6 +178,13 @@ class MetricSeries(BaseModel):
     values: list[float | None]
 
 
+class ModelExport(BaseModel):
+    # Model name (`org/name` or `name`); default `ft/<job short id>-step<N>`. 409 if taken.
+    name: str | None = None
+    # LoRA checkpoints: merge the adapter into the base (a full model), or false to save the adapter with its base recorded.
+    merge_lora: bool = True
+
+
 class ModelPublic(BaseModel):
     # The name to pass as `model` when creating a job.
     id: str

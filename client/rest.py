@@ -82,6 +82,7 @@ ADVANTAGES = Route("GET", "/v1/jobs/{job_id}/advantages", Page[HistogramPublic])
 CHECKPOINTS = Route("GET", "/v1/jobs/{job_id}/checkpoints", Page[CheckpointPublic])
 CHECKPOINT_CONTENT: Route[BaseModel] = Route(
     "GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content", None)
+EXPORT_CHECKPOINT = Route("POST", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/export", ModelPublic)
 SAMPLES = Route("GET", "/v1/jobs/{job_id}/samples", Page[SamplePublic])
 LOGS = Route("GET", "/v1/jobs/{job_id}/logs", Page[LogLinePublic])
 WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
@@ -91,7 +92,7 @@ ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
         HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         GET_MODEL, DELETE_MODEL, COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
-        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, SAMPLES, LOGS, WORKERS)}
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS)}
 
 
 class ApiError(Exception):
@@ -385,6 +386,13 @@ class BasisClient:
         """The checkpoint as a .tar archive (read whole: the dashboard hands it to the browser)."""
         return self._request(CHECKPOINT_CONTENT,
                              {"job_id": job_id, "checkpoint_id": checkpoint_id}).content
+
+    def export_checkpoint(self, job_id: str, checkpoint_id: str, *, name: str | None = None,
+                          merge_lora: bool = True) -> ModelPublic:
+        """Export a checkpoint as a model of yours (`ft/<job>-step<N>` unless `name`); a LoRA
+        checkpoint merged into its base, or with `merge_lora=False` saved as an adapter."""
+        return self._call(EXPORT_CHECKPOINT, {"job_id": job_id, "checkpoint_id": checkpoint_id},
+                          json=_params(name=name, merge_lora=merge_lora))
 
     def checkpoint_url(self, job_id: str, checkpoint_id: str) -> str:
         """Direct URL of a checkpoint archive (needs the key as a Bearer header)."""

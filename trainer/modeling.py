@@ -113,7 +113,8 @@ def load_causal_lm(model_dir: str, base_dir: str | None = None, *,
     except Exception as exc:  # noqa: BLE001 - re-raised naming the adapter, cause chained
         raise ModelLoadError(f"could not load the adapter from {model_dir} onto {base_dir}: "
                              f"{type(exc).__name__}: {exc}") from exc
-    return merged.to(dtype)
+    # peft loads an adapter for inference (frozen); a loaded model trains like a plain one.
+    return merged.requires_grad_(True).to(dtype)
 
 
 class AdapterOff:
