@@ -14,7 +14,8 @@ Errors carry the hub's `X-Error-Code` header (`RepoNotFound`, `RevisionNotFound`
 `EntryNotFound`), which is how huggingface_hub tells them apart.
 
 `HubServer.add_repo(repo_id, files)` publishes a repo at one commit (branch `main`);
-`fail_get[(repo_id, file)] = status` makes the body of that file fail; `requests` records
+`fail_get[(repo_id, file)] = status` makes the body of that file fail, `slow_get[(repo_id, file)]
+= seconds` delays it (a pull in progress, to watch); `requests` records
 (method, path, Authorization) of every request.
 """
 
@@ -24,6 +25,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +51,7 @@ class HubServer:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.fail_get: dict[tuple[str, str], int] = {}
+        self.slow_get: dict[tuple[str, str], float] = {}  # seconds to wait before sending the body
         self.requests: list[tuple[str, str, str | None]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -152,6 +155,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             failure = hub.fail_get.get((match["repo"], match["file"]))
             if failure and self.command == "GET":
                 return self._send(failure, b'{"error": "injected failure"}', headers)
+            if self.command == "GET":
+                time.sleep(hub.slow_get.get((match["repo"], match["file"]), 0.0))
             self._send(200, data, headers, content_type="application/octet-stream")
 
         def do_GET(self) -> None:

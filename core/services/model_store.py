@@ -39,7 +39,7 @@ from datetime import datetime
 from fnmatch import fnmatch
 from math import prod
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -141,6 +141,7 @@ def plan_pull(settings: Settings, repo_id: str, revision: str | None = None,
     ref or name, a repo without safetensors or config.json, one over the size limit or the free
     space. Network errors are `Upstream` (502)."""
     from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
 
     _check_ref(repo_id, revision)
     name = name or repo_id
@@ -152,7 +153,7 @@ def plan_pull(settings: Settings, repo_id: str, revision: str | None = None,
         if not commit:
             raise Upstream(f"the hub did not say which commit {revision or 'main'!r} of {repo_id!r} is")
         listing = {f.path: int(f.size or 0) for f in api.list_repo_tree(repo_id, revision=commit, recursive=True)
-                   if getattr(f, "size", None) is not None}
+                   if isinstance(f, RepoFile)}
     except DomainError:
         raise
     except Exception as exc:  # noqa: BLE001 - every hub failure becomes a domain error
@@ -324,16 +325,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_staging(settings: Settings) -> list[Path]:
-    """Remove staging directories of pulls whose process (on this host) is gone; returns them."""
-    removed = []
+def clean_stale_staging(settings: Settings, *, other_host_after: float = 24 * 3600.0) -> list[Path]:
+    """Remove the staging directories of pulls whose process is gone; returns them. Called once at
+    an API start, before this process pulls anything, so a directory naming this process's pid is
+    a previous process's (a container restarts as pid 1). Another host's directory (a recreated
+    container has a new hostname) is removed once it is `other_host_after` seconds old."""
+    import time
+
+    removed: list[Path] = []
     parent = settings.model_roots[0] / STAGING
     if not parent.is_dir():
         return removed
+    host = socket.gethostname()
     for staging in parent.iterdir():
         try:
-            host, pid = (staging / "owner").read_text().split()
-            stale = host == socket.gethostname() and not _pid_alive(int(pid))
+            owner_host, pid = (staging / "owner").read_text().split()
+            if owner_host == host:
+                stale = int(pid) == os.getpid() or not _pid_alive(int(pid))
+            else:
+                stale = time.time() - (staging / "owner").stat().st_mtime > other_host_after
         except (OSError, ValueError):
             stale = True  # no owner written yet or unreadable: a pull that died at its start
         if stale:
@@ -348,7 +358,7 @@ class Pull:
 
     id: str
     plan: PullPlan
-    status: str = "downloading"  # -> succeeded | failed
+    status: Literal["downloading", "succeeded", "failed"] = "downloading"
     error: dict[str, Any] | None = None
     record: ModelRecord | None = None
     created_at: datetime = field(default_factory=utcnow)
@@ -381,8 +391,11 @@ class ModelPulls:
         self._pulls: dict[str, Pull] = {}
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+
+    def clean(self) -> None:
+        """At process start: remove what pulls of a killed process left (never raises)."""
         try:
-            for path in clean_stale_staging(settings):
+            for path in clean_stale_staging(self.settings):
                 log.warning("removed the staging directory of an interrupted pull: %s", path)
         except OSError as exc:  # a read-only models root: pulls will say so when one is asked for
             log.warning("cannot clean the models root's staging directories: %s", exc)
@@ -410,6 +423,11 @@ class ModelPulls:
     def get(self, pull_id: str) -> Pull | None:
         with self._lock:
             return self._pulls.get(pull_id)
+
+    def list(self) -> list[Pull]:
+        """Running and recently finished pulls, newest first."""
+        with self._lock:
+            return sorted(self._pulls.values(), key=lambda p: p.id, reverse=True)
 
     def wait(self, pull_id: str, timeout: float | None = None) -> Pull | None:
         """Block until the pull's thread ends (tests, and the CLI on the server host)."""

@@ -134,10 +134,16 @@ def test_safetensors_parameters_reads_headers_only(tmp_path):
 def test_staging_of_a_dead_process_is_cleaned_at_start(settings):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    stale = model_store.staging_dir(settings, "pull_dead")
-    live = model_store.staging_dir(settings, "pull_live")
-    for path, pid in ((stale, dead), (live, str(os.getpid()))):
+    host = model_store.socket.gethostname()
+    owners = {"pull_dead": f"{host} {dead}", "pull_mine": f"{host} {os.getpid()}",  # a previous me
+              "pull_live": f"{host} {os.getppid()}", "pull_elsewhere": f"other-host {dead}"}
+    for pull_id, owner in owners.items():
+        path = model_store.staging_dir(settings, pull_id)
         (path / "model").mkdir(parents=True)
-        (path / "owner").write_text(f"{model_store.socket.gethostname()} {pid}\n")
-    assert model_store.clean_stale_staging(settings) == [stale]
-    assert not stale.exists() and live.exists()
+        (path / "owner").write_text(owner + "\n")
+    removed = model_store.clean_stale_staging(settings)
+    assert sorted(p.name for p in removed) == ["pull_dead", "pull_mine"]
+    assert model_store.staging_dir(settings, "pull_live").exists()
+    assert model_store.staging_dir(settings, "pull_elsewhere").exists()  # young: maybe still pulling
+    removed = model_store.clean_stale_staging(settings, other_host_after=-1)
+    assert [p.name for p in removed] == ["pull_elsewhere"]
