@@ -68,9 +68,34 @@ class ModelPublic(BaseModel):
     id: str = Field(description="The name to pass as `model` when creating a job.")
     object: Literal["model"] = "model"
     name: str
+    source: Literal["local", "hub", "export"] = Field(
+        "local", description="local: a directory copied into the models root by hand; hub: pulled "
+        "from a model hub; export: exported from a job's checkpoint.")
+    owned: bool = Field(False, description="True for your own exports (only you see them).")
+    owned_by: str = Field("platform", description="'you' for your exports, else 'platform' (shared).")
+    revision: str | None = Field(None, description="The pinned hub commit of a pulled model.")
+    bytes: int | None = Field(None, description="Size of the model directory.")
+    architecture: str | None = None
+    parameter_count: int | None = Field(
+        None, description="Parameters in the directory's safetensors (an adapter's own).")
+    chat_template: bool = Field(False, description="The tokenizer has a chat template.")
+    base_model: str | None = Field(
+        None, description="The model an export was trained from (an adapter loads on top of it).")
+    format: Literal["full", "adapter"] = Field(
+        "full", description="full: complete weights; adapter: a PEFT LoRA adapter over base_model.")
+    job_id: str | None = Field(None, description="The job an export came from.")
+    created_at: datetime | None = None
 
 
 ModelsPublic = ListPublic[ModelPublic]
+
+
+class ModelExport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=255, description="Model name (`org/name` or `name`); "
+                             "default `ft/<job short id>-step<N>`. 409 if taken.")
+    merge_lora: bool = Field(True, description="LoRA checkpoints: merge the adapter into the base "
+                             "(a full model), or false to save the adapter with its base recorded.")
 
 
 class JobCreate(BaseModel):
@@ -102,6 +127,9 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     current_step: int
     max_steps: int | None
+    fine_tuned_model: str | None = Field(
+        None, description="The model exported from the final checkpoint when the job succeeded "
+        "(null until then, when config.export_model is false, or when the export failed: see events).")
     latest_metrics: dict[str, float | None] = Field(
         default_factory=dict, description="Each metric's value at the job's last logged step.")
 
@@ -210,3 +238,35 @@ class WorkerPublic(BaseModel):
 
 
 WorkersPublic = ListPublic[WorkerPublic]
+
+
+class ModelPullCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repo_id: str = Field(max_length=300, description="Hugging Face hub repo `ORG/NAME` (or "
+                         "`ORG/NAME@REVISION`) on the server's HF_ENDPOINT.")
+    revision: str | None = Field(None, max_length=200, description="Branch, tag or commit; default "
+                                 "the repo's main branch. Pinned: the pull records the commit it resolved to.")
+    name: str | None = Field(None, max_length=255, description="The model's name in GET /v1/models; "
+                             "default the repo id. 409 if taken.")
+
+
+class ModelPullPublic(BaseModel):
+    """A pull started by `POST /v1/models`: poll `GET /v1/model-pulls/{id}` until it ends."""
+
+    id: str
+    object: Literal["model.pull"] = "model.pull"
+    status: Literal["downloading", "succeeded", "failed"]
+    name: str = Field(description="The model's name once pulled.")
+    repo_id: str
+    revision: str | None = Field(description="The revision asked for (null: the main branch).")
+    commit: str = Field(description="The commit it resolved to; every file is fetched at it.")
+    files: list[str] = Field(description="The files pulled (safetensors weights, configs, tokenizer).")
+    bytes_total: int
+    bytes_done: int = Field(description="Bytes on the server's disk so far.")
+    error: ErrorDetail | None = Field(None, description="Why a failed pull failed (nothing was kept).")
+    model: str | None = Field(None, description="The model name in GET /v1/models, once succeeded.")
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+ModelPullsPublic = ListPublic[ModelPullPublic]

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from cli.errors import CliError
 from client import BasisClient, env_connection
+from client.models import ModelPullPublic
 from client.summary import job_summary, sample_lines
 from core.status import TERMINAL
 
@@ -134,8 +135,81 @@ def jobs_delete(args: argparse.Namespace, api: BasisClient) -> None:
 
 
 def models_list(args: argparse.Namespace, api: BasisClient) -> None:
-    for model in api.models():
-        print(model.id)
+    """One line per model: name, source, format, size; `--json` prints the API's objects."""
+    models = api.models()
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
+        return
+    for m in models:
+        size = f"{m.bytes / 2**20:.1f} MB" if m.bytes is not None else "?"
+        base = f"  (on {m.base_model})" if m.base_model else ""
+        print(f"{m.id:<40}  {m.source:<6}  {m.format:<7}  {size:>10}{base}")
+
+
+def jobs_export(args: argparse.Namespace, api: BasisClient) -> None:
+    """Export a checkpoint (an id from `GET .../checkpoints`, or `latest`) as a model."""
+    checkpoint = args.checkpoint
+    if checkpoint == "latest":
+        found = api.checkpoints(args.job)
+        if not found:
+            raise CliError(f"job {args.job} has no checkpoint yet")
+        checkpoint = max(found, key=lambda c: c.step).id
+    _print_json(api.export_checkpoint(args.job, checkpoint, name=args.name, merge_lora=not args.adapter))
+
+
+def models_delete(args: argparse.Namespace, api: BasisClient) -> None:
+    api.delete_model(args.name)
+    print(f"deleted model {args.name} and its files")
+
+
+# `basis models pull`: the server downloads (`POST /v1/models` answers 202 once the repo is checked:
+# revision, safetensors, size); the command polls `GET /v1/model-pulls/{id}` and draws progress on
+# stderr, so it works alike from a laptop or on the server, and a closed terminal does not stop the
+# pull (`--no-wait` returns at once).
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def _progress(pull: ModelPullPublic, tty: bool) -> str:
+    share = pull.bytes_done / pull.bytes_total if pull.bytes_total else 1.0
+    width = 30
+    bar = "#" * int(share * width) + "-" * (width - int(share * width))
+    text = f"[{bar}] {share:4.0%}  {_mb(pull.bytes_done)} / {_mb(pull.bytes_total)}"
+    return f"\r{text}" if tty else text
+
+
+def wait_for_pull(api: BasisClient, pull: ModelPullPublic, interval: float) -> ModelPullPublic:
+    """Poll until the pull ends, drawing progress on stderr (a line per 10% when not a terminal)."""
+    tty = sys.stderr.isatty()
+    last_tenth = -1
+    while pull.status == "downloading":
+        tenth = int(10 * pull.bytes_done / pull.bytes_total) if pull.bytes_total else 10
+        if tty or tenth > last_tenth:
+            print(_progress(pull, tty), end="" if tty else "\n", file=sys.stderr, flush=True)
+            last_tenth = tenth
+        time.sleep(interval)
+        pull = api.model_pull(pull.id)
+    print(_progress(pull, tty), file=sys.stderr, flush=True)
+    return pull
+
+
+def models_pull(args: argparse.Namespace, api: BasisClient) -> None:
+    pull = api.pull_model(args.ref, revision=args.revision, name=args.name)
+    at = f"@{pull.revision}" if pull.revision else ""
+    print(f"pulling {pull.repo_id}{at} (commit {pull.commit[:12]}, {len(pull.files)} files, "
+          f"{_mb(pull.bytes_total)}) as {pull.name!r}: pull {pull.id}", file=sys.stderr, flush=True)
+    if args.no_wait:
+        print(pull.id)
+        return
+    pull = wait_for_pull(api, pull, args.interval)
+    if pull.status != "succeeded":
+        error = pull.error
+        raise CliError(f"pull {pull.id} failed: {error.code}: {error.message}" if error
+                       else f"pull {pull.id} failed")
+    print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}", file=sys.stderr)
+    print(pull.name)
 
 
 def _client(handler: Handler) -> Callable[[argparse.Namespace], None]:
@@ -154,7 +228,7 @@ def _show(method: Callable[[BasisClient, str], BaseModel]) -> Callable[[argparse
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`basis datasets ...`, `basis jobs ...`, `basis models list`."""
+    """`basis datasets ...`, `basis jobs ...`, `basis models list|get|delete|pull`."""
     datasets = commands.add_parser("datasets", help="upload and list datasets").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = datasets.add_parser("upload", help="upload a JSONL file")
@@ -209,7 +283,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(jobs_samples))
 
+    p = jobs.add_parser("export", help="export a checkpoint as a model you can train or evaluate")
+    p.add_argument("job", help="job id")
+    p.add_argument("checkpoint", help="checkpoint id (`basis jobs get`'s checkpoints), or 'latest'")
+    p.add_argument("--name", help="model name (default ft/<job>-step<N>)")
+    p.add_argument("--adapter", action="store_true",
+                   help="LoRA jobs: save the adapter with its base recorded instead of merging it")
+    p.set_defaults(func=_client(jobs_export))
+
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    models.add_parser("list", help="list the models jobs can train").set_defaults(
-        func=_client(models_list))
+    p = models.add_parser("list", help="list the models jobs can train")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=_client(models_list))
+    p = models.add_parser("get", help="show one model")
+    p.add_argument("name")
+    p.set_defaults(func=_client(lambda args, api: _print_json(api.get_model(args.name))))
+    p = models.add_parser("delete", help="delete your exported model with its files")
+    p.add_argument("name")
+    p.set_defaults(func=_client(models_delete))
+    p = models.add_parser("pull", help="pull a model from the server's Hugging Face hub (admins)")
+    p.add_argument("ref", metavar="ORG/NAME[@REVISION]", help="hub repo, optionally at a branch, "
+                   "tag or commit (the commit it resolves to is recorded)")
+    p.add_argument("--revision", help="branch, tag or commit (instead of @REVISION)")
+    p.add_argument("--name", help="the model's name in `basis models list` (default: the repo id)")
+    p.add_argument("--no-wait", action="store_true", help="print the pull id and return at once")
+    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=_client(models_pull))
