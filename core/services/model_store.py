@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.models import ModelRecord, new_id, utcnow
-from core.services.catalog import NAME_RE, list_models
+from core.services.catalog import NAME_RE, scan_models
 from core.services.errors import (
     Conflict,
     DomainError,
@@ -82,7 +82,7 @@ def _check_ref(repo_id: str, revision: str | None) -> None:
 def _check_name(settings: Settings, name: str) -> None:
     if not NAME_RE.fullmatch(name) or ".." in name.split("/"):
         raise Invalid(f"name {name!r} must be NAME or ORG/NAME (letters, digits, . _ -)", "name")
-    if name in list_models(settings) or (settings.model_roots[0] / name).exists():
+    if name in scan_models(settings) or (settings.model_roots[0] / name).exists():
         raise Conflict(f"a model named {name!r} already exists; pick another name or delete it", "name")
 
 

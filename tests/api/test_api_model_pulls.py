@@ -45,7 +45,8 @@ def test_an_admin_pulls_a_model_that_jobs_can_then_use(app, client, settings, ro
     done = finish(app, client, root_key, pull["id"])
     assert (done["status"], done["model"], done["error"]) == ("succeeded", "org/tiny", None)
     assert done["bytes_done"] == done["bytes_total"] > 300_000
-    assert resolve_model(settings, "org/tiny") == settings.model_roots[0] / "org" / "tiny"
+    with app.state.sessionmaker() as session:
+        assert resolve_model(session, settings, "user_any", "org/tiny").path == settings.model_roots[0] / "org" / "tiny"
     listing = client.get("/v1/models", headers=alice).json()["data"]
     assert "org/tiny" in [m["name"] for m in listing]
     assert [p["id"] for p in client.get("/v1/model-pulls", headers=root_key).json()["data"]] == [pull["id"]]
@@ -119,7 +120,7 @@ def basis(client, root_key, monkeypatch, capsys):
     get_settings.cache_clear()
 
 
-def test_basis_models_pull_shows_progress_and_the_model_is_usable(basis, settings, hub):
+def test_basis_models_pull_shows_progress_and_the_model_is_usable(app, basis, settings, hub):
     status, out, err = basis("models", "pull", "org/tiny@main", "--name", "tiny-pulled",
                              "--interval", "0.05")
     assert status == 0, err
@@ -130,7 +131,9 @@ def test_basis_models_pull_shows_progress_and_the_model_is_usable(basis, setting
     from transformers import AutoModelForCausalLM
 
     from trainer.modeling import from_pretrained
-    model = from_pretrained(AutoModelForCausalLM, str(resolve_model(settings, "tiny-pulled")))
+    with app.state.sessionmaker() as session:
+        path = resolve_model(session, settings, "user_any", "tiny-pulled").path
+    model = from_pretrained(AutoModelForCausalLM, str(path))
     assert model.config.architectures == ["Qwen2ForCausalLM"]
 
 

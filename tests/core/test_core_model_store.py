@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from core.db import make_engine, session_factory
 from core.models import ModelRecord
 from core.services import model_store
-from core.services.catalog import list_models, resolve_model
+from core.services.catalog import resolve_model, scan_models
 from core.services.errors import Conflict, Invalid, TooLarge, Upstream
 
 
@@ -50,7 +50,7 @@ def test_pull_fetches_safetensors_at_a_pinned_commit_and_records_the_model(setti
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trainer.modeling import from_pretrained
-    assert resolve_model(settings, "org/tiny") == path
+    assert resolve_model(session, settings, "user_any", "org/tiny").path == path
     model = from_pretrained(AutoModelForCausalLM, str(path))
     assert record.parameter_count == sum(p.numel() for p in model.parameters())  # tied: counted once
     assert from_pretrained(AutoTokenizer, str(path)).chat_template
@@ -101,7 +101,7 @@ def test_a_download_failing_half_way_leaves_nothing(settings, session, hub):
     with pytest.raises(Upstream):
         model_store.pull_model(settings, session, "org/tiny")
     assert "config.json" in hub.downloads("org/tiny")  # other files did arrive, then went
-    assert leftovers(settings) == [] and records(session) == 0 and list_models(settings) == {}
+    assert leftovers(settings) == [] and records(session) == 0 and scan_models(settings) == {}
 
 
 def test_a_name_in_use_is_a_conflict(settings, session, hub):
