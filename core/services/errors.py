@@ -60,6 +60,13 @@ class InsufficientStorage(DomainError):
     code = "insufficient_storage"
 
 
+class BadGateway(DomainError):
+    """A service the request depends on (the Hugging Face hub) did not answer usably."""
+
+    status = 502
+    code = "bad_gateway"
+
+
 class UnsupportedMediaType(DomainError):
     """The upload's content type is not one we accept."""
 
