@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Dataset, User
 from core.services.datasets import CHUNK, clean_filename, store_jsonl
-from core.services.errors import BadGateway, Invalid, TooLarge, UnsupportedMediaType
+from core.services.errors import Invalid, TooLarge, UnsupportedMediaType, Upstream
 from core.services.storage import require_free_space
 from core.settings import Settings
 from trainer.data import DatasetError, parse_row
@@ -407,17 +407,20 @@ def _load_hub(source: HubSource, cache: Path) -> Any:
         return datasets.load_dataset(source.hub_id, name=source.config, split=source.split,
                                      revision=source.revision, streaming=True, cache_dir=str(cache))
     except DatasetNotFoundError as exc:
+        if source.revision and "revision" in str(exc).lower():
+            raise Invalid(f"no revision {source.revision!r} of {source.hub_id!r} on the hub",
+                          "revision") from None
         raise Invalid(f"no dataset {source.hub_id!r} on the hub (or it needs HF_TOKEN): "
                       f"{_short(exc)}", "hub_id") from None
     except (ConnectionError, TimeoutError) as exc:
-        raise BadGateway(f"cannot reach the hub: {_short(exc)}", "hub_id") from None
+        raise Upstream(f"cannot reach the hub: {_short(exc)}", "hub_id") from None
     except ValueError as exc:
         text = str(exc)
         param = "split" if "split" in text.lower() else "config" if "config" in text.lower() \
             else "hub_id"
         raise Invalid(f"cannot load {source.label}: {_short(exc)}", param) from None
     except OSError as exc:  # network failures the HTTP stack reports as OSError subclasses
-        raise BadGateway(f"cannot load {source.label} from the hub: {_short(exc)}", "hub_id") from None
+        raise Upstream(f"cannot load {source.label} from the hub: {_short(exc)}", "hub_id") from None
 
 
 def import_dataset(session: Session, settings: Settings, owner: User, *, mapping: FieldMapping,

@@ -60,13 +60,6 @@ class InsufficientStorage(DomainError):
     code = "insufficient_storage"
 
 
-class BadGateway(DomainError):
-    """A service the request depends on (the Hugging Face hub) did not answer usably."""
-
-    status = 502
-    code = "bad_gateway"
-
-
 class UnsupportedMediaType(DomainError):
     """The upload's content type is not one we accept."""
 
@@ -79,3 +72,10 @@ class Unauthorized(DomainError):
 
     status = 401
     code = "unauthorized"
+
+
+class Upstream(DomainError):
+    """A server we depend on (the Hugging Face hub) failed or could not be reached."""
+
+    status = 502
+    code = "upstream_error"

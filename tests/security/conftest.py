@@ -125,4 +125,7 @@ def request_for(method: str, path: str, owner_ids: dict[str, str]) -> dict[str, 
         return {"json": {"dataset_id": owner_ids["dataset_id"], "model": "tiny", "config": JOB_CONFIG}}
     if (method, path) == ("POST", "/v1/datasets"):
         return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/jsonl")}}
+    if (method, path) == ("POST", "/v1/datasets/import"):
+        return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/octet-stream")},
+                "data": {"prompt_field": "prompt", "answer_field": "answer"}}
     return {}
