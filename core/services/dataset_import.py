@@ -7,6 +7,12 @@ Choices:
   soon as they are passed instead of after the whole file is in memory. An uploaded file is first
   copied to a private temporary directory (refused past `max_upload_bytes` while it arrives); the
   library's cache lives in that directory too and goes with it.
+- Limits come before the costly step they guard. A parquet file is judged by its footer first
+  (fields, row count, the decoded size of each row group's mapped columns) and only the mapped
+  columns are decoded. JSON is scanned for nesting depth before pyarrow parses it: pyarrow's JSON
+  reader crashes the whole process (SIGSEGV) on a file nested 100,000 levels deep. So a hub
+  dataset stored as JSON is downloaded first (its size checked before a byte is fetched) and read
+  locally; parquet and CSV stream from the hub. Other hub formats (text, images) are refused.
 - A user never names a path on the server: a local source is only ever the uploaded file, and a
   hub id must look like `org/name` and must not exist as a path relative to the server's working
   directory (the library would read such a directory instead of asking the hub). No `data_files`,
@@ -83,7 +89,8 @@ class FieldMapping:
         for _, name, spec, conversion in parts:
             if name is None:
                 continue
-            if not name or spec or conversion or any(ch in name for ch in ".[]"):
+            # A name of digits would be a positional index to str.format: refused with the rest.
+            if not name or spec or conversion or name.isdigit() or any(ch in name for ch in ".[]"):
                 shown = "{" + name + (f"!{conversion}" if conversion else "") + \
                     (f":{spec}" if spec else "") + "}"
                 raise Invalid(f"prompt_template placeholder {shown} is not a plain field name: write "
@@ -358,16 +365,19 @@ def _save_upload(source: BinaryIO, path: Path, limit: int) -> None:
             out.write(chunk)
 
 
-def _check_fields(first: Mapping[str, Any], mapping: FieldMapping) -> None:
-    columns = list(first)
+def _check_names(columns: list[str], mapping: FieldMapping) -> None:
+    """Invalid naming the request parameter of the first field the dataset lacks."""
     for field, param in mapping.fields().items():
-        if field not in first:
+        if field not in columns:
             raise Invalid(f"unknown field {field!r}: the dataset's fields are "
                           f"{', '.join(map(repr, columns))}", param)
 
 
 def _rows(dataset: Any, mapping: FieldMapping, where: str) -> Iterator[Mapping[str, Any]]:
-    """The dataset's rows, the mapping's fields checked on the first; a read error is Invalid."""
+    """The dataset's rows, the mapping's fields checked first (on the schema when the library
+    knows it, else on the first row); a read error is Invalid naming `where`."""
+    if dataset.features is not None:
+        _check_names(list(dataset.features), mapping)
     iterator = iter(dataset)
     first = True
     while True:
@@ -378,7 +388,7 @@ def _rows(dataset: Any, mapping: FieldMapping, where: str) -> Iterator[Mapping[s
         except Exception as exc:  # the library and pyarrow raise many kinds for a bad file
             raise Invalid(f"cannot read the dataset: {_short(exc)}", where) from None
         if first:
-            _check_fields(row, mapping)
+            _check_names(list(row), mapping)
             first = False
         yield row
 
@@ -388,24 +398,90 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
-def _load_file(path: Path, builder: str, cache: Path) -> Any:
-    import datasets
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no per-character alternation
+
+
+def json_depth(data: bytes) -> int:
+    """Deepest bracket nesting of a JSON or JSON Lines text, brackets inside strings ignored.
+    Vectorised (numpy), so a file of 50 MB of brackets costs a second, not a recursion."""
+    import numpy as np
+
+    stripped = np.frombuffer(JSON_STRING.sub(b'""', data), dtype=np.uint8)
+    deepest, level = 0, 0
+    for start in range(0, len(stripped), CHUNK):
+        chunk = stripped[start:start + CHUNK]
+        steps = (np.isin(chunk, (ord("["), ord("{"))).astype(np.int32)
+                 - np.isin(chunk, (ord("]"), ord("}"))).astype(np.int32))
+        levels = np.cumsum(steps) + level
+        if len(levels):
+            deepest, level = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
+
+
+def _check_json(path: Path, settings: Settings) -> None:
+    """Refuse JSON nested past the row limit before pyarrow parses it: pyarrow's JSON reader
+    recurses in C and crashes the process (SIGSEGV) on a file nested 100,000 levels deep."""
+    depth = json_depth(path.read_bytes())
+    limit = settings.max_json_depth + 1  # + 1: the array around the rows of a .json file
+    if depth > limit:
+        raise Invalid(f"the file nests JSON {depth} levels deep; the limit is {limit}", "file")
+
+
+def _check_parquet(path: Path, mapping: FieldMapping, settings: Settings,
+                   max_rows: int | None) -> list[str]:
+    """Check a parquet file from its footer alone (fields, rows, row-group sizes), before any
+    row is read; returns the columns to read (only those the mapping names)."""
+    import pyarrow.parquet as pq
 
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True,
-                                     cache_dir=str(cache))
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:
+        raise Invalid(f"cannot read the file as parquet: {_short(exc)}", "file") from None
+    _check_names(list(parquet.schema_arrow.names), mapping)
+    meta, needed = parquet.metadata, set(mapping.fields())
+    rows_read = meta.num_rows if max_rows is None else min(max_rows, meta.num_rows)
+    if rows_read > settings.max_dataset_rows:
+        raise TooLarge(f"the file has {meta.num_rows} rows; the limit is "
+                       f"{settings.max_dataset_rows} (import fewer with max_rows)", "file")
+    for index in range(meta.num_row_groups):
+        group = meta.row_group(index)
+        size = sum(group.column(j).total_uncompressed_size for j in range(group.num_columns)
+                   if group.column(j).path_in_schema.split(".")[0] in needed)
+        if size > settings.max_upload_bytes:  # a row group is decoded whole
+            raise TooLarge(f"row group {index} of the file holds {size} bytes of the mapped fields "
+                           f"uncompressed; the limit is {settings.max_upload_bytes} (write the file "
+                           "with smaller row groups)", "file")
+    return sorted(needed)
+
+
+def _open_files(paths: list[Path], builder: str, mapping: FieldMapping, settings: Settings,
+                max_rows: int | None, cache: Path) -> Any:
+    """Local files (the upload, or JSON fetched from the hub) as a streaming dataset, checked
+    first where the reader would otherwise pay or crash."""
+    import datasets
+
+    options: dict[str, Any] = {}
+    for path in paths:
+        if builder == "json":
+            _check_json(path, settings)
+        elif builder == "parquet":
+            options["columns"] = _check_parquet(path, mapping, settings, max_rows)
+    try:
+        return datasets.load_dataset(builder, data_files=[str(p) for p in paths], split="train",
+                                     streaming=True, cache_dir=str(cache), **options)
     except Exception as exc:  # a file that is not what its name says
         raise Invalid(f"cannot read the file as {builder}: {_short(exc)}", "file") from None
 
 
-def _load_hub(source: HubSource, cache: Path) -> Any:
-    """The hub dataset as a streaming iterable; errors say which parameter to fix."""
+def _hub_builder(source: HubSource, cache: Path) -> Any:
+    """The hub dataset's builder (its config resolved, nothing read yet); errors say which
+    parameter to fix."""
     import datasets
     from datasets.exceptions import DatasetNotFoundError
 
     try:
-        return datasets.load_dataset(source.hub_id, name=source.config, split=source.split,
-                                     revision=source.revision, streaming=True, cache_dir=str(cache))
+        return datasets.load_dataset_builder(source.hub_id, name=source.config,
+                                             revision=source.revision, cache_dir=str(cache))
     except DatasetNotFoundError as exc:
         if source.revision and "revision" in str(exc).lower():
             raise Invalid(f"no revision {source.revision!r} of {source.hub_id!r} on the hub",
@@ -415,12 +491,50 @@ def _load_hub(source: HubSource, cache: Path) -> Any:
     except (ConnectionError, TimeoutError) as exc:
         raise Upstream(f"cannot reach the hub: {_short(exc)}", "hub_id") from None
     except ValueError as exc:
-        text = str(exc)
-        param = "split" if "split" in text.lower() else "config" if "config" in text.lower() \
-            else "hub_id"
+        param = "config" if "config" in str(exc).lower() else "hub_id"
         raise Invalid(f"cannot load {source.label}: {_short(exc)}", param) from None
     except OSError as exc:  # network failures the HTTP stack reports as OSError subclasses
         raise Upstream(f"cannot load {source.label} from the hub: {_short(exc)}", "hub_id") from None
+
+
+def _fetch(urls: list[str], work: Path, limit: int) -> list[Path]:
+    """Download hub files (hf:// URLs) into `work`, their total size checked before any byte."""
+    from huggingface_hub import HfFileSystem
+
+    hub = HfFileSystem()
+    try:
+        size = sum(int(hub.info(url)["size"]) for url in urls)
+        if size > limit:
+            raise TooLarge(f"the split's files take {size} bytes; the limit is {limit}", "hub_id")
+        paths = [work / f"hub-{index}.json" for index in range(len(urls))]
+        for url, path in zip(urls, paths, strict=True):
+            hub.get_file(url, str(path))
+    except (OSError, ValueError) as exc:
+        raise Upstream(f"cannot fetch the dataset's files from the hub: {_short(exc)}",
+                       "hub_id") from None
+    return paths
+
+
+def _open_hub(source: HubSource, mapping: FieldMapping, settings: Settings, max_rows: int | None,
+              work: Path) -> Any:
+    """The hub dataset's split as a streaming dataset. Parquet and CSV stream from the hub; JSON
+    is fetched first (size checked) so its nesting is checked before pyarrow parses it."""
+    builder = _hub_builder(source, work / "cache")
+    kind = builder.name
+    if kind not in ("parquet", "json", "csv"):
+        raise Invalid(f"{source.label} is stored as {kind!r}; import reads parquet, JSON and CSV "
+                      "data", "hub_id")
+    splits = {str(name): list(urls) for name, urls in (builder.config.data_files or {}).items()}
+    if source.split not in splits:
+        raise Invalid(f"no split {source.split!r} in {source.label}; its splits are "
+                      f"{', '.join(map(repr, splits))}", "split")
+    if kind == "json":
+        paths = _fetch(splits[source.split], work, settings.max_upload_bytes)
+        return _open_files(paths, "json", mapping, settings, max_rows, work / "cache")
+    try:
+        return builder.as_streaming_dataset(split=source.split)
+    except Exception as exc:
+        raise Upstream(f"cannot read {source.label}: {_short(exc)}", "hub_id") from None
 
 
 def import_dataset(session: Session, settings: Settings, owner: User, *, mapping: FieldMapping,
@@ -447,11 +561,12 @@ def import_dataset(session: Session, settings: Settings, owner: User, *, mapping
         if file is not None and builder is not None:
             path = work / f"source{Path(clean_filename(filename)).suffix.lower() or '.' + builder}"
             _save_upload(file, path, settings.max_upload_bytes)
-            dataset, label, where = _load_file(path, builder, work / "cache"), \
-                clean_filename(filename), "file"
+            dataset = _open_files([path], builder, mapping, settings, max_rows, work / "cache")
+            label, where = clean_filename(filename), "file"
         else:
             assert hub is not None
-            dataset, label, where = _load_hub(hub, work / "cache"), hub.label, "hub_id"
+            dataset = _open_hub(hub, mapping, settings, max_rows, work)
+            label, where = hub.label, "hub_id"
         data, rows = to_jsonl(_rows(dataset, mapping, where), mapping, settings, max_rows=max_rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -249,9 +249,14 @@ def test_limits_on_file_bytes_rows_and_stored_bytes(app, do_import, alice, db, s
     assert response.json()["error"]["param"].startswith("row ")
     settings.max_upload_bytes = 1 << 20
     settings.max_dataset_rows = 20
-    response = do_import(alice, content, prompt_field="q", answer_field="s")
+    response = do_import(alice, content, prompt_field="q", answer_field="s")  # by the footer
+    assert response.status_code == 413 and response.json()["error"]["param"] == "file"
+    assert "has 50 rows" in response.json()["error"]["message"]
+    assert do_import(alice, content, prompt_field="q", answer_field="s",
+                     max_rows="20").status_code == 201
+    jsonl = "".join(json.dumps(row) + "\n" for row in rows).encode()  # counted while read
+    response = do_import(alice, jsonl, "rows.jsonl", prompt_field="q", answer_field="s")
     assert response.status_code == 413 and response.json()["error"]["param"] == "row 21"
-    assert nothing_stored(db, settings)
     settings.max_dataset_rows = 1000
     settings.max_line_bytes = 40
     response = do_import(alice, parquet([{"q": "x" * 100, "s": "1"}]), prompt_field="q",
@@ -266,7 +271,42 @@ def test_limits_on_file_bytes_rows_and_stored_bytes(app, do_import, alice, db, s
     settings.quota_dataset_bytes = 10
     response = do_import(alice, content, prompt_field="q", answer_field="s")
     assert response.status_code == 507, response.text
+    with db.begin():
+        db.execute(Dataset.__table__.delete())
+    for path in settings.datasets_dir.iterdir():
+        path.unlink()
+
+
+def test_a_parquet_row_group_too_big_to_decode_is_refused_from_the_footer(do_import, alice, db,
+                                                                          settings):
+    settings.max_upload_bytes = 30_000
+    unused = parquet([{"q": "x", "s": "1", "unused": f"{i}" + "y" * 100_000} for i in range(5)])
+    assert len(unused) < 30_000  # compressed; 500 kB decoded, but never decoded: not mapped
+    assert do_import(alice, unused, prompt_field="q", answer_field="s").status_code == 201
+    rows = [{"q": f"{i}" + "x" * 100_000, "s": "1"} for i in range(20)]
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer, row_group_size=10)
+    settings.max_upload_bytes = len(buffer.getvalue()) + 1  # the file fits, a row group does not
+    response = do_import(alice, buffer.getvalue(), prompt_field="q", answer_field="s")
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["param"] == "file" and "row group 0" in error["message"]
+
+
+@pytest.mark.parametrize("filename", ["deep.jsonl", "deep.json"])
+def test_json_nested_without_end_is_refused_before_pyarrow_parses_it(do_import, alice, db,
+                                                                     settings, filename):
+    """pyarrow's JSON reader dies with SIGSEGV on 100,000 levels: the API process must survive."""
+    row = b'{"q": "a", "s": "1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    content = row + b"\n" if filename.endswith("l") else b"[" + row + b"]"
+    response = do_import(alice, content, filename, prompt_field="q", answer_field="s")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "file"
+    assert "levels deep" in response.json()["error"]["message"]
     assert nothing_stored(db, settings)
+    brackets_in_text = b'{"q": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "s": "1"}\n'
+    assert do_import(alice, brackets_in_text, "text.jsonl", prompt_field="q",
+                     answer_field="s").status_code == 201
 
 
 def test_imports_are_isolated_by_owner(client, do_import, alice, bob):

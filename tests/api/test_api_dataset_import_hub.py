@@ -65,8 +65,19 @@ def test_import_from_a_hub_id_with_config_split_and_token(settings, tmp_path):
              "demo/train-00000-of-00001.parquet": demo}
     gsm = {"hub_id": "org/gsm", "prompt_field": "question", "answer_field": "answer",
            "answer_preset": "gsm8k"}
+    jsonl = b"".join(json.dumps({"problem": f"{i}+{i}", "solution": f"\\boxed{{{2 * i}}}"}).encode()
+                     + b"\n" for i in range(3))
+    deep = b'{"problem": "a", "solution": "\\\\boxed{1}", "x": ' + b"[" * 100_000 + \
+        b"]" * 100_000 + b"}\n"
     with DatasetHub() as hub:
         sha = hub.add_repo("org/gsm", files)
+        hub.add_repo("org/math", {"README.md": readme({"default": {"train": "train.jsonl"}}),
+                                  "train.jsonl": jsonl})
+        hub.add_repo("org/deep", {"README.md": readme({"default": {"train": "train.jsonl"}}),
+                                  "train.jsonl": deep})
+        hub.add_repo("org/text", {"README.md": readme({"default": {"train": "train.txt"}}),
+                                  "train.txt": b"hello\n"})
+        math = {"prompt_field": "problem", "answer_field": "solution", "answer_preset": "boxed"}
         out = run_imports(hub, settings, tmp_path, [
             {**gsm, "config": "main", "split": "test", "revision": sha},
             {**gsm, "config": "demo", "prompt_field": "expression", "answer_field": "solution",
@@ -76,9 +87,13 @@ def test_import_from_a_hub_id_with_config_split_and_token(settings, tmp_path):
             {**gsm, "hub_id": "org/missing"},
             {**gsm, "config": "main", "revision": "v9"},
             {**gsm, "config": "main", "prompt_field": "problem"},
+            {"hub_id": "org/math", **math},
+            {"hub_id": "org/deep", **math},
+            {"hub_id": "org/text", **math},
         ])
         auth = {a for _, _, a in hub.requests}
-    ok, demo_rows, bad_split, bad_config, missing, bad_revision, unknown = out["results"]
+    ok, demo_rows, bad_split, bad_config, missing, bad_revision, unknown, *more = out["results"]
+    json_ok, json_deep, text = more
     assert ok["status"] == 201, ok
     assert ok["body"]["filename"] == f"org/gsm@{sha}:main:test" and ok["body"]["rows"] == 8
     assert [r["answer"] for r in ok["rows"]][:3] == ["169", "1200", "150"]
@@ -91,4 +106,10 @@ def test_import_from_a_hub_id_with_config_split_and_token(settings, tmp_path):
         assert result["status"] == 422, result
         assert result["body"]["error"]["param"] == param, result
     assert "'question', 'answer'" in unknown["body"]["error"]["message"]
-    assert out["datasets"] == 2  # the refused imports stored nothing
+    assert "its splits are 'train', 'test'" in bad_split["body"]["error"]["message"]
+    # A JSON split is fetched (size first) and its nesting checked before pyarrow reads it.
+    assert json_ok["status"] == 201 and [r["answer"] for r in json_ok["rows"]] == ["0", "2", "4"]
+    assert json_deep["status"] == 422 and "levels deep" in json_deep["body"]["error"]["message"]
+    assert text["status"] == 422 and text["body"]["error"]["param"] == "hub_id"
+    assert "'text'" in text["body"]["error"]["message"]
+    assert out["datasets"] == 3  # the refused imports stored nothing
