@@ -25,19 +25,16 @@ Choices:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import shutil
 import socket
-import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from fnmatch import fnmatch
-from math import prod
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +42,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.models import ModelRecord, new_id, utcnow
-from core.services.catalog import NAME_RE, scan_models
+from core.services.catalog import (
+    NAME_RE,
+    ModelInfo,
+    describe_model_dir,
+    safetensors_parameters,
+    scan_models,
+)
 from core.services.errors import (
     Conflict,
     DomainError,
@@ -63,7 +66,6 @@ STAGING = ".pulls"  # under the first models root; the catalog skips dot directo
 WEIGHTS = "*.safetensors"
 ALLOWED = (WEIGHTS, "*.json", "*.txt", "*.jinja", "*.model", "*.tiktoken")
 REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on a header
 
 
 def parse_ref(ref: str, revision: str | None = None) -> tuple[str, str | None]:
@@ -217,59 +219,14 @@ def _quiet_tqdm() -> Any:
     return Quiet
 
 
-def safetensors_parameters(path: Path) -> int:
-    """Elements of every tensor in a safetensors file, from its JSON header alone (8-byte
-    little-endian length, then the header); ValueError if the file is not safetensors."""
-    with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ValueError(f"{path.name} is not a safetensors file (too short)")
-        (length,) = struct.unpack("<Q", raw)
-        if not 2 <= length <= MAX_HEADER_BYTES:
-            raise ValueError(f"{path.name} is not a safetensors file (header length {length})")
-        try:
-            header = json.loads(f.read(length))
-        except ValueError as exc:
-            raise ValueError(f"{path.name} is not a safetensors file (header is not JSON)") from exc
-    if not isinstance(header, dict):
-        raise ValueError(f"{path.name} is not a safetensors file (header is not an object)")
-    return sum(prod(int(d) for d in entry["shape"]) for key, entry in header.items()
-               if key != "__metadata__" and isinstance(entry, dict))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    architecture: str | None
-    parameter_count: int
-    chat_template: bool
-    bytes: int
-
-
-def inspect_model(directory: Path) -> ModelFacts:
-    """Architecture (config.json), parameter count (safetensors headers), whether a chat template
-    ships (tokenizer_config.json or chat_template.jinja/.json) and the size on disk."""
-    config = _read_json(directory / "config.json")
-    architectures = config.get("architectures")
-    architecture = (architectures[0] if isinstance(architectures, list) and architectures
-                    else config.get("model_type"))
+def inspect_model(directory: Path) -> ModelInfo:
+    """`catalog.describe_model_dir`, with weights that are not valid safetensors refused (a pull
+    must not install what it cannot describe)."""
     try:
         parameters = sum(safetensors_parameters(p) for p in sorted(directory.glob(WEIGHTS)))
     except (KeyError, TypeError, ValueError) as exc:
         raise Invalid(f"downloaded weights are not valid safetensors: {exc}", "repo_id") from exc
-    template = (bool(_read_json(directory / "tokenizer_config.json").get("chat_template"))
-                or (directory / "chat_template.jinja").is_file()
-                or (directory / "chat_template.json").is_file())
-    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-    return ModelFacts(architecture=str(architecture) if architecture else None,
-                      parameter_count=parameters, chat_template=template, bytes=size)
+    return replace(describe_model_dir(directory), parameter_count=parameters)
 
 
 def install(settings: Settings, session: Session, plan: PullPlan, staged: Path) -> ModelRecord:
