@@ -19,7 +19,17 @@ from fastapi import APIRouter, FastAPI
 import api
 from api import errors
 from api.middleware import BodyLimitMiddleware, LoadShedMiddleware
-from api.routes import components, datasets, health, inspection, jobs, models, outputs, workers
+from api.routes import (
+    components,
+    datasets,
+    evals,
+    health,
+    inspection,
+    jobs,
+    models,
+    outputs,
+    workers,
+)
 from core.db import make_engine, session_factory
 from core.queue import enqueue_job
 from core.settings import Settings, get_settings
@@ -50,7 +60,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
                                           pool_timeout=2.0)
     app.state.enqueue = enqueue or partial(enqueue_job, settings=settings)
     v1 = APIRouter(prefix="/v1")
-    for module in (health, datasets, models, components, jobs, outputs, inspection, workers):
+    for module in (health, datasets, models, components, jobs, outputs, inspection, evals, workers):
         v1.include_router(module.router)
     app.include_router(v1)
     errors.install(app)
