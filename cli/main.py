@@ -8,6 +8,8 @@ client of the REST API.
     basis jobs create --dataset ID --model NAME [--config FILE] [--set key=value ...] [--queue Q]
     basis jobs list [--status S] | get ID | cancel ID | retry ID | delete ID | logs ID [--follow]
     basis jobs samples ID [--step N] [--json]
+    basis evals create --model NAME --dataset ID [-k N] [--temperature T] [--max-rows N] [--wait] ...
+    basis evals list [--status S] | get ID | cancel ID | samples ID [--row N] [--json]
     basis models list
 
 `admin` talks to the database in `BASIS_DATABASE_URL` (cli/admin.py); `up` and `worker` start the

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -85,7 +86,7 @@ def _check_limits(config: EvalConfig, settings: Settings, rows: int) -> None:
     if config.max_new_tokens > settings.job_max_new_tokens:
         raise over("max_new_tokens", config.max_new_tokens, settings.job_max_new_tokens,
                    "this server caps response length")
-    positions = model_max_positions(config.model)
+    positions = model_max_positions(Path(config.model))
     if positions is not None and config.max_new_tokens >= positions:
         raise over("max_new_tokens", config.max_new_tokens, positions - 1,
                    f"the model has {positions} positions, prompt included")

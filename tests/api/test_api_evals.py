@@ -3,6 +3,7 @@ run in-process with the real trainer on a tiny model, no mocks."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -130,8 +131,6 @@ def test_evals_and_jobs_are_kept_apart_and_owned(client, app, alice, bob, arith,
 def test_bad_evaluations_are_refused_naming_the_field(client, app, alice, arith, body, status, param):
     payload = {"model": "tiny-real", "dataset_id": arith, **body}
     if any(isinstance(v, float) and v != v for v in body.get("reward_options", {}).values()):
-        import json
-
         response = client.post("/v1/evals", headers={**alice, "Content-Type": "application/json"},
                                content=json.dumps(payload))
     else:
@@ -189,3 +188,44 @@ def test_an_evaluation_of_a_model_that_fails_to_load_fails_with_the_reason(
     failed = client.get(f"/v1/evals/{created['id']}", headers=alice).json()
     assert failed["status"] == "failed" and "could not load" in failed["error"]
     assert "<models>" in failed["error"] and str(settings.model_roots[0]) not in failed["error"]
+
+
+def test_the_basis_evals_commands(client, app, settings, alice, arith, monkeypatch, capsys):
+    from cli.main import main
+    from core.settings import get_settings
+
+    monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    get_settings.cache_clear()
+
+    def basis(*argv: str):
+        status = main(list(argv), http=client)
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    status, out, err = basis("evals", "create", "--model", "tiny-real", "--dataset", arith,
+                             "--reward", "exact", "-k", "2", "--temperature", "0.7",
+                             "--max-new-tokens", "4", "--max-rows", "6", "--set", "reward_workers=0")
+    assert status == 0, err
+    created = json.loads(out)
+    assert created["config"]["samples_per_prompt"] == 2 and created["config"]["reward_workers"] == 0
+    assert created["id"] in basis("evals", "list")[1]
+    status, out, err = basis("evals", "get", created["id"])
+    assert json.loads(out)["status"] == "queued" and "no rows evaluated yet" in err
+
+    assert run(app, settings, created["id"]) == "succeeded"
+    status, out, err = basis("evals", "get", created["id"])
+    assert status == 0 and f"{created['id']} succeeded: tiny-real on {arith}, 6 rows x 2" in err
+    assert "pass@1 " in err and "pass@2 " in err
+    listed = basis("evals", "list", "--status", "succeeded")[1]
+    assert created["id"] in listed and "6 rows x 2" in listed
+    status, out, _ = basis("evals", "samples", created["id"], "--row", "5")
+    assert status == 0 and out.count("row 5 #") == 2 and "completion:" in out
+    samples = json.loads(basis("evals", "samples", created["id"], "--json")[1])
+    assert len(samples) == 12
+
+    status, out, err = basis("evals", "create", "--model", "tiny-real", "--dataset", arith, "-k", "3")
+    assert status == 1 and "samples_per_prompt" in err and "temperature" in err
+    other = json.loads(basis("evals", "create", "--model", "tiny-real", "--dataset", arith)[1])
+    assert json.loads(basis("evals", "cancel", other["id"])[1])["status"] == "cancelled"
+    assert basis("evals", "get", "eval_nope")[0] == 1
+    get_settings.cache_clear()
