@@ -32,6 +32,13 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class Forbidden(DomainError):
+    """The caller may see the resource but not do this to it (delete a shared model, not admin)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class Conflict(DomainError):
     """The resource's state forbids the action (cancel a finished job, delete a dataset in use)."""
 
