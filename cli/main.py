@@ -8,14 +8,10 @@ client of the REST API.
     basis jobs create --dataset ID --model NAME [--config FILE] [--set key=value ...] [--queue Q]
     basis jobs list [--status S] | get ID | cancel ID | retry ID | delete ID | logs ID [--follow]
     basis jobs samples ID [--step N] [--json]
-<<<<<<< HEAD
     basis evals create --model NAME --dataset ID [-k N] [--temperature T] [--max-rows N] [--wait] ...
     basis evals list [--status S] | get ID | cancel ID | samples ID [--row N] [--json]
-    basis models list
-=======
     basis jobs export JOB CHECKPOINT [--name NAME] [--adapter]
     basis models list [--json] | get NAME | delete NAME
->>>>>>> main
 
 `admin` talks to the database in `BASIS_DATABASE_URL` (cli/admin.py); `up` and `worker` start the
 server packages (cli/up.py); everything else goes through the shared client (`client/`) to the API

@@ -293,7 +293,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(jobs_samples))
 
-<<<<<<< HEAD
+    p = jobs.add_parser("export", help="export a checkpoint as a model you can train or evaluate")
+    p.add_argument("job", help="job id")
+    p.add_argument("checkpoint", help="checkpoint id (`basis jobs get`'s checkpoints), or 'latest'")
+    p.add_argument("--name", help="model name (default ft/<job>-step<N>)")
+    p.add_argument("--adapter", action="store_true",
+                   help="LoRA jobs: save the adapter with its base recorded instead of merging it")
+    p.set_defaults(func=_client(jobs_export))
+
     evals = commands.add_parser("evals", help="evaluate models on datasets").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = evals.add_parser("create", help="evaluate a model on a dataset (accuracy, pass@k)")
@@ -331,15 +338,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--limit", type=int, default=100, help="at most this many samples")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(evals_samples))
-=======
-    p = jobs.add_parser("export", help="export a checkpoint as a model you can train or evaluate")
-    p.add_argument("job", help="job id")
-    p.add_argument("checkpoint", help="checkpoint id (`basis jobs get`'s checkpoints), or 'latest'")
-    p.add_argument("--name", help="model name (default ft/<job>-step<N>)")
-    p.add_argument("--adapter", action="store_true",
-                   help="LoRA jobs: save the adapter with its base recorded instead of merging it")
-    p.set_defaults(func=_client(jobs_export))
->>>>>>> main
 
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -389,7 +389,10 @@ class EvalOptions(_Strict):
 class EvalConfig(EvalOptions):
     """One evaluation: `EvalOptions` plus the two paths the server fills (core/jobs/evals.py)."""
 
-    model: str = Field(..., description="local Hugging Face model directory")
+    model: str = Field(..., description="local Hugging Face model directory (or a PEFT adapter "
+                       "directory, with `base_model` set)")
+    base_model: str | None = Field(
+        None, description="base model directory when `model` is a PEFT adapter (merged in to load)")
     dataset: str = Field(..., description="JSONL ({'prompt', 'answer', ...} per line)")
 
     @model_validator(mode="after")
@@ -415,6 +418,13 @@ class EvalConfig(EvalOptions):
                 f"model: {self.model!r} is not a Hugging Face model directory (no config.json)")
         if not Path(self.dataset).is_file():
             raise ConfigError(f"dataset: file {self.dataset!r} does not exist")
+        if self.base_model is not None:
+            if not (Path(self.base_model) / "config.json").is_file():
+                raise ConfigError(f"base_model: {self.base_model!r} is not a Hugging Face model "
+                                  "directory (no config.json)")
+            if self.engine == "vllm":
+                raise ConfigError("model: an adapter model loads only with engine 'hf'; export the "
+                                  "checkpoint merged (merge_lora) to evaluate it with vLLM")
 
 
 def _check_distributed(cfg: TrainConfig) -> None:

@@ -155,7 +155,7 @@ def evaluate(config: EvalConfig, sink: MetricsSink, *, should_stop: Callable[[],
     device, autocast_dtype = resolve_device(config)
     if config.cpu_threads is not None:  # process-wide: an evaluation owns its process
         torch.set_num_threads(config.cpu_threads)
-    model, tokenizer = load_for_inference(config.model, device)
+    model, tokenizer = load_for_inference(config.model, device, config.base_model)
     engine = get_engine(config.engine, model, tokenizer, EngineConfig(
         model=config.model, engine_options=config.engine_options, seed=config.seed,
         autocast_dtype=autocast_dtype))

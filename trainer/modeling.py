@@ -69,12 +69,6 @@ def from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
 def load_model(cfg: TrainConfig, device: torch.device,
                ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, Reference | None]:
     """(policy on `device`, tokenizer with a pad token, frozen KL reference or None)."""
-<<<<<<< HEAD
-    from transformers import AutoModelForCausalLM
-=======
-    from transformers import AutoTokenizer
->>>>>>> main
-
     tokenizer = load_tokenizer(cfg.model)
     torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
     # LoRA trains the adapter only: the frozen base is kept in the compute dtype (bf16 halves it,
@@ -98,7 +92,6 @@ def load_model(cfg: TrainConfig, device: torch.device,
     return model.to(device), tokenizer, reference
 
 
-<<<<<<< HEAD
 def load_tokenizer(model_dir: str) -> PreTrainedTokenizerBase:
     """The model's tokenizer, with a pad token (its EOS when it has none)."""
     from transformers import AutoTokenizer
@@ -109,17 +102,17 @@ def load_tokenizer(model_dir: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_for_inference(model_dir: str, device: torch.device,
+def load_for_inference(model_dir: str, device: torch.device, base_dir: str | None = None,
                        ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """(model in eval mode on `device`, tokenizer): an evaluation's model, float32 weights like a
-    training run's policy (autocast decides the compute dtype), without gradients."""
-    from transformers import AutoModelForCausalLM
-
+    """(model in eval mode on `device`, tokenizer): an evaluation's model (an adapter merged into
+    `base_dir` when given, as `load_causal_lm` does), float32 weights like a training run's policy
+    (autocast decides the compute dtype), without gradients."""
     tokenizer = load_tokenizer(model_dir)
-    model = from_pretrained(AutoModelForCausalLM, model_dir, dtype=torch.float32)
+    model = load_causal_lm(model_dir, base_dir, dtype=torch.float32)
     model.requires_grad_(False).eval()
     return model.to(device), tokenizer
-=======
+
+
 def load_causal_lm(model_dir: str, base_dir: str | None = None, *,
                    dtype: torch.dtype = torch.float32) -> Any:
     """The causal LM in `model_dir`, or, when `base_dir` is given, the base in `base_dir` with the
@@ -139,7 +132,6 @@ def load_causal_lm(model_dir: str, base_dir: str | None = None, *,
                              f"{type(exc).__name__}: {exc}") from exc
     # peft loads an adapter for inference (frozen); a loaded model trains like a plain one.
     return merged.requires_grad_(True).to(dtype)
->>>>>>> main
 
 
 class AdapterOff:

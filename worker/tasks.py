@@ -97,7 +97,7 @@ def build_eval_config(engine: Engine, job_id: str, settings: Settings) -> tuple[
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise NotFound(f"the dataset of evaluation {job_id} was deleted", "dataset_id")
-        return resolve_eval_config(settings, job.model, dataset, job.config), job.max_steps
+        return resolve_eval_config(session, settings, job.model, dataset, job.config), job.max_steps
 
 
 def job_kind(engine: Engine, job_id: str) -> str:
@@ -329,7 +329,6 @@ class JobRunner:
             sink.close()
             _free_accelerator_memory()
 
-<<<<<<< HEAD
     def _failed(self, exc: Exception) -> str:
         """Mark the job failed with `exc` (the run's fault, not the worker's); a transient database
         error is raised instead: the database stayed away past db_retry_seconds, so the job is
@@ -345,17 +344,6 @@ class JobRunner:
         return self.finish(JobStatus.failed, message, error=message,
                            data={"traceback": self._public(trace[-4000:])})
 
-    def _after_train(self, result: TrainResult) -> str:
-        summary = {"steps": result.steps, "initial_eval_accuracy": result.initial_eval_accuracy,
-                   "final_eval_accuracy": result.final_eval_accuracy, "seconds": result.seconds}
-        if not result.stopped:
-            return self.finish(JobStatus.succeeded, f"finished {summary['steps']} steps", data=summary)
-        return self._stopped(summary, f"after {summary['steps']} steps")
-
-    def _stopped(self, summary: dict[str, Any], where: str) -> str:
-        """A run that stopped early: cancelled when the user asked, else the worker is shutting
-        down, so the lease is given back and `JobInterrupted` requeues the job."""
-=======
     def _after_train(self, result: TrainResult, exported: str | None = None) -> str:
         summary = {"steps": result.steps, "initial_eval_accuracy": result.initial_eval_accuracy,
                    "final_eval_accuracy": result.final_eval_accuracy, "seconds": result.seconds}
@@ -370,7 +358,11 @@ class JobRunner:
 
             self.tx(succeed, f"status {JobStatus.succeeded}")
             return JobStatus.succeeded
->>>>>>> main
+        return self._stopped(summary, f"after {summary['steps']} steps")
+
+    def _stopped(self, summary: dict[str, Any], where: str) -> str:
+        """A run that stopped early: cancelled when the user asked, else the worker is shutting
+        down, so the lease is given back and `JobInterrupted` requeues the job."""
         with self.engine.connect() as conn:
             cancelled = lifecycle.cancel_requested(conn, self.job_id, self.epoch)
         if cancelled:

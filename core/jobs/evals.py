@@ -39,7 +39,7 @@ from core.settings import Settings
 from core.status import JobKind, JobStatus
 from trainer.config import EvalConfig, format_validation_error
 
-SERVER_FIELDS = ("model", "dataset")
+SERVER_FIELDS = ("model", "base_model", "dataset")
 
 
 def _param_of(error: ErrorDetails) -> str:
@@ -51,24 +51,29 @@ def _param_of(error: ErrorDetails) -> str:
     return loc or "body"
 
 
-def resolve_eval_config(settings: Settings, model: str, dataset: Dataset,
+def resolve_eval_config(session: Session, settings: Settings, model: str, dataset: Dataset,
                         options: dict[str, Any]) -> EvalConfig:
-    """The `EvalConfig` an evaluation runs: its options plus this machine's paths; 404/422 for an
-    unknown model, Invalid naming the field for a bad option."""
+    """The `EvalConfig` an evaluation runs: its options plus this machine's paths (the model as
+    the dataset's owner sees the catalogue, an adapter with its base); 404/422 for a model they
+    cannot use, Invalid naming the field for a bad option."""
     for key in SERVER_FIELDS:
         if key in options:
             raise Invalid(f"{key} is chosen by the server; leave it out of the options", key)
     if bad := non_finite(options, "") or big_integer(options, ""):
         raise Invalid(f"{bad.lstrip('.')} must be a finite number within +-2**53", bad.lstrip("."))
     try:
-        config = EvalConfig.model_validate({**options, "model": str(resolve_model(settings, model)),
-                                            "dataset": str(dataset_path(settings, dataset))})
+        resolved = resolve_model(session, settings, dataset.owner_id, model)
+        config = EvalConfig.model_validate({
+            **options, "model": str(resolved.path),
+            "base_model": str(resolved.base) if resolved.base is not None else None,
+            "dataset": str(dataset_path(settings, dataset))})
         config.check_paths()
     except ValidationError as exc:
         raise Invalid(format_validation_error(exc, "eval").replace("\n", "; "),
                       _param_of(exc.errors()[0])) from None
     except ValueError as exc:  # ConfigError from check_paths: "model: ..." or "dataset: ..."
-        field = {"dataset": "dataset_id"}.get(str(exc).partition(":")[0], "model")
+        field = {"dataset": "dataset_id", "base_model": "model"}.get(str(exc).partition(":")[0],
+                                                                   "model")
         raise Invalid(f"invalid evaluation: {exc}", field) from None
     return config
 
@@ -115,7 +120,7 @@ def create_eval(session: Session, settings: Settings, owner: User, *, model: str
     enqueues it, exactly like a training job."""
     dataset = get_dataset(session, owner, dataset_id)
     queue = admit(session, settings, owner, queue, "evaluation")
-    config = resolve_eval_config(settings, model, dataset, options)
+    config = resolve_eval_config(session, settings, model, dataset, options)
     rows = min(dataset.rows, config.max_rows or dataset.rows)
     _check_limits(config, settings, rows)
     tp = config.engine_options.get("tensor_parallel_size", 1)

@@ -39,8 +39,8 @@ if not evaluated:
     st.info("No evaluation has results yet; they appear after its first batch of rows.")
     st.stop()
 if "evals_dataset" not in st.session_state:
-    wanted = st.query_params.get("dataset", "")
-    st.session_state["evals_dataset"] = wanted if wanted in evaluated else evaluated[0]
+    linked = st.query_params.get("dataset", "")
+    st.session_state["evals_dataset"] = linked if linked in evaluated else evaluated[0]
 dataset_id = st.selectbox("Dataset", evaluated, key="evals_dataset",
                           format_func=lambda d: f"{names.get(d, d)} ({d})")
 on_dataset = [e for e in evals if e.get("dataset_id") == dataset_id and e.get("results")]
