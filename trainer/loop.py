@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from trainer import evaluate
 from trainer.advantages import AdvantageBatch, Estimator, get_estimator
 from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
@@ -562,15 +563,16 @@ def _clip(run: Run, max_norm: float) -> float:
 
 
 def _evaluate(run: Run) -> float:
-    """Greedy accuracy on the held-out prompts (unscorable counts as wrong)."""
+    """Greedy accuracy on the held-out prompts (unscorable counts as wrong), by the evaluation
+    jobs' code path (trainer/evaluate.py) with k = 1; each rank samples its block."""
     if not run.eval.ids:
         return float("nan")
     mine, valid = run.dist.padded_block(len(run.eval.ids))  # same size on every rank
-    rollouts = run.engine.generate([run.eval.tokens[i] for i in mine], 1,
-                                   _sampling(run.config, 0, greedy=True))
-    rewards = _score(run, rollouts[:valid], [run.eval.answers[i] for i in mine[:valid]])
-    rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
-    return float(np.mean(np.nan_to_num(rewards, nan=0.0) >= 1.0))
+    rollouts = evaluate.sample(run.engine, [run.eval.tokens[i] for i in mine], 1,
+                               _sampling(run.config, 0, greedy=True))[:valid]
+    rewards = evaluate.score(run.rewarder.score, rollouts, [run.eval.answers[i] for i in mine[:valid]])
+    rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)  # (N,)
+    return evaluate.summarize(rewards.reshape(-1, 1)).accuracy
 
 
 def _prompt_features(run: Run, idx: np.ndarray) -> np.ndarray | None:
