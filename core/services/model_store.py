@@ -88,7 +88,7 @@ def _check_name(settings: Settings, name: str) -> None:
 
 def hub_connection() -> tuple[str | None, str | None]:
     """(endpoint, token) from `HF_ENDPOINT` and `HF_TOKEN`, read now (None: huggingface_hub's own
-    default endpoint; no token)."""
+    default, https://huggingface.co, and the token `hf auth login` saved for this user, if any)."""
     return os.environ.get("HF_ENDPOINT") or None, os.environ.get("HF_TOKEN") or None
 
 
@@ -147,7 +147,7 @@ def plan_pull(settings: Settings, repo_id: str, revision: str | None = None,
     name = name or repo_id
     _check_name(settings, name)
     endpoint, token = hub_connection()
-    api = HfApi(endpoint=endpoint, token=token or False)
+    api = HfApi(endpoint=endpoint, token=token)
     try:
         commit = api.model_info(repo_id, revision=revision).sha
         if not commit:
@@ -193,7 +193,7 @@ def download(plan: PullPlan, staging: Path, tqdm_class: Any = None) -> Path:
     target = staging / "model"
     try:
         snapshot_download(plan.repo_id, revision=plan.commit, local_dir=target, endpoint=endpoint,
-                          token=token or False, allow_patterns=sorted(plan.files),
+                          token=token, allow_patterns=sorted(plan.files),
                           tqdm_class=tqdm_class or _quiet_tqdm(), max_workers=4)
     except Exception as exc:  # noqa: BLE001 - every hub failure becomes a domain error
         raise _hub_error(exc, plan.repo_id, plan.requested, endpoint) from exc
