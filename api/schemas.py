@@ -68,9 +68,34 @@ class ModelPublic(BaseModel):
     id: str = Field(description="The name to pass as `model` when creating a job.")
     object: Literal["model"] = "model"
     name: str
+    source: Literal["local", "hub", "export"] = Field(
+        "local", description="local: a directory copied into the models root by hand; hub: pulled "
+        "from a model hub; export: exported from a job's checkpoint.")
+    owned: bool = Field(False, description="True for your own exports (only you see them).")
+    owned_by: str = Field("platform", description="'you' for your exports, else 'platform' (shared).")
+    revision: str | None = Field(None, description="The pinned hub commit of a pulled model.")
+    bytes: int | None = Field(None, description="Size of the model directory.")
+    architecture: str | None = None
+    parameter_count: int | None = Field(
+        None, description="Parameters in the directory's safetensors (an adapter's own).")
+    chat_template: bool = Field(False, description="The tokenizer has a chat template.")
+    base_model: str | None = Field(
+        None, description="The model an export was trained from (an adapter loads on top of it).")
+    format: Literal["full", "adapter"] = Field(
+        "full", description="full: complete weights; adapter: a PEFT LoRA adapter over base_model.")
+    job_id: str | None = Field(None, description="The job an export came from.")
+    created_at: datetime | None = None
 
 
 ModelsPublic = ListPublic[ModelPublic]
+
+
+class ModelExport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=255, description="Model name (`org/name` or `name`); "
+                             "default `ft/<job short id>-step<N>`. 409 if taken.")
+    merge_lora: bool = Field(True, description="LoRA checkpoints: merge the adapter into the base "
+                             "(a full model), or false to save the adapter with its base recorded.")
 
 
 class JobCreate(BaseModel):
@@ -102,6 +127,9 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     current_step: int
     max_steps: int | None
+    fine_tuned_model: str | None = Field(
+        None, description="The model exported from the final checkpoint when the job succeeded "
+        "(null until then, when config.export_model is false, or when the export failed: see events).")
     latest_metrics: dict[str, float | None] = Field(
         default_factory=dict, description="Each metric's value at the job's last logged step.")
 
@@ -236,7 +264,8 @@ class ModelPullPublic(BaseModel):
     bytes_total: int
     bytes_done: int = Field(description="Bytes on the server's disk so far.")
     error: ErrorDetail | None = Field(None, description="Why a failed pull failed (nothing was kept).")
-    model: str | None = Field(None, description="The model name in GET /v1/models, once succeeded.")
+    model: ModelPublic | None = Field(None, description="The model as GET /v1/models shows it, once "
+                                      "succeeded (its `revision` is `commit`).")
     created_at: datetime
     finished_at: datetime | None = None
 

@@ -8,7 +8,8 @@ client of the REST API.
     basis jobs create --dataset ID --model NAME [--config FILE] [--set key=value ...] [--queue Q]
     basis jobs list [--status S] | get ID | cancel ID | retry ID | delete ID | logs ID [--follow]
     basis jobs samples ID [--step N] [--json]
-    basis models list | pull ORG/NAME[@REVISION] [--name N] [--no-wait]
+    basis jobs export JOB CHECKPOINT [--name NAME] [--adapter]
+    basis models list [--json] | get NAME | delete NAME | pull ORG/NAME[@REVISION] [--name N] [--no-wait]
 
 `admin` talks to the database in `BASIS_DATABASE_URL` (cli/admin.py); `up` and `worker` start the
 server packages (cli/up.py); everything else goes through the shared client (`client/`) to the API

@@ -135,8 +135,31 @@ def jobs_delete(args: argparse.Namespace, api: BasisClient) -> None:
 
 
 def models_list(args: argparse.Namespace, api: BasisClient) -> None:
-    for model in api.models():
-        print(model.id)
+    """One line per model: name, source, format, size; `--json` prints the API's objects."""
+    models = api.models()
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
+        return
+    for m in models:
+        size = f"{m.bytes / 2**20:.1f} MB" if m.bytes is not None else "?"
+        base = f"  (on {m.base_model})" if m.base_model else ""
+        print(f"{m.id:<40}  {m.source:<6}  {m.format:<7}  {size:>10}{base}")
+
+
+def jobs_export(args: argparse.Namespace, api: BasisClient) -> None:
+    """Export a checkpoint (an id from `GET .../checkpoints`, or `latest`) as a model."""
+    checkpoint = args.checkpoint
+    if checkpoint == "latest":
+        found = api.checkpoints(args.job)
+        if not found:
+            raise CliError(f"job {args.job} has no checkpoint yet")
+        checkpoint = max(found, key=lambda c: c.step).id
+    _print_json(api.export_checkpoint(args.job, checkpoint, name=args.name, merge_lora=not args.adapter))
+
+
+def models_delete(args: argparse.Namespace, api: BasisClient) -> None:
+    api.delete_model(args.name)
+    print(f"deleted model {args.name} and its files")
 
 
 # `basis models pull`: the server downloads (`POST /v1/models` answers 202 once the repo is checked:
@@ -185,7 +208,12 @@ def models_pull(args: argparse.Namespace, api: BasisClient) -> None:
         error = pull.error
         raise CliError(f"pull {pull.id} failed: {error.code}: {error.message}" if error
                        else f"pull {pull.id} failed")
-    print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}", file=sys.stderr)
+    model = pull.model
+    if model is not None:
+        params = f"{model.parameter_count:,} parameters" if model.parameter_count is not None else "? parameters"
+        chat = "a chat template" if model.chat_template else "no chat template"
+        print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}: {model.architecture}, "
+              f"{params}, {_mb(model.bytes or 0)}, {chat}", file=sys.stderr)
     print(pull.name)
 
 
@@ -205,7 +233,7 @@ def _show(method: Callable[[BasisClient, str], BaseModel]) -> Callable[[argparse
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`basis datasets ...`, `basis jobs ...`, `basis models list | pull`."""
+    """`basis datasets ...`, `basis jobs ...`, `basis models list|get|delete|pull`."""
     datasets = commands.add_parser("datasets", help="upload and list datasets").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = datasets.add_parser("upload", help="upload a JSONL file")
@@ -260,10 +288,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(jobs_samples))
 
+    p = jobs.add_parser("export", help="export a checkpoint as a model you can train or evaluate")
+    p.add_argument("job", help="job id")
+    p.add_argument("checkpoint", help="checkpoint id (`basis jobs get`'s checkpoints), or 'latest'")
+    p.add_argument("--name", help="model name (default ft/<job>-step<N>)")
+    p.add_argument("--adapter", action="store_true",
+                   help="LoRA jobs: save the adapter with its base recorded instead of merging it")
+    p.set_defaults(func=_client(jobs_export))
+
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    models.add_parser("list", help="list the models jobs can train").set_defaults(
-        func=_client(models_list))
+    p = models.add_parser("list", help="list the models jobs can train")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=_client(models_list))
+    p = models.add_parser("get", help="show one model")
+    p.add_argument("name")
+    p.set_defaults(func=_client(lambda args, api: _print_json(api.get_model(args.name))))
+    p = models.add_parser("delete", help="delete your exported model with its files")
+    p.add_argument("name")
+    p.set_defaults(func=_client(models_delete))
     p = models.add_parser("pull", help="pull a model from the server's Hugging Face hub (admins)")
     p.add_argument("ref", metavar="ORG/NAME[@REVISION]", help="hub repo, optionally at a branch, "
                    "tag or commit (the commit it resolves to is recorded)")

@@ -151,6 +151,8 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     current_step: int
     max_steps: int | None
+    # The model exported from the final checkpoint when the job succeeded (null until then, when config.export_model is false, or when the export failed: see events).
+    fine_tuned_model: str | None = None
     # Each metric's value at the job's last logged step.
     latest_metrics: dict[str, float | None] = Field(default_factory=dict)
 
@@ -176,11 +178,40 @@ class MetricSeries(BaseModel):
     values: list[float | None]
 
 
+class ModelExport(BaseModel):
+    # Model name (`org/name` or `name`); default `ft/<job short id>-step<N>`. 409 if taken.
+    name: str | None = None
+    # LoRA checkpoints: merge the adapter into the base (a full model), or false to save the adapter with its base recorded.
+    merge_lora: bool = True
+
+
 class ModelPublic(BaseModel):
     # The name to pass as `model` when creating a job.
     id: str
     object: Literal["model"] = "model"
     name: str
+    # local: a directory copied into the models root by hand; hub: pulled from a model hub; export: exported from a job's checkpoint.
+    source: Literal["local", "hub", "export"] = "local"
+    # True for your own exports (only you see them).
+    owned: bool = False
+    # 'you' for your exports, else 'platform' (shared).
+    owned_by: str = "platform"
+    # The pinned hub commit of a pulled model.
+    revision: str | None = None
+    # Size of the model directory.
+    bytes: int | None = None
+    architecture: str | None = None
+    # Parameters in the directory's safetensors (an adapter's own).
+    parameter_count: int | None = None
+    # The tokenizer has a chat template.
+    chat_template: bool = False
+    # The model an export was trained from (an adapter loads on top of it).
+    base_model: str | None = None
+    # full: complete weights; adapter: a PEFT LoRA adapter over base_model.
+    format: Literal["full", "adapter"] = "full"
+    # The job an export came from.
+    job_id: str | None = None
+    created_at: datetime | None = None
 
 
 class ModelPullCreate(BaseModel):
@@ -212,8 +243,8 @@ class ModelPullPublic(BaseModel):
     bytes_done: int
     # Why a failed pull failed (nothing was kept).
     error: ErrorDetail | None = None
-    # The model name in GET /v1/models, once succeeded.
-    model: str | None = None
+    # The model as GET /v1/models shows it, once succeeded (its `revision` is `commit`).
+    model: ModelPublic | None = None
     created_at: datetime
     finished_at: datetime | None = None
 

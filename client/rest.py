@@ -71,6 +71,8 @@ MODELS = Route("GET", "/v1/models", Page[ModelPublic])
 PULL_MODEL = Route("POST", "/v1/models", ModelPullPublic)
 LIST_MODEL_PULLS = Route("GET", "/v1/model-pulls", Page[ModelPullPublic])
 GET_MODEL_PULL = Route("GET", "/v1/model-pulls/{pull_id}", ModelPullPublic)
+GET_MODEL = Route("GET", "/v1/models/{name}", ModelPublic)
+DELETE_MODEL: Route[BaseModel] = Route("DELETE", "/v1/models/{name}", None)
 COMPONENTS = Route("GET", "/v1/components", ComponentsPublic)
 CREATE_JOB = Route("POST", "/v1/jobs", JobPublic)
 LIST_JOBS = Route("GET", "/v1/jobs", Page[JobPublic])
@@ -84,6 +86,7 @@ ADVANTAGES = Route("GET", "/v1/jobs/{job_id}/advantages", Page[HistogramPublic])
 CHECKPOINTS = Route("GET", "/v1/jobs/{job_id}/checkpoints", Page[CheckpointPublic])
 CHECKPOINT_CONTENT: Route[BaseModel] = Route(
     "GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content", None)
+EXPORT_CHECKPOINT = Route("POST", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/export", ModelPublic)
 SAMPLES = Route("GET", "/v1/jobs/{job_id}/samples", Page[SamplePublic])
 LOGS = Route("GET", "/v1/jobs/{job_id}/logs", Page[LogLinePublic])
 WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
@@ -93,8 +96,8 @@ ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
         HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
-        COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
-        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, SAMPLES, LOGS, WORKERS)}
+        GET_MODEL, DELETE_MODEL, COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS)}
 
 
 class ApiError(Exception):
@@ -230,7 +233,16 @@ class BasisClient:
         return self._call(READY)
 
     def models(self) -> list[ModelPublic]:
+        """Every model you may use: shared ones and your own exports."""
         return self._call(MODELS).data
+
+    def get_model(self, name: str) -> ModelPublic:
+        """One model by name (`org/name` works; NotFound for another user's export)."""
+        return self._call(GET_MODEL, {"name": name})
+
+    def delete_model(self, name: str) -> None:
+        """Delete your exported model (an admin: a shared one) with its files."""
+        self._request(DELETE_MODEL, {"name": name})
 
     def pull_model(self, repo_id: str, *, revision: str | None = None,
                    name: str | None = None) -> ModelPullPublic:
@@ -395,6 +407,13 @@ class BasisClient:
         """The checkpoint as a .tar archive (read whole: the dashboard hands it to the browser)."""
         return self._request(CHECKPOINT_CONTENT,
                              {"job_id": job_id, "checkpoint_id": checkpoint_id}).content
+
+    def export_checkpoint(self, job_id: str, checkpoint_id: str, *, name: str | None = None,
+                          merge_lora: bool = True) -> ModelPublic:
+        """Export a checkpoint as a model of yours (`ft/<job>-step<N>` unless `name`); a LoRA
+        checkpoint merged into its base, or with `merge_lora=False` saved as an adapter."""
+        return self._call(EXPORT_CHECKPOINT, {"job_id": job_id, "checkpoint_id": checkpoint_id},
+                          json=_params(name=name, merge_lora=merge_lora))
 
     def checkpoint_url(self, job_id: str, checkpoint_id: str) -> str:
         """Direct URL of a checkpoint archive (needs the key as a Bearer header)."""

@@ -136,7 +136,11 @@ class LoraConfig(_Strict):
 class TrainConfig(_Strict):
     """Everything one training job needs. See docs/architecture.md for who fills which field."""
 
-    model: str = Field(..., description="local Hugging Face model directory")
+    model: str = Field(..., description="local Hugging Face model directory (or a PEFT adapter "
+                       "directory holding the base's config.json, with `base_model` set)")
+    base_model: str | None = Field(
+        None, description="base model directory when `model` is a PEFT adapter: the base is loaded "
+        "with the adapter merged in, and training continues from that")
     dataset: str = Field(..., description="training JSONL ({'prompt', 'answer', ...} per line)")
     eval_dataset: str | None = Field(
         None, description="held-out JSONL; None = split eval_fraction off the training file"
@@ -213,6 +217,9 @@ class TrainConfig(_Strict):
     priors_cache_dir: str | None = Field(
         None, description="BASIS priors cache; None = ~/.cache/basis/priors"
     )
+    export_model: bool = Field(
+        True, description="platform only (the trainer ignores it): when the job succeeds, export "
+        "its final checkpoint as a model (the job's fine_tuned_model)")
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="options of the chosen engine, checked against it "
         "(trainer.rollout.options), e.g. {'max_batch_size': 64} for hf"
@@ -296,6 +303,16 @@ class TrainConfig(_Strict):
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
                 raise ConfigError(f"{name}: file {value!r} does not exist")
+        if self.base_model is not None:
+            if not (Path(self.base_model) / "config.json").is_file():
+                raise ConfigError(f"base_model: {self.base_model!r} is not a Hugging Face model "
+                                  "directory (no config.json)")
+            if not (model / "adapter_config.json").is_file():
+                raise ConfigError(f"model: {self.model!r} has no adapter_config.json, but base_model "
+                                  "is set (only an adapter has a base)")
+            if self.engine == "vllm":
+                raise ConfigError("model: an adapter model loads only with engine 'hf'; export the "
+                                  "checkpoint merged (merge_lora) to roll out with vLLM")
         tp = self.engine_options.get("tensor_parallel_size", 1) if self.engine == "vllm" else 1
         heads = json.loads((model / "config.json").read_text()).get("num_attention_heads")
         if tp > 1 and isinstance(heads, int) and heads % tp:

@@ -7,6 +7,8 @@ Choices:
 - A load failure is a `ModelLoadError` naming the directory and the cause, so a job's stored error
   says which model was broken (a half-copied weights file otherwise reads only
   `SafetensorError: ... invalid header length`).
+- An adapter model (`cfg.base_model` set: `model` is a PEFT adapter directory) loads as its base
+  with the adapter merged in (`load_causal_lm`), so a job trains on top of it like on any model.
 - LoRA: the frozen KL reference is the same module with its adapter disabled (`AdapterOff`), at no
   extra memory; a full fine-tune with a KL term loads a second, frozen copy (kept on the CPU
   between uses with `memory.offload_reference`, trainer/memory.py).
@@ -67,7 +69,7 @@ def from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
 def load_model(cfg: TrainConfig, device: torch.device,
                ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, Reference | None]:
     """(policy on `device`, tokenizer with a pad token, frozen KL reference or None)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = from_pretrained(AutoTokenizer, cfg.model)
     if tokenizer.pad_token_id is None:
@@ -77,7 +79,7 @@ def load_model(cfg: TrainConfig, device: torch.device,
     # and autocast casts it to bf16 for every matmul anyway) while peft keeps the adapter in fp32
     # (autocast_adapter_dtype), so the optimizer state stays fp32 where it matters.
     base_dtype = resolve_device(cfg)[1] if cfg.lora is not None else None
-    model = from_pretrained(AutoModelForCausalLM, cfg.model, dtype=base_dtype or torch.float32)
+    model = load_causal_lm(cfg.model, cfg.base_model, dtype=base_dtype or torch.float32)
     reference = None
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
@@ -88,10 +90,31 @@ def load_model(cfg: TrainConfig, device: torch.device,
         if cfg.loss.kl_coef > 0:
             reference = AdapterOff(model)
     elif cfg.loss.kl_coef > 0:
-        reference = from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
+        reference = load_causal_lm(cfg.model, cfg.base_model, dtype=torch.float32)
         offload = cfg.memory.offload_reference and cfg.num_processes == 1  # FSDP offloads itself
         reference.requires_grad_(False).eval().to("cpu" if offload else device)
     return model.to(device), tokenizer, reference
+
+
+def load_causal_lm(model_dir: str, base_dir: str | None = None, *,
+                   dtype: torch.dtype = torch.float32) -> Any:
+    """The causal LM in `model_dir`, or, when `base_dir` is given, the base in `base_dir` with the
+    PEFT adapter in `model_dir` merged into it (merged in float32, then cast to `dtype`), a plain
+    transformers model either way."""
+    from transformers import AutoModelForCausalLM
+
+    if base_dir is None:
+        return from_pretrained(AutoModelForCausalLM, model_dir, dtype=dtype)
+    from peft import PeftModel
+
+    base = from_pretrained(AutoModelForCausalLM, base_dir, dtype=torch.float32)
+    try:
+        merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
+    except Exception as exc:  # noqa: BLE001 - re-raised naming the adapter, cause chained
+        raise ModelLoadError(f"could not load the adapter from {model_dir} onto {base_dir}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    # peft loads an adapter for inference (frozen); a loaded model trains like a plain one.
+    return merged.requires_grad_(True).to(dtype)
 
 
 class AdapterOff:

@@ -18,6 +18,10 @@ Choices:
   silent past the stale limit), that check raises `LeaseLost`: the transaction rolls back, the
   trainer stops, and the job is left alone, not failed, because it is the new owner's now. The
   delivery ends with a warning in the log and nothing in the database.
+- A job that trains to its end exports its final checkpoint as a model (its `fine_tuned_model`)
+  before it is marked succeeded, under its heartbeat and fenced on its lease, unless its config
+  says `export_model: false`. A failed export is a warning event, never a failed job: the
+  training did succeed, the checkpoint is there, and it can be exported by hand.
 - A warm shutdown (SIGTERM, Ctrl-C in `basis up`) stops the trainer at its next step boundary;
   the job keeps its status, gives its lease back and its message is requeued (`Reject(requeue)`),
   so the next worker resumes it from its last checkpoint.
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from celery.exceptions import Reject
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core.db import get_engine, is_transient, run_in_transaction
@@ -45,6 +49,7 @@ from core.jobs.config import resolve_train_config
 from core.jobs.lifecycle import LeaseLost, hold_lease
 from core.models import Dataset, Job
 from core.queue import RUN_JOB
+from core.services import exports
 from core.services.errors import NotFound
 from core.settings import Settings, get_settings
 from core.status import JobStatus
@@ -77,7 +82,7 @@ def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Train
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise NotFound(f"the dataset of job {job_id} was deleted", "dataset_id")
-        return resolve_train_config(settings, job_id, job.model, dataset, job.config)
+        return resolve_train_config(session, settings, job_id, job.model, dataset, job.config)
 
 
 class _Heartbeat:
@@ -126,6 +131,7 @@ class JobRunner:
                  train_fn: Callable[..., Any] | None = None):
         self.job_id, self.epoch, self.engine, self.settings = job_id, epoch, engine, settings
         self.ws, self.stop, self.train_fn = worker_settings, stop, train_fn
+        self.export_model = False  # the job's config.export_model, once its config is built
 
     def tx(self, work, what: str):
         """`work(conn)` in one transaction that first checks this worker still holds the lease."""
@@ -184,7 +190,40 @@ class JobRunner:
         # It stops before `_after_train`, whose release must not be overwritten by a late beat.
         with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
             outcome = self._start_and_train(claim)
-        return outcome if isinstance(outcome, str) else self._after_train(outcome)
+            exported = None
+            if not isinstance(outcome, str) and not outcome.stopped and self.export_model:
+                exported = self._export_final()
+        return outcome if isinstance(outcome, str) else self._after_train(outcome, exported)
+
+    def _export_final(self) -> str | None:
+        """Export the final checkpoint as the job's `fine_tuned_model` (core/services/exports.py),
+        fenced on the lease; its name, or None with a warning event when it failed: the training
+        succeeded either way, and the checkpoint stays exportable by hand."""
+        with Session(self.engine) as session:
+            job = session.get(Job, self.job_id)
+            if job is None:
+                raise LookupError(f"job {self.job_id} disappeared while finishing")
+            try:
+                record = exports.export_job_checkpoint(
+                    session, self.settings, job.owner_id, self.job_id, None,
+                    before_commit=lambda s: hold_lease(s.connection(), self.job_id, self.epoch))
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                message = self._public(describe_error(exc))
+                log.warning("job %s: export of the final checkpoint failed: %s", self.job_id, message)
+                self.tx(lambda conn: events.record_event(
+                    conn, self.job_id, "export_failed",
+                    f"the final checkpoint could not be exported as a model: {message}; export it "
+                    "with POST /v1/jobs/{id}/checkpoints/{checkpoint_id}/export",
+                    {"error": message}, level="warning"), "event")
+                return None
+        self.tx(lambda conn: events.record_event(
+            conn, self.job_id, "exported", f"exported the final checkpoint as model {record.name}",
+            {"model": record.name, "format": record.format}), "event")
+        return record.name
 
     def _start_and_train(self, claim: lifecycle.Claim) -> TrainResult | str:
         """The trainer's result, or the job's final status when it failed."""
@@ -195,6 +234,7 @@ class JobRunner:
                 raise
             return self.finish(JobStatus.failed, "could not start",
                                error=self._public(describe_error(exc)))
+        self.export_model = config.export_model
         if claim.resumed:
             def where_and_why(conn) -> tuple[int | None, bool]:
                 return (lifecycle.latest_checkpoint_step(conn, self.job_id),
@@ -237,11 +277,20 @@ class JobRunner:
             sink.close()
             _free_accelerator_memory()
 
-    def _after_train(self, result: TrainResult) -> str:
+    def _after_train(self, result: TrainResult, exported: str | None = None) -> str:
         summary = {"steps": result.steps, "initial_eval_accuracy": result.initial_eval_accuracy,
                    "final_eval_accuracy": result.final_eval_accuracy, "seconds": result.seconds}
         if not result.stopped:
-            return self.finish(JobStatus.succeeded, f"finished {summary['steps']} steps", data=summary)
+            def succeed(conn) -> None:
+                lifecycle.transition(conn, self.job_id, JobStatus.succeeded,
+                                     message=f"finished {summary['steps']} steps",
+                                     data={**summary, "fine_tuned_model": exported})
+                if exported is not None:
+                    conn.execute(update(Job).where(Job.id == self.job_id)
+                                 .values(fine_tuned_model=exported))
+
+            self.tx(succeed, f"status {JobStatus.succeeded}")
+            return JobStatus.succeeded
         with self.engine.connect() as conn:
             cancelled = lifecycle.cancel_requested(conn, self.job_id, self.epoch)
         if cancelled:

@@ -1,17 +1,36 @@
-"""Models: HF directories under the configured model roots."""
+"""Models: what a user can train on (the directory scan, shared records and their own exports)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from api.deps import CurrentUser, SettingsDep
-from api.schemas import ModelPublic, ModelsPublic
-from core.services.catalog import list_models
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.schemas import ErrorBody, ModelPublic, ModelsPublic
+from core.services import catalog
 
 router = APIRouter(prefix="/models", tags=["models"])
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
 
 
 @router.get("", response_model=ModelsPublic)
-def list_available_models(user: CurrentUser, settings: SettingsDep) -> ModelsPublic:
-    """Every model a job may use, by name."""
-    return ModelsPublic(data=[ModelPublic(id=name, name=name) for name in list_models(settings)])
+def list_available_models(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> ModelsPublic:
+    """Every model you may use as a job's `model`, by name."""
+    return ModelsPublic(data=[ModelPublic(**catalog.model_details(m))
+                              for m in catalog.list_models(session, settings, user.id)])
+
+
+# `name:path`: names are `org/name`; the catalogue validates them and never joins them to a path.
+@router.get("/{name:path}", response_model=ModelPublic, responses=ERRORS)
+def get_model(name: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> ModelPublic:
+    """One model (404 for an unknown name or another user's export)."""
+    return ModelPublic(**catalog.model_details(catalog.get_model(session, settings, user.id, name, "name")))
+
+
+@router.delete("/{name:path}", status_code=204, response_class=Response, responses=ERRORS)
+def delete_model(name: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete your export (an admin: a shared record) with its directory; 409 while in use."""
+    catalog.delete_model(session, settings, user, name)
+    return Response(status_code=204)

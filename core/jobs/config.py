@@ -2,8 +2,8 @@
 stored job into the config the trainer runs.
 
 Choices:
-- `resolve_train_config` is the only place the server fields are filled (`model` from the model
-  roots, `dataset` from storage, `run_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
+- `resolve_train_config` is the only place the server fields are filled (`model` and, for an
+  adapter model, `base_model` from the catalogue as the job's owner sees it, `dataset` from storage, `run_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
   `<storage dir>/priors/<owner id>`, shared by one owner's jobs on the same model and data, never
   across owners: a cache hit would tell a user that someone else trained on the same rows). The
   API calls it when a job is created, so a bad field fails at POST time with its name, and the
@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from sqlalchemy.orm import Session
 
 from core.jobs.limits import big_integer
 from core.models import Dataset
@@ -34,7 +35,7 @@ from core.settings import Settings
 from trainer.config import TrainConfig, format_validation_error
 
 # Filled by `resolve_train_config`, never stored with the job.
-SERVER_FIELDS = ("model", "dataset", "run_dir", "priors_cache_dir")
+SERVER_FIELDS = ("model", "base_model", "dataset", "run_dir", "priors_cache_dir")
 # Refused in a user's config: the server fields, and `output_dir`, `run_dir`'s former name.
 REFUSED_FIELDS = (*SERVER_FIELDS, "output_dir")
 # Server paths a user may send only as null (the value older job rows return).
@@ -90,13 +91,16 @@ def validate_train_config(fields: dict[str, Any]) -> TrainConfig:
     return train_config
 
 
-def resolve_train_config(settings: Settings, job_id: str, model: str, dataset: Dataset,
-                         config: dict[str, Any]) -> TrainConfig:
+def resolve_train_config(session: Session, settings: Settings, job_id: str, model: str,
+                         dataset: Dataset, config: dict[str, Any]) -> TrainConfig:
     """The `TrainConfig` job `job_id` runs: its stored (or submitted) `config` plus this machine's
-    server fields; 404/422 for an unknown model, Invalid naming the field for a bad config."""
+    server fields; 404/422 for a model its owner (the dataset's) cannot use, Invalid naming the
+    field for a bad config."""
+    resolved = resolve_model(session, settings, dataset.owner_id, model)
     return validate_train_config({
         **config,
-        "model": str(resolve_model(settings, model)),
+        "model": str(resolved.path),
+        "base_model": str(resolved.base) if resolved.base is not None else None,
         "dataset": str(dataset_path(settings, dataset)),
         "run_dir": str(settings.job_run_dir(job_id)),
         # Per owner: a shared cache hit would tell one user that another trained on the same rows.

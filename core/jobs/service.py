@@ -61,7 +61,7 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
                                 f"{settings.quota_active_jobs} (wait for one to finish or cancel one)")
     check_user_config(config)
     job_id = new_id("job")
-    train_config = resolve_train_config(settings, job_id, model, dataset, config)
+    train_config = resolve_train_config(session, settings, job_id, model, dataset, config)
     check_job_limits(train_config, settings, model_path=Path(train_config.model),
                      dataset_rows=dataset.rows)
     waiting = workers.check_capacity(session, settings, workers.Requirement.of(train_config, queue))

@@ -33,7 +33,9 @@ def test_upload_create_follow_cancel(basis, tmp_path, model_dir):
     dataset = json.loads(out)
     assert dataset["rows"] == 2
     assert dataset["id"] in basis("datasets", "list")[1]
-    assert basis("models", "list")[1].split() == ["tiny"]
+    assert [line.split()[:3] for line in basis("models", "list")[1].splitlines()] == [["tiny", "local", "full"]]
+    assert [m["id"] for m in json.loads(basis("models", "list", "--json")[1])] == ["tiny"]
+    assert json.loads(basis("models", "get", "tiny")[1])["source"] == "local"
 
     config = tmp_path / "config.yaml"
     config.write_text("estimator: basis\nmax_steps: 5\nsampling:\n  temperature: 0.9\n")

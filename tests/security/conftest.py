@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.db import session_scope
-from core.models import AdvantageHistogram, Checkpoint, Metric, new_id
+from core.models import AdvantageHistogram, Checkpoint, Metric, ModelRecord, new_id
 from core.services.keys import create_key
 
 PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/health/ready")}
@@ -92,7 +92,8 @@ def client(app) -> Iterator[TestClient]:
 
 def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str) -> Owner:
     with session_scope(app.state.engine) as session:
-        _, secret = create_key(session, name)
+        key, secret = create_key(session, name)
+        user_id = key.user_id
     owner = Owner(name, secret)
     upload = client.post("/v1/datasets", headers=owner.headers,
                          files={"file": (f"{name}.jsonl", private_jsonl(name), "application/jsonl")})
@@ -110,8 +111,17 @@ def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str
         session.add(AdvantageHistogram(job_id=job_id, step=1, edges=[-1.0, 1.0], counts=[2]))
         session.add(Checkpoint(id=checkpoint_id, job_id=job_id, step=1,
                                path=str(ckpt_dir.relative_to(settings.storage_dir)), bytes=100))
+    # An exported model of theirs (what POST .../export writes): `{name}` routes, and the listing.
+    model_name = f"ft/secret-of-{name}-model"
+    model_dir = settings.model_roots[0] / model_name
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text('{"model_type": "qwen2"}')
+    with session_scope(app.state.engine) as session:
+        session.add(ModelRecord(name=model_name, owner_id=user_id, source="export",
+                                source_ref=f"{job_id}/{checkpoint_id}", format="full",
+                                path=model_name, bytes=24, base_model="tiny", job_id=job_id))
     owner.ids = {"dataset_id": upload.json()["id"], "job_id": job_id, "checkpoint_id": checkpoint_id,
-                 "pull_id": new_id("pull")}  # pulls are the admins', never an owner's: any id
+                 "name": model_name, "pull_id": new_id("pull")}  # pulls are the admins': any id
     return owner
 
 
