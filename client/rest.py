@@ -68,11 +68,11 @@ GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
 DELETE_DATASET: Route[BaseModel] = Route("DELETE", "/v1/datasets/{dataset_id}", None)
 DATASET_ROWS = Route("GET", "/v1/datasets/{dataset_id}/rows", Page[dict[str, Any]])
 MODELS = Route("GET", "/v1/models", Page[ModelPublic])
+GET_MODEL = Route("GET", "/v1/models/{name}", ModelPublic)
+DELETE_MODEL: Route[BaseModel] = Route("DELETE", "/v1/models/{name}", None)
 PULL_MODEL = Route("POST", "/v1/models", ModelPullPublic)
 LIST_MODEL_PULLS = Route("GET", "/v1/model-pulls", Page[ModelPullPublic])
 GET_MODEL_PULL = Route("GET", "/v1/model-pulls/{pull_id}", ModelPullPublic)
-GET_MODEL = Route("GET", "/v1/models/{name}", ModelPublic)
-DELETE_MODEL: Route[BaseModel] = Route("DELETE", "/v1/models/{name}", None)
 COMPONENTS = Route("GET", "/v1/components", ComponentsPublic)
 CREATE_JOB = Route("POST", "/v1/jobs", JobPublic)
 LIST_JOBS = Route("GET", "/v1/jobs", Page[JobPublic])
@@ -95,8 +95,8 @@ WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
         HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
-        PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
-        GET_MODEL, DELETE_MODEL, COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
+        GET_MODEL, DELETE_MODEL, PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
+        COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS)}
 
 

@@ -121,7 +121,8 @@ def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str
                                 source_ref=f"{job_id}/{checkpoint_id}", format="full",
                                 path=model_name, bytes=24, base_model="tiny", job_id=job_id))
     owner.ids = {"dataset_id": upload.json()["id"], "job_id": job_id, "checkpoint_id": checkpoint_id,
-                 "name": model_name, "pull_id": new_id("pull")}  # pulls are the admins': any id
+                 "name": model_name,
+                 "pull_id": new_id("pull")}  # pulls are the admins', never an owner's: any id
     return owner
 
 
