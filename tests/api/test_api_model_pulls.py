@@ -66,6 +66,8 @@ def test_the_api_answers_and_shows_progress_while_a_pull_downloads(app, client, 
     assert client.get("/v1/health").status_code == 200
     assert time.monotonic() - started < 1.0  # answered while the weights were still on their way
     assert seen["status"] == "downloading" and seen["bytes_done"] < seen["bytes_total"]
+    listed = client.get("/v1/models", headers=root_key).json()["data"]
+    assert "org/tiny" not in [m["name"] for m in listed]  # half a model is never listed
     assert finish(app, client, root_key, pull["id"])["status"] == "succeeded"
 
 
