@@ -129,7 +129,8 @@ def _hub_error(exc: Exception, repo_id: str, revision: str | None, endpoint: str
             and exc.response.status_code in (401, 403)):
         return Invalid(f"no hub repo {repo_id!r} at {where} (or it is private and HF_TOKEN on the "
                        "server has no access)", "repo_id")
-    return Upstream(f"the hub at {where} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    first_line = (str(exc).splitlines() or [""])[0][:300]
+    return Upstream(f"the hub at {where} failed: {type(exc).__name__}: {first_line}")
 
 
 def _selected(files: dict[str, int]) -> dict[str, int]:
