@@ -292,7 +292,12 @@ def models_pull(args: argparse.Namespace, api: BasisClient) -> None:
         error = pull.error
         raise CliError(f"pull {pull.id} failed: {error.code}: {error.message}" if error
                        else f"pull {pull.id} failed")
-    print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}", file=sys.stderr)
+    model = pull.model
+    if model is not None:
+        params = f"{model.parameter_count:,} parameters" if model.parameter_count is not None else "? parameters"
+        chat = "a chat template" if model.chat_template else "no chat template"
+        print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}: {model.architecture}, "
+              f"{params}, {_mb(model.bytes or 0)}, {chat}", file=sys.stderr)
     print(pull.name)
 
 
