@@ -242,6 +242,38 @@ class WorkerPublic(BaseModel):
 WorkersPublic = ListPublic[WorkerPublic]
 
 
+class ModelPullCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repo_id: str = Field(max_length=300, description="Hugging Face hub repo `ORG/NAME` (or "
+                         "`ORG/NAME@REVISION`) on the server's HF_ENDPOINT.")
+    revision: str | None = Field(None, max_length=200, description="Branch, tag or commit; default "
+                                 "the repo's main branch. Pinned: the pull records the commit it resolved to.")
+    name: str | None = Field(None, max_length=255, description="The model's name in GET /v1/models; "
+                             "default the repo id. 409 if taken.")
+
+
+class ModelPullPublic(BaseModel):
+    """A pull started by `POST /v1/models`: poll `GET /v1/model-pulls/{id}` until it ends."""
+
+    id: str
+    object: Literal["model.pull"] = "model.pull"
+    status: Literal["downloading", "succeeded", "failed"]
+    name: str = Field(description="The model's name once pulled.")
+    repo_id: str
+    revision: str | None = Field(description="The revision asked for (null: the main branch).")
+    commit: str = Field(description="The commit it resolved to; every file is fetched at it.")
+    files: list[str] = Field(description="The files pulled (safetensors weights, configs, tokenizer).")
+    bytes_total: int
+    bytes_done: int = Field(description="Bytes on the server's disk so far.")
+    error: ErrorDetail | None = Field(None, description="Why a failed pull failed (nothing was kept).")
+    model: str | None = Field(None, description="The model name in GET /v1/models, once succeeded.")
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+ModelPullsPublic = ListPublic[ModelPullPublic]
+
+
 class EvalCreate(EvalOptions):
     """`POST /v1/evals`: a model, a dataset, and how to sample and score it (`EvalOptions`)."""
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from cli.errors import CliError
 from client import BasisClient, env_connection
+from client.models import ModelPullPublic
 from client.summary import eval_sample_lines, eval_summary, job_summary, sample_lines
 from core.status import TERMINAL
 
@@ -222,6 +223,56 @@ def models_delete(args: argparse.Namespace, api: BasisClient) -> None:
     print(f"deleted model {args.name} and its files")
 
 
+# `basis models pull`: the server downloads (`POST /v1/models` answers 202 once the repo is checked:
+# revision, safetensors, size); the command polls `GET /v1/model-pulls/{id}` and draws progress on
+# stderr, so it works alike from a laptop or on the server, and a closed terminal does not stop the
+# pull (`--no-wait` returns at once).
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def _progress(pull: ModelPullPublic, tty: bool) -> str:
+    share = pull.bytes_done / pull.bytes_total if pull.bytes_total else 1.0
+    width = 30
+    bar = "#" * int(share * width) + "-" * (width - int(share * width))
+    text = f"[{bar}] {share:4.0%}  {_mb(pull.bytes_done)} / {_mb(pull.bytes_total)}"
+    return f"\r{text}" if tty else text
+
+
+def wait_for_pull(api: BasisClient, pull: ModelPullPublic, interval: float) -> ModelPullPublic:
+    """Poll until the pull ends, drawing progress on stderr (a line per 10% when not a terminal)."""
+    tty = sys.stderr.isatty()
+    last_tenth = -1
+    while pull.status == "downloading":
+        tenth = int(10 * pull.bytes_done / pull.bytes_total) if pull.bytes_total else 10
+        if tty or tenth > last_tenth:
+            print(_progress(pull, tty), end="" if tty else "\n", file=sys.stderr, flush=True)
+            last_tenth = tenth
+        time.sleep(interval)
+        pull = api.model_pull(pull.id)
+    print(_progress(pull, tty), file=sys.stderr, flush=True)
+    return pull
+
+
+def models_pull(args: argparse.Namespace, api: BasisClient) -> None:
+    pull = api.pull_model(args.ref, revision=args.revision, name=args.name)
+    at = f"@{pull.revision}" if pull.revision else ""
+    print(f"pulling {pull.repo_id}{at} (commit {pull.commit[:12]}, {len(pull.files)} files, "
+          f"{_mb(pull.bytes_total)}) as {pull.name!r}: pull {pull.id}", file=sys.stderr, flush=True)
+    if args.no_wait:
+        print(pull.id)
+        return
+    pull = wait_for_pull(api, pull, args.interval)
+    if pull.status != "succeeded":
+        error = pull.error
+        raise CliError(f"pull {pull.id} failed: {error.code}: {error.message}" if error
+                       else f"pull {pull.id} failed")
+    print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}", file=sys.stderr)
+    print(pull.name)
+
+
 def _client(handler: Handler) -> Callable[[argparse.Namespace], None]:
     """Adapt `handler(args, api)` to `func(args)`, building the client lazily (tests pass `http`)."""
     def run(args: argparse.Namespace) -> None:
@@ -238,7 +289,7 @@ def _show(method: Callable[[BasisClient, str], BaseModel]) -> Callable[[argparse
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`basis datasets ...`, `basis jobs ...`, `basis models list|get|delete`."""
+    """`basis datasets ...`, `basis jobs ...`, `basis models list|get|delete|pull`."""
     datasets = commands.add_parser("datasets", help="upload and list datasets").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = datasets.add_parser("upload", help="upload a JSONL file")
@@ -350,3 +401,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = models.add_parser("delete", help="delete your exported model with its files")
     p.add_argument("name")
     p.set_defaults(func=_client(models_delete))
+    p = models.add_parser("pull", help="pull a model from the server's Hugging Face hub (admins)")
+    p.add_argument("ref", metavar="ORG/NAME[@REVISION]", help="hub repo, optionally at a branch, "
+                   "tag or commit (the commit it resolves to is recorded)")
+    p.add_argument("--revision", help="branch, tag or commit (instead of @REVISION)")
+    p.add_argument("--name", help="the model's name in `basis models list` (default: the repo id)")
+    p.add_argument("--no-wait", action="store_true", help="print the pull id and return at once")
+    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=_client(models_pull))

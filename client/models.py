@@ -318,6 +318,41 @@ class ModelPublic(BaseModel):
     created_at: datetime | None = None
 
 
+class ModelPullCreate(BaseModel):
+    # Hugging Face hub repo `ORG/NAME` (or `ORG/NAME@REVISION`) on the server's HF_ENDPOINT.
+    repo_id: str
+    # Branch, tag or commit; default the repo's main branch. Pinned: the pull records the commit it resolved to.
+    revision: str | None = None
+    # The model's name in GET /v1/models; default the repo id. 409 if taken.
+    name: str | None = None
+
+
+class ModelPullPublic(BaseModel):
+    """A pull started by `POST /v1/models`: poll `GET /v1/model-pulls/{id}` until it ends."""
+
+    id: str
+    object: Literal["model.pull"] = "model.pull"
+    status: Literal["downloading", "succeeded", "failed"]
+    # The model's name once pulled.
+    name: str
+    repo_id: str
+    # The revision asked for (null: the main branch).
+    revision: str | None
+    # The commit it resolved to; every file is fetched at it.
+    commit: str
+    # The files pulled (safetensors weights, configs, tokenizer).
+    files: list[str]
+    bytes_total: int
+    # Bytes on the server's disk so far.
+    bytes_done: int
+    # Why a failed pull failed (nothing was kept).
+    error: ErrorDetail | None = None
+    # The model name in GET /v1/models, once succeeded.
+    model: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
 class Readiness(BaseModel):
     """Each check is `{"ok": bool, ...what it saw}` (core/services/health.py)."""
 

@@ -39,6 +39,7 @@ from client.models import (
     LogLinePublic,
     MetricSeries,
     ModelPublic,
+    ModelPullPublic,
     Page,
     Readiness,
     SamplePublic,
@@ -71,6 +72,9 @@ DATASET_ROWS = Route("GET", "/v1/datasets/{dataset_id}/rows", Page[dict[str, Any
 MODELS = Route("GET", "/v1/models", Page[ModelPublic])
 GET_MODEL = Route("GET", "/v1/models/{name}", ModelPublic)
 DELETE_MODEL: Route[BaseModel] = Route("DELETE", "/v1/models/{name}", None)
+PULL_MODEL = Route("POST", "/v1/models", ModelPullPublic)
+LIST_MODEL_PULLS = Route("GET", "/v1/model-pulls", Page[ModelPullPublic])
+GET_MODEL_PULL = Route("GET", "/v1/model-pulls/{pull_id}", ModelPullPublic)
 COMPONENTS = Route("GET", "/v1/components", ComponentsPublic)
 CREATE_JOB = Route("POST", "/v1/jobs", JobPublic)
 LIST_JOBS = Route("GET", "/v1/jobs", Page[JobPublic])
@@ -98,9 +102,10 @@ EVAL_SAMPLES = Route("GET", "/v1/evals/{eval_id}/samples", Page[EvalSamplePublic
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
         HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
-        GET_MODEL, DELETE_MODEL, COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB,
-        RETRY_JOB, EVENTS, METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT,
-        SAMPLES, LOGS, WORKERS, CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES)}
+        GET_MODEL, DELETE_MODEL, PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
+        COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS,
+        CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES)}
 
 
 class ApiError(Exception):
@@ -246,6 +251,22 @@ class BasisClient:
     def delete_model(self, name: str) -> None:
         """Delete your exported model (an admin: a shared one) with its files."""
         self._request(DELETE_MODEL, {"name": name})
+
+    def pull_model(self, repo_id: str, *, revision: str | None = None,
+                   name: str | None = None) -> ModelPullPublic:
+        """`POST /v1/models` (admins): start pulling `repo_id` (`ORG/NAME[@REV]`) from the server's
+        hub. A bad revision, a repo without safetensors or over the size limit raises `ApiError`
+        here; the download itself runs on the server: poll `model_pull(id)` for its progress."""
+        body = _params(repo_id=repo_id, revision=revision, name=name)
+        return self._call(PULL_MODEL, json=body)
+
+    def model_pull(self, pull_id: str) -> ModelPullPublic:
+        """`GET /v1/model-pulls/{id}`: status, bytes done of bytes total, the error of a failed pull."""
+        return self._call(GET_MODEL_PULL, {"pull_id": pull_id})
+
+    def model_pulls(self) -> list[ModelPullPublic]:
+        """Running and recently finished pulls of the API process, newest first (admins)."""
+        return self._call(LIST_MODEL_PULLS).data
 
     def components(self) -> ComponentsPublic:
         """Estimators, rewards and engines a job may name, with their options' JSON Schema."""

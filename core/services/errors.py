@@ -79,3 +79,10 @@ class Unauthorized(DomainError):
 
     status = 401
     code = "unauthorized"
+
+
+class Upstream(DomainError):
+    """A server we depend on (the Hugging Face hub) failed or could not be reached."""
+
+    status = 502
+    code = "upstream_error"

@@ -32,6 +32,9 @@ from core.models import (
 from core.services.keys import create_key
 
 PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/health/ready")}
+# Routes for administrators only (api.deps.AdminUser): a user's valid key gets 403 (test_admin.py).
+# They act on shared things (hub pulls), so they are not part of the per-owner isolation check.
+ADMIN_ONLY = {("POST", "/v1/models"), ("GET", "/v1/model-pulls"), ("GET", "/v1/model-pulls/{pull_id}")}
 GOOD_JSONL = "".join(json.dumps({"prompt": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
                      for i in range(4)).encode()
 
@@ -137,7 +140,8 @@ def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str
                                 source_ref=f"{job_id}/{checkpoint_id}", format="full",
                                 path=model_name, bytes=24, base_model="tiny", job_id=job_id))
     owner.ids = {"dataset_id": upload.json()["id"], "job_id": job_id, "checkpoint_id": checkpoint_id,
-                 "name": model_name, "eval_id": eval_id}
+                 "name": model_name, "eval_id": eval_id,
+                 "pull_id": new_id("pull")}  # pulls are the admins', never an owner's: any id
     return owner
 
 
@@ -157,4 +161,6 @@ def request_for(method: str, path: str, owner_ids: dict[str, str]) -> dict[str, 
         return {"json": {"model": "tiny", "dataset_id": owner_ids["dataset_id"], "reward": "exact"}}
     if (method, path) == ("POST", "/v1/datasets"):
         return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/jsonl")}}
+    if (method, path) == ("POST", "/v1/models"):
+        return {"json": {"repo_id": "org/tiny"}}
     return {}

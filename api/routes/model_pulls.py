@@ -1,0 +1,51 @@
+"""Pulling models from a Hugging Face hub (admins): `POST /v1/models` starts a pull and answers
+202 at once; the download runs in a background thread of this API process
+(core/services/model_store.py), and `GET /v1/model-pulls/{id}` reports its progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import AdminUser, ModelPullsDep
+from api.schemas import ErrorBody, ErrorDetail, ModelPullCreate, ModelPullPublic, ModelPullsPublic
+from core.services.errors import NotFound
+from core.services.model_store import Pull
+
+router = APIRouter(tags=["models"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429, 502, 507)}
+
+
+def pull_public(pull: Pull) -> ModelPullPublic:
+    plan = pull.plan
+    return ModelPullPublic(
+        id=pull.id, status=pull.status, name=plan.name, repo_id=plan.repo_id, revision=plan.requested,
+        commit=plan.commit, files=sorted(plan.files), bytes_total=plan.total_bytes,
+        bytes_done=pull.bytes_done(), error=ErrorDetail(**pull.error) if pull.error else None,
+        model=plan.name if pull.status == "succeeded" else None,
+        created_at=pull.created_at, finished_at=pull.finished_at)
+
+
+@router.post("/models", status_code=202, response_model=ModelPullPublic, responses=ERRORS)
+def pull_model(body: ModelPullCreate, admin: AdminUser, pulls: ModelPullsDep) -> ModelPullPublic:
+    """Pull a model from the hub (admins): checked now (revision, safetensors, size), downloaded
+    in the background; poll GET /v1/model-pulls/{id}."""
+    return pull_public(pulls.start(body.repo_id, body.revision, body.name))
+
+
+@router.get("/model-pulls", response_model=ModelPullsPublic, responses=ERRORS)
+def list_pulls(admin: AdminUser, pulls: ModelPullsDep) -> ModelPullsPublic:
+    """Running and recently finished pulls of this API process, newest first (admins)."""
+    return ModelPullsPublic(data=[pull_public(p) for p in pulls.list()])
+
+
+@router.get("/model-pulls/{pull_id}", response_model=ModelPullPublic, responses=ERRORS)
+def get_pull(pull_id: str, admin: AdminUser, pulls: ModelPullsDep) -> ModelPullPublic:
+    """One pull's status and progress (admins)."""
+    pull = pulls.get(pull_id)
+    if pull is None:
+        raise NotFound(f"no pull {pull_id!r} (pulls are kept in memory until the API restarts)",
+                       "pull_id")
+    return pull_public(pull)
