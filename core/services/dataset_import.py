@@ -403,7 +403,7 @@ JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no per-chara
 
 def json_depth(data: bytes) -> int:
     """Deepest bracket nesting of a JSON or JSON Lines text, brackets inside strings ignored.
-    Vectorised (numpy), so a file of 50 MB of brackets costs a second, not a recursion."""
+    Linear time and no recursion (strings removed by one regex, brackets counted with numpy)."""
     import numpy as np
 
     stripped = np.frombuffer(JSON_STRING.sub(b'""', data), dtype=np.uint8)

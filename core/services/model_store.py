@@ -5,8 +5,9 @@ Choices:
   model needs (`*.json` configs and tokenizers, `*.txt` merges, `*.jinja` chat templates,
   sentencepiece `*.model`, `*.tiktoken`). Pickle formats (`.bin`, `.pt`, `.pth`, `.ckpt`, `.pkl`)
   and subfolders are never requested, so a repo holding only `pytorch_model.bin` is refused before
-  a byte is downloaded. Each weights file's header is parsed after the download (which also counts
-  the parameters without loading a tensor), so a file that is not safetensors is refused too.
+  a byte is downloaded. Each weights file's header is parsed after the download
+  (`catalog.describe_model_dir`, which also counts the parameters without loading a tensor), so a
+  file that is not safetensors is refused too.
 - The revision (branch, tag or sha) is resolved to its commit first (`model_info`) and every file
   is fetched at that commit: the record names exactly what is on disk even if the branch moves.
 - The size limit (`BASIS_MODEL_MAX_BYTES`) and the free-space floor are checked against the hub's
@@ -32,23 +33,18 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.models import ModelRecord, new_id, utcnow
-from core.services.catalog import (
-    NAME_RE,
-    ModelInfo,
-    describe_model_dir,
-    safetensors_parameters,
-    scan_models,
-)
+from core.services.catalog import NAME_RE, check_name, describe_model_dir, scan_models
 from core.services.errors import (
     Conflict,
     DomainError,
@@ -81,16 +77,20 @@ def _check_ref(repo_id: str, revision: str | None) -> None:
         raise Invalid(f"revision {revision!r} is not a branch, tag or commit", "revision")
 
 
-def _check_name(settings: Settings, name: str) -> None:
-    if not NAME_RE.fullmatch(name) or ".." in name.split("/"):
-        raise Invalid(f"name {name!r} must be NAME or ORG/NAME (letters, digits, . _ -)", "name")
-    if name in scan_models(settings) or (settings.model_roots[0] / name).exists():
-        raise Conflict(f"a model named {name!r} already exists; pick another name or delete it", "name")
+def _check_name(settings: Settings, session: Session, name: str) -> None:
+    """422 for a malformed name; 409 when a record (anyone's), a model directory or any file
+    already has it."""
+    check_name(name, "name")
+    taken = (session.scalar(select(ModelRecord.id).where(ModelRecord.name == name)) is not None
+             or name in scan_models(settings) or (settings.model_roots[0] / name).exists())
+    if taken:
+        raise Conflict(f"a model named {name!r} already exists; pick another name (name) or delete it",
+                       "name")
 
 
 def hub_connection() -> tuple[str | None, str | None]:
     """(endpoint, token) from `HF_ENDPOINT` and `HF_TOKEN`, read now (None: huggingface_hub's own
-    default endpoint; no token)."""
+    default, https://huggingface.co, and the token `hf auth login` saved for this user, if any)."""
     return os.environ.get("HF_ENDPOINT") or None, os.environ.get("HF_TOKEN") or None
 
 
@@ -129,7 +129,8 @@ def _hub_error(exc: Exception, repo_id: str, revision: str | None, endpoint: str
             and exc.response.status_code in (401, 403)):
         return Invalid(f"no hub repo {repo_id!r} at {where} (or it is private and HF_TOKEN on the "
                        "server has no access)", "repo_id")
-    return Upstream(f"the hub at {where} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    first_line = (str(exc).splitlines() or [""])[0][:300]
+    return Upstream(f"the hub at {where} failed: {type(exc).__name__}: {first_line}")
 
 
 def _selected(files: dict[str, int]) -> dict[str, int]:
@@ -137,7 +138,7 @@ def _selected(files: dict[str, int]) -> dict[str, int]:
             if "/" not in name and any(fnmatch(name, pattern) for pattern in ALLOWED)}
 
 
-def plan_pull(settings: Settings, repo_id: str, revision: str | None = None,
+def plan_pull(settings: Settings, session: Session, repo_id: str, revision: str | None = None,
               name: str | None = None) -> PullPlan:
     """Resolve the revision and list the files to fetch; refuse (before any download) a bad
     ref or name, a repo without safetensors or config.json, one over the size limit or the free
@@ -147,9 +148,9 @@ def plan_pull(settings: Settings, repo_id: str, revision: str | None = None,
 
     _check_ref(repo_id, revision)
     name = name or repo_id
-    _check_name(settings, name)
+    _check_name(settings, session, name)
     endpoint, token = hub_connection()
-    api = HfApi(endpoint=endpoint, token=token or False)
+    api = HfApi(endpoint=endpoint, token=token)
     try:
         commit = api.model_info(repo_id, revision=revision).sha
         if not commit:
@@ -195,7 +196,7 @@ def download(plan: PullPlan, staging: Path, tqdm_class: Any = None) -> Path:
     target = staging / "model"
     try:
         snapshot_download(plan.repo_id, revision=plan.commit, local_dir=target, endpoint=endpoint,
-                          token=token or False, allow_patterns=sorted(plan.files),
+                          token=token, allow_patterns=sorted(plan.files),
                           tqdm_class=tqdm_class or _quiet_tqdm(), max_workers=4)
     except Exception as exc:  # noqa: BLE001 - every hub failure becomes a domain error
         raise _hub_error(exc, plan.repo_id, plan.requested, endpoint) from exc
@@ -219,20 +220,13 @@ def _quiet_tqdm() -> Any:
     return Quiet
 
 
-def inspect_model(directory: Path) -> ModelInfo:
-    """`catalog.describe_model_dir`, with weights that are not valid safetensors refused (a pull
-    must not install what it cannot describe)."""
-    try:
-        parameters = sum(safetensors_parameters(p) for p in sorted(directory.glob(WEIGHTS)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Invalid(f"downloaded weights are not valid safetensors: {exc}", "repo_id") from exc
-    return replace(describe_model_dir(directory), parameter_count=parameters)
-
-
 def install(settings: Settings, session: Session, plan: PullPlan, staged: Path) -> ModelRecord:
     """Move the checked download to `<root>/<name>` and commit its record, both or neither."""
-    facts = inspect_model(staged)
-    _check_name(settings, plan.name)
+    facts = describe_model_dir(staged)
+    if facts.parameter_count is None:
+        raise Invalid(f"hub repo {plan.repo_id!r} sent weights that are not valid safetensors "
+                      "(a header could not be read)", "repo_id")
+    _check_name(settings, session, plan.name)
     target = settings.model_roots[0] / plan.name
     record = ModelRecord(name=plan.name, owner_id=None, source="hub", source_ref=plan.repo_id,
                          revision=plan.commit, format="full", path=plan.name, bytes=facts.bytes,
@@ -264,7 +258,7 @@ def install(settings: Settings, session: Session, plan: PullPlan, staged: Path) 
 def pull_model(settings: Settings, session: Session, repo_id: str, revision: str | None = None,
                name: str | None = None, tqdm_class: Any = None) -> ModelRecord:
     """Pull in this thread: plan, download, install; nothing left behind on failure."""
-    plan = plan_pull(settings, repo_id, revision, name)
+    plan = plan_pull(settings, session, repo_id, revision, name)
     staging = staging_dir(settings, new_id("pull"))
     try:
         return install(settings, session, plan, download(plan, staging, tqdm_class))
@@ -360,7 +354,8 @@ class ModelPulls:
     def start(self, repo_id: str, revision: str | None = None, name: str | None = None) -> Pull:
         """Check and plan now (a bad ref, no safetensors, too big: raised here), download later."""
         repo_id, revision = parse_ref(repo_id, revision)
-        plan = plan_pull(self.settings, repo_id, revision, name)
+        with self.sessionmaker() as session:
+            plan = plan_pull(self.settings, session, repo_id, revision, name)
         with self._lock:
             active = [p for p in self._pulls.values() if p.status == "downloading"]
             if any(p.plan.name == plan.name for p in active):

@@ -352,3 +352,19 @@ def test_cli_imports_a_local_file_and_reports_row_errors(basis, client, alice, t
                  "--answer-field", "a")[0] == 1
     status, _, err = basis("datasets", "import", "--prompt-field", "q", "--answer-field", "a")
     assert status == 1 and "--hub" in err
+
+
+def test_the_readme_demo_import_command_gives_the_demo_dataset(basis):
+    """README, "Importing a dataset": the mapping documented there is DEMO_MAPPING."""
+    status, out, err = basis("datasets", "import", str(SAMPLES / "demo_arithmetic.parquet"),
+                             "--name", "arithmetic-demo", "--id-field", "uid", "--template",
+                             "{expression}=", "--answer-field", "solution", "--preset", "gsm8k",
+                             "--keep", "difficulty,level")
+    assert status == 0, err
+    assert json.loads(out)["sha256"] == hashlib.sha256(demo_dataset()).hexdigest()
+    readme = (OUT.parents[1] / "README.md").read_text()
+    assert ("--id-field uid --template '{expression}=' --answer-field solution --preset gsm8k \\\n"
+            "  --keep difficulty,level") in readme
+    assert DEMO_MAPPING == {"id_field": "uid", "prompt_template": "{expression}=",
+                            "answer_field": "solution", "answer_preset": "gsm8k",
+                            "keep_fields": "difficulty,level"}
