@@ -68,6 +68,11 @@ class ModelPublic(BaseModel):
     id: str = Field(description="The name to pass as `model` when creating a job.")
     object: Literal["model"] = "model"
     name: str
+    config_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Config fields this model recommends (its basis_defaults.json): a job on it "
+                    "gets them for the fields its `config` leaves out, over the generic defaults "
+                    "of GET /v1/components. {} = none (or an unusable file: creating a job says why).")
 
 
 ModelsPublic = ListPublic[ModelPublic]

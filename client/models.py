@@ -181,6 +181,8 @@ class ModelPublic(BaseModel):
     id: str
     object: Literal["model"] = "model"
     name: str
+    # Config fields this model recommends (its basis_defaults.json): a job on it gets them for the fields its `config` leaves out, over the generic defaults of GET /v1/components. {} = none (or an unusable file: creating a job says why).
+    config_defaults: dict[str, Any] = Field(default_factory=dict)
 
 
 class Readiness(BaseModel):

@@ -180,7 +180,7 @@ def test_new_job_submits_and_shows_api_validation_errors_by_field(stack):
     assert len([e for e in refusal if "rollouts_per_prompt" in e]) == 2
 
     at.number_input(key="new_rollouts").set_value(8)
-    at.number_input(key="new_max_steps").set_value(30)
+    at.number_input(key="new_cfg.max_steps").set_value(30)
     at.button(key="FormSubmitter:new_job-Create job").click().run()
     assert not at.exception and not errors(at)
     created = at.success[0].value
@@ -354,9 +354,9 @@ def test_new_job_defaults_are_the_apis(stack):
     assert at.selectbox(key="new_reward").value == defaults["reward"] == "math"
     assert at.selectbox(key="new_engine").value == defaults["engine"]
     assert at.selectbox(key="new_estimator").value == defaults["estimator"]
-    assert at.number_input(key="new_batch_size").value == defaults["batch_size"]
-    assert at.number_input(key="new_optimizer.lr").value == defaults["optimizer"]["lr"]
-    assert at.number_input(key="new_sampling.max_new_tokens").value == \
+    assert at.number_input(key="new_cfg.batch_size").value == defaults["batch_size"]
+    assert at.number_input(key="new_cfg.optimizer.lr").value == defaults["optimizer"]["lr"]
+    assert at.number_input(key="new_cfg.sampling.max_new_tokens").value == \
         defaults["sampling"]["max_new_tokens"]
 
 
@@ -368,3 +368,4 @@ def test_job_detail_reward_is_the_jobs_tables(stack):
         latest = api.get_job(stack.seeded.basis_job).latest_metrics["reward/mean"]
     at = app_test(stack.url, stack.keys["alice"], "views/job_detail.py", job=stack.seeded.basis_job)
     assert {m.label: m.value for m in at.metric}["Reward"] == f"{latest:.3f}"
+
