@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,8 @@ def is_demo_model(path: str | os.PathLike, recipe: dict[str, Any] | None = None)
 
 
 def ensure_demo_model(path: str | os.PathLike, *, seed: int = 0, warm_steps: int | None = None,
-                      threads: int | None = None) -> Path:
+                      threads: int | None = None,
+                      progress: Callable[[int, int, str], None] | None = None) -> Path:
     """The warm-started demo model at `path`, built (under a CPU minute) if not there yet.
 
     Idempotent: a directory whose `demo.json` marker matches the current `demo_recipe` is
@@ -84,7 +86,8 @@ def ensure_demo_model(path: str | os.PathLike, *, seed: int = 0, warm_steps: int
     `warm_steps` overriding its default) in a temporary sibling directory that is renamed into
     place; a stale demo model (older recipe) is replaced the same way (old moved aside, new renamed
     in: a reader may find no directory for that instant). Raises FileExistsError if
-    `path` exists, is not empty and is not a demo model.
+    `path` exists, is not empty and is not a demo model. `progress(step, steps, detail)` follows
+    the warm start (trainer/warmstart.py; it stops early, so `steps` is an upper bound).
     """
     path = Path(path)
     recipe = demo_recipe(seed, warm_steps)
@@ -99,7 +102,8 @@ def ensure_demo_model(path: str | os.PathLike, *, seed: int = 0, warm_steps: int
     old = path.parent / f".{path.name}.old-{os.getpid()}"
     try:
         build_tiny_model(tmp, seed=seed, **DEMO_SHAPE)
-        report = warmstart.warm_start(tmp, seed=seed, steps=warm_steps, threads=threads)
+        report = warmstart.warm_start(tmp, seed=seed, steps=warm_steps, threads=threads,
+                                      progress=progress)
         write_model_defaults(tmp, TRAINING_DEFAULTS, TRAINING_DEFAULTS_NOTE)
         marker = {"recipe": recipe, "report": report.to_dict()}
         (tmp / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")

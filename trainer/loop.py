@@ -78,7 +78,14 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner, ScoringInterrupted
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import Histogram, MetricsSink, NullSink, Sample, advantage_histogram
+from trainer.sinks import (
+    Histogram,
+    MetricsSink,
+    NullSink,
+    PhaseProgress,
+    Sample,
+    advantage_histogram,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -638,8 +645,13 @@ def _reference_priors(run: Run) -> tuple[np.ndarray, int]:
     """(priors (N,), rollouts drawn): n0 rollouts of every training prompt from the policy."""
     cfg = run.config
     mine, valid = run.dist.padded_block(len(run.train.ids))  # each rank its block of prompts
+    # Progress between the engine's own batches (events, so the console, `basis jobs logs` and
+    # Job detail show it); it draws nothing, so the priors are those of a silent run.
+    progress = PhaseProgress("estimating priors: rollouts",
+                             lambda line, data: run.sink.log_event("priors", line, data))
     rollouts = run.engine.generate([run.train.tokens[i] for i in mine], cfg.n0,
-                                   _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)))
+                                   _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)),
+                                   progress=progress)
     rollouts = rollouts[:valid * cfg.n0]
     rewards = _score(run, rollouts, [run.train.answers[mine[r.prompt_index]] for r in rollouts])
     rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)

@@ -369,3 +369,29 @@ def test_job_detail_reward_is_the_jobs_tables(stack):
     at = app_test(stack.url, stack.keys["alice"], "views/job_detail.py", job=stack.seeded.basis_job)
     assert {m.label: m.value for m in at.metric}["Reward"] == f"{latest:.3f}"
 
+
+def test_job_detail_shows_the_priors_phase_progress(stack):
+    """While a job estimates its BASIS priors, Job detail shows the trainer's newest progress
+    event ("estimating priors: rollouts 2880/28800 (10%) ...") as a progress bar."""
+    from core.db import session_scope
+    from core.jobs.events import record_event
+    from core.models import Job, JobStatus, utcnow
+    from core.services.keys import create_key
+
+    with session_scope(stack.app.state.engine) as session:
+        user, key = create_key(session, "gina")
+        job = Job(owner_id=user.user_id, dataset_id=stack.seeded.dataset_id, model="tiny-qwen",
+                  estimator="basis", config={"estimator": "basis"}, status=JobStatus.estimating_priors,
+                  queue="gpu", max_steps=100, current_step=0, started_at=utcnow())
+        session.add(job)
+        session.flush()
+        for done in (2880, 5760):
+            record_event(session, job.id, "priors",
+                         f"estimating priors: rollouts {done}/28800 ({done / 288:.0f}%), elapsed 12s",
+                         {"done": done, "total": 28800, "progress": done / 28800})
+        job_id = job.id
+    at = app_test(stack.url, key, "views/job_detail.py", job=job_id)
+    assert not at.exception and not errors(at)
+    bars = at.get("progress")
+    assert len(bars) == 1
+    assert bars[0].proto.value == 20 and "5760/28800 (20%)" in bars[0].proto.text

@@ -11,6 +11,9 @@ Choices:
   raw logits.
 - `SamplingParams.seed` makes a call deterministic by itself: the engine derives all its randomness
   from it and leaves the global RNG untouched, so a resumed run draws the same rollouts.
+- `generate(..., progress=fn)` calls `fn(done, total)` (rollouts) as it goes, for long calls such
+  as the BASIS priors phase (n0 rollouts of every prompt). It must not change what is drawn: the
+  hf engine reports between the batches it makes anyway; vLLM, one batched call, reports at the end.
 - An engine is built as `cls(model, tokenizer, EngineConfig)`: the few job fields it reads, typed,
   rather than the whole TrainConfig (the loop resolves `dtype: auto` into `autocast_dtype` first, so
   engine and trainer compute in the same precision).
@@ -18,7 +21,7 @@ Choices:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -70,9 +73,10 @@ class Rollout:
 @runtime_checkable
 class RolloutEngine(Protocol):
     def generate(
-        self, prompts: list[list[int]], n: int, params: SamplingParams
+        self, prompts: list[list[int]], n: int, params: SamplingParams,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order."""
+        """len(prompts) * n rollouts, prompt-major order; `progress(done, total)` as it goes."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> float:

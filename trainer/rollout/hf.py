@@ -27,6 +27,7 @@ Choices:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -101,8 +102,10 @@ class HFEngine:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order."""
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams,
+                 progress: Callable[[int, int], None] | None = None) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major order; `progress(done, total)` after each batch
+        of `max_batch_size` (outside the random stream: it changes nothing that is drawn)."""
         order = [i for i in range(len(prompts)) for _ in range(n)]
         out: list[Rollout] = []
         devices = [self.device] if self.device.type == "cuda" else []
@@ -114,6 +117,8 @@ class HFEngine:
                 for start in range(0, len(order), self.max_batch_size):
                     chunk = order[start:start + self.max_batch_size]
                     out.extend(self._generate_chunk(prompts, chunk, params))
+                    if progress is not None:
+                        progress(len(out), len(order))
         finally:
             self.model.train(was_training)
         return out

@@ -43,7 +43,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +209,10 @@ class VllmEngine:
             detokenize=False,
         )
 
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order."""
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams,
+                 progress: Callable[[int, int], None] | None = None) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major order; `progress(done, total)` once, at the end
+        (one batched call: splitting it for progress would cost throughput)."""
         if not prompts:
             return []
         sampling = [self._sampling(params, n, params.seed + i * n) for i in range(len(prompts))]
@@ -231,6 +233,8 @@ class VllmEngine:
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     finish_reason="length" if sample.finish_reason == "length" else "stop",
                 ))
+        if progress is not None:
+            progress(len(rollouts), len(rollouts))
         return rollouts
 
     def score(self, sequences: list[list[int]]) -> list[list[float]]:
