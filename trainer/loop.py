@@ -50,7 +50,12 @@ import numpy as np
 import torch
 
 from trainer.advantages import AdvantageBatch, Estimator, get_estimator
-from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.checkpoint import (
+    expected_checkpoint_bytes,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.distributed import (
@@ -93,6 +98,9 @@ if TYPE_CHECKING:
 __all__ = ["TrainResult", "train"]
 
 OnCheckpoint = Callable[[int, Path], None]  # (step, checkpoint dir), after each checkpoint is written
+# (step, about how many bytes it will take), before a checkpoint is written: the platform checks a
+# storage quota here and raises to refuse it (nothing is written then).
+BeforeCheckpoint = Callable[[int, int], None]
 
 # Purposes of derived seeds (never reorder: checkpoints of older runs rely on them).
 _ROLLOUT, _PROBE, _PRIORS = 0, 1, 2
@@ -157,6 +165,7 @@ def train(
     on_status: Callable[[str], None] = lambda s: None,
     on_checkpoint: OnCheckpoint = lambda step, path: None,
     resume: bool = True,
+    before_checkpoint: BeforeCheckpoint = lambda step, nbytes: None,
 ) -> TrainResult:
     """Run (or resume) a training job to `config.max_steps` or until `should_stop()`.
 
@@ -171,17 +180,18 @@ def train(
         if not dist.is_main:
             sink, on_status = NullSink(), lambda s: None
             on_checkpoint = lambda step, path: None  # noqa: E731
+            before_checkpoint = lambda step, nbytes: None  # noqa: E731
         sink.log_event("memory", estimate.summary(),
                        {"peak_bytes": estimate.peak, **estimate.terms, **estimate.phases})
         return _train(config, sink, run_dir, dist, train_rows, eval_rows,
                       lambda: dist.broadcast(should_stop() if dist.is_main else None),
-                      on_status, on_checkpoint, resume)
+                      on_status, on_checkpoint, resume, before_checkpoint)
 
 
 def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
            train_rows: list[Row], eval_rows: list[Row], should_stop: Callable[[], bool],
            on_status: Callable[[str], None], on_checkpoint: OnCheckpoint,
-           resume: bool) -> TrainResult:
+           resume: bool, before_checkpoint: BeforeCheckpoint) -> TrainResult:
     run = _setup(config, sink, run_dir, train_rows, eval_rows, dist)
     # The reward stop watch polls from a thread at any moment: across ranks that cannot be a
     # collective, so a multi-process job honours a stop between steps only (trainer/distributed.py).
@@ -200,7 +210,7 @@ def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
                 return TrainResult(steps=0, stopped=True, initial_eval_accuracy=None,
                                    final_eval_accuracy=None, seconds=0.0)
         on_status("running")
-        stopped = _run_steps(run, should_stop, on_checkpoint)
+        stopped = _run_steps(run, should_stop, on_checkpoint, before_checkpoint)
         c = run.counters
         return TrainResult(steps=c.step, stopped=stopped,
                            initial_eval_accuracy=c.initial_eval_accuracy,
@@ -211,11 +221,12 @@ def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
         run.engine.close()
 
 
-def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint) -> bool:
+def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint,
+               before_checkpoint: BeforeCheckpoint) -> bool:
     cfg = run.config
     while run.counters.step < cfg.max_steps:
         if should_stop():
-            _checkpoint(run, on_checkpoint)
+            _checkpoint(run, on_checkpoint, before_checkpoint)
             run.sink.log_event("stopped", f"stop requested after step {run.counters.step}")
             return True
         run.counters.step += 1
@@ -236,7 +247,7 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
         metrics["time/elapsed"] = run.counters.wall_seconds
         run.sink.log_step(step, metrics, histograms, samples)
         if _every(step, cfg.checkpoint_every) or last:
-            _checkpoint(run, on_checkpoint)
+            _checkpoint(run, on_checkpoint, before_checkpoint)
     return False
 
 
@@ -715,7 +726,8 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[
 # ============================================================================ checkpoints
 
 
-def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
+def _checkpoint(run: Run, on_checkpoint: OnCheckpoint, before_checkpoint: BeforeCheckpoint) -> None:
+    before_checkpoint(run.counters.step, expected_checkpoint_bytes(run.model, run.optimizer))
     state = {
         "counters": asdict(run.counters),
         "sampler": run.sampler.state_dict(),
