@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from core.models import User
 from core.services import keys
-from core.services.errors import Unauthorized
+from core.services.errors import Forbidden, Unauthorized
+from core.services.model_store import ModelPulls
 from core.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `basis admin create-key`.")
@@ -55,9 +56,28 @@ def get_current_user(request: Request,
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("this route is for administrators; `basis admin set-admin NAME` makes a "
+                        "user one")
+    return user
+
+
+# Admin-only routes take this instead of CurrentUser: 401 without a valid key, 403 for a non-admin.
+AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
 def get_enqueue(request: Request):
     """The function that sends a committed job to the workers: `enqueue(job_id, queue)`."""
     return request.app.state.enqueue
 
 
 EnqueueDep = Annotated[Callable[[str, str], object], Depends(get_enqueue)]
+
+
+def get_model_pulls(request: Request) -> ModelPulls:
+    """The pulls running in this API process (core/services/model_store.py)."""
+    return request.app.state.model_pulls
+
+
+ModelPullsDep = Annotated[ModelPulls, Depends(get_model_pulls)]

@@ -19,9 +19,21 @@ from fastapi import APIRouter, FastAPI
 import api
 from api import errors
 from api.middleware import BodyLimitMiddleware, LoadShedMiddleware
-from api.routes import components, datasets, health, inspection, jobs, models, outputs, workers
+from api.routes import (
+    components,
+    datasets,
+    evals,
+    health,
+    inspection,
+    jobs,
+    model_pulls,
+    models,
+    outputs,
+    workers,
+)
 from core.db import make_engine, session_factory
 from core.queue import enqueue_job
+from core.services.model_store import ModelPulls
 from core.settings import Settings, get_settings
 
 Enqueue = Callable[[str, str], object]
@@ -35,6 +47,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     async def lifespan(_app: FastAPI):
         # The pool sync routes run in (anyio's default limiter, 40 unless configured).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        await anyio.to_thread.run_sync(_app.state.model_pulls.clean)  # a killed pull's leftovers
         yield
 
     app = FastAPI(title="BASIS platform", version=api.__version__, lifespan=lifespan,
@@ -49,8 +62,11 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.health_engine = make_engine(settings.database_url, pool_size=1, max_overflow=1,
                                           pool_timeout=2.0)
     app.state.enqueue = enqueue or partial(enqueue_job, settings=settings)
+    app.state.model_pulls = ModelPulls(settings, app.state.sessionmaker,
+                                       max_active=settings.model_max_active_pulls)
     v1 = APIRouter(prefix="/v1")
-    for module in (health, datasets, models, components, jobs, outputs, inspection, workers):
+    for module in (health, datasets, model_pulls, models, components, jobs, outputs, inspection,
+                   evals, workers):
         v1.include_router(module.router)
     app.include_router(v1)
     errors.install(app)

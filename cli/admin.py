@@ -20,13 +20,33 @@ def admin_create_key(args: argparse.Namespace) -> None:
     from core.db import session_scope
     from core.services.keys import create_key
 
+    name = _user_name(args)
     try:
         with session_scope() as session:
-            key, secret = create_key(session, args.name)
+            key, secret = create_key(session, name, admin=args.admin)
     except (OperationalError, ProgrammingError) as exc:
         raise CliError(f"cannot create a key ({type(exc).__name__}); run `basis admin migrate` first?") from exc
-    print(f"Created API key {key.prefix}... for user {args.name!r}. It is shown only once:", file=sys.stderr)
+    role = "admin " if args.admin else ""
+    print(f"Created API key {key.prefix}... for {role}user {name!r}. It is shown only once:", file=sys.stderr)
     print(secret)
+
+
+def _user_name(args: argparse.Namespace) -> str:
+    if args.user and args.name and args.user != args.name:
+        raise CliError(f"two user names given ({args.user!r} and --name {args.name!r}); give one")
+    name = args.user or args.name
+    if not name:
+        raise CliError("give the user name: `basis admin create-key NAME` (or --name NAME)")
+    return name
+
+
+def admin_set_admin(args: argparse.Namespace) -> None:
+    from core.db import session_scope
+    from core.services.keys import set_admin
+
+    with session_scope() as session:
+        set_admin(session, args.user, not args.revoke)
+    print(f"user {args.user!r} is {'no longer ' if args.revoke else 'now '}an admin")
 
 
 def admin_revoke_key(args: argparse.Namespace) -> None:
@@ -45,7 +65,8 @@ def admin_list_keys(args: argparse.Namespace) -> None:
     with session_scope() as session:
         for key, user in list_keys(session):
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-            print(f"{key.prefix}  {user.name:<20}  {key.created_at:%Y-%m-%d %H:%M}  {state}")
+            role = "admin" if user.is_admin else "user"
+            print(f"{key.prefix}  {user.name:<20}  {role:<5}  {key.created_at:%Y-%m-%d %H:%M}  {state}")
 
 
 def admin_migrate(args: argparse.Namespace) -> None:
@@ -70,12 +91,19 @@ def _domain_errors(command: Callable[[argparse.Namespace], None]) -> Callable[[a
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`basis admin create-key | revoke-key | list-keys | migrate`."""
+    """`basis admin create-key | set-admin | revoke-key | list-keys | migrate`."""
     admin = commands.add_parser("admin", help="database administration").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = admin.add_parser("create-key", help="create an API key (and its user); prints the key last")
-    p.add_argument("--name", required=True, help="user name")
+    p.add_argument("user", nargs="?", metavar="NAME", help="user name (or --name)")
+    p.add_argument("--name", help="user name")
+    p.add_argument("--admin", action="store_true",
+                   help="make the user an administrator (may pull and delete shared models)")
     p.set_defaults(func=_domain_errors(admin_create_key))
+    p = admin.add_parser("set-admin", help="make an existing user an administrator (or --revoke)")
+    p.add_argument("user", metavar="NAME", help="user name")
+    p.add_argument("--revoke", action="store_true", help="make the user an ordinary user again")
+    p.set_defaults(func=_domain_errors(admin_set_admin))
     p = admin.add_parser("revoke-key", help="revoke the key with this prefix (as shown by list-keys)")
     p.add_argument("prefix")
     p.set_defaults(func=_domain_errors(admin_revoke_key))

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # /v1/health/ready calls an active job stuck when its heartbeat is older than this.
     health_stale_after_seconds: float = Field(120.0, gt=0, description="Heartbeat age of a stuck job.")
 
+    # Models pulled from a Hugging Face hub (issue 16; core/services/model_store.py). The hub and
+    # its token are huggingface_hub's own HF_ENDPOINT and HF_TOKEN, read when a pull starts.
+    model_max_bytes: int = Field(
+        40 * 2**30, gt=0, description="Largest model (sum of its pulled files) an admin may pull.")
+    model_max_active_pulls: int = Field(2, gt=0, description="Pulls downloading at once per API process.")
+
     # Per-user quotas (issue 18); 0 = no quota. Refused with 429 (jobs) or 507 (bytes), naming both.
     quota_active_jobs: int = Field(0, ge=0, description="Jobs a user may have queued or running at once.")
     quota_dataset_bytes: int = Field(0, ge=0, description="Bytes of datasets a user may store.")
@@ -96,6 +102,8 @@ class Settings(BaseSettings):
     job_max_cpu_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, gt=0,
         description="Most torch CPU threads per job; default: this machine's cores.")
+    eval_max_samples: int = Field(
+        200_000, gt=0, description="Most samples (rows x samples_per_prompt) of one evaluation.")
     job_devices: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["auto", "cpu"],
         description="Comma list of `device` values jobs may ask for; add cuda where workers have GPUs.")

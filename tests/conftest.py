@@ -7,6 +7,7 @@
   Alembic migrations (SQLite: a copy of a database migrated once per session; PostgreSQL: a new
   schema, migrated, dropped afterwards).
 - `settings`: a `Settings` whose data, storage and model roots live in the test's tmp dir.
+- `hub`: a Hugging Face hub on localhost (tests/hub_server.py) with HF_ENDPOINT pointing at it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import create_engine, text
 from benchmarks.fresh_db import fresh_postgres_schema
 from core.db import dispose_engines, migrate
 from core.settings import Settings
+from tests.hub_server import hub, tiny_model_files  # noqa: F401 - fixtures: a local HF hub (issue 16)
 
 POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/15"

@@ -40,8 +40,10 @@ class OfflinePriors:
 def cached_priors(cfg: TrainConfig, prompts: Prompts, sink: MetricsSink,
                   estimate: Callable[[], tuple[np.ndarray, int]]) -> OfflinePriors:
     """The priors of `prompts`, from the cache or from `estimate()` -> (priors (N,), rollouts)."""
-    key = priors_cache_key(model_fingerprint(cfg.model), rows_hash(prompts), cfg.n0,
-                           cfg.sampling_dict)
+    fingerprint = model_fingerprint(cfg.model)
+    if cfg.base_model is not None:  # an adapter model: the same adapter on another base differs
+        fingerprint += model_fingerprint(cfg.base_model)
+    key = priors_cache_key(fingerprint, rows_hash(prompts), cfg.n0, cfg.sampling_dict)
     path = priors_dir(cfg) / f"{key}.json"
     if path.is_file():
         ids, priors, meta = load_priors(path)

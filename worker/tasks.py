@@ -18,6 +18,10 @@ Choices:
   silent past the stale limit), that check raises `LeaseLost`: the transaction rolls back, the
   trainer stops, and the job is left alone, not failed, because it is the new owner's now. The
   delivery ends with a warning in the log and nothing in the database.
+- A job that trains to its end exports its final checkpoint as a model (its `fine_tuned_model`)
+  before it is marked succeeded, under its heartbeat and fenced on its lease, unless its config
+  says `export_model: false`. A failed export is a warning event, never a failed job: the
+  training did succeed, the checkpoint is there, and it can be exported by hand.
 - A warm shutdown (SIGTERM, Ctrl-C in `basis up`) stops the trainer at its next step boundary;
   the job keeps its status, gives its lease back and its message is requeued (`Reject(requeue)`),
   so the next worker resumes it from its last checkpoint.
@@ -36,20 +40,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from celery.exceptions import Reject
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core.db import get_engine, is_transient, run_in_transaction
 from core.jobs import checkpoint_quota, events, lifecycle
 from core.jobs.config import resolve_train_config
+from core.jobs.evals import resolve_eval_config
 from core.jobs.lifecycle import LeaseLost, hold_lease
 from core.models import Dataset, Job
 from core.queue import RUN_JOB
+from core.services import exports
 from core.services.errors import NotFound
 from core.services.storage import remove_tree
 from core.settings import Settings, get_settings
-from core.status import JobStatus
-from trainer.config import TrainConfig
+from core.status import JobKind, JobStatus
+from trainer.config import EvalConfig, TrainConfig
 from worker import capabilities
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
@@ -57,6 +63,7 @@ from worker.distributed import Launcher, RankFailed
 from worker.sink import DatabaseSink
 
 if TYPE_CHECKING:  # the loop imports torch; the worker loads it only when a job runs
+    from trainer.evaluate import EvalResult
     from trainer.loop import TrainResult
 
 log = logging.getLogger(__name__)
@@ -78,7 +85,25 @@ def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Train
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise NotFound(f"the dataset of job {job_id} was deleted", "dataset_id")
-        return resolve_train_config(settings, job_id, job.model, dataset, job.config)
+        return resolve_train_config(session, settings, job_id, job.model, dataset, job.config)
+
+
+def build_eval_config(engine: Engine, job_id: str, settings: Settings) -> tuple[EvalConfig, int | None]:
+    """An evaluation's `EvalConfig` on this machine's paths (`core.jobs.evals.resolve_eval_config`,
+    the resolution the API validated it with), and the number of batches it logs."""
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"evaluation {job_id} disappeared while starting")
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        if dataset is None:
+            raise NotFound(f"the dataset of evaluation {job_id} was deleted", "dataset_id")
+        return resolve_eval_config(session, settings, job.model, dataset, job.config), job.max_steps
+
+
+def job_kind(engine: Engine, job_id: str) -> str:
+    with engine.connect() as conn:
+        return conn.scalar(select(Job.kind).where(Job.id == job_id)) or JobKind.train
 
 
 class _Heartbeat:
@@ -127,6 +152,7 @@ class JobRunner:
                  train_fn: Callable[..., Any] | None = None):
         self.job_id, self.epoch, self.engine, self.settings = job_id, epoch, engine, settings
         self.ws, self.stop, self.train_fn = worker_settings, stop, train_fn
+        self.export_model = False  # the job's config.export_model, once its config is built
 
     def tx(self, work, what: str):
         """`work(conn)` in one transaction that first checks this worker still holds the lease."""
@@ -139,8 +165,11 @@ class JobRunner:
                                   what=f"job {self.job_id} {what}")
 
     def should_stop(self) -> bool:
-        if self.stop.is_set():
-            return True
+        """The trainer's stop check: a warm shutdown or a user's cancel. The trainer asks it
+        before each step and, in a one-process job, every 0.5 s while it generates or scores."""
+        return self.stop.is_set() or self.cancel_requested()
+
+    def cancel_requested(self) -> bool:
         try:
             with self.engine.connect() as conn:  # raises LeaseLost before a step of a lost job
                 return lifecycle.cancel_requested(conn, self.job_id, self.epoch)
@@ -204,9 +233,83 @@ class JobRunner:
         # trainer (torch), which on a busy machine can outlast `stale_after_seconds`, and a claimed
         # job that stays silent that long is taken over by another worker while this one runs it.
         # It stops before `_after_train`, whose release must not be overwritten by a late beat.
+        if job_kind(self.engine, self.job_id) == JobKind.eval:  # a second kind of work, same lease
+            with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
+                evaluated = self._start_and_evaluate(claim)
+            return evaluated if isinstance(evaluated, str) else self._after_eval(evaluated)
         with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
             outcome = self._start_and_train(claim)
-        return outcome if isinstance(outcome, str) else self._after_train(outcome)
+            exported = None
+            if not isinstance(outcome, str) and not outcome.stopped and self.export_model:
+                exported = self._export_final()
+        return outcome if isinstance(outcome, str) else self._after_train(outcome, exported)
+
+    def _export_final(self) -> str | None:
+        """Export the final checkpoint as the job's `fine_tuned_model` (core/services/exports.py),
+        fenced on the lease; its name, or None with a warning event when it failed: the training
+        succeeded either way, and the checkpoint stays exportable by hand."""
+        with Session(self.engine) as session:
+            job = session.get(Job, self.job_id)
+            if job is None:
+                raise LookupError(f"job {self.job_id} disappeared while finishing")
+            try:
+                record = exports.export_job_checkpoint(
+                    session, self.settings, job.owner_id, self.job_id, None,
+                    before_commit=lambda s: hold_lease(s.connection(), self.job_id, self.epoch))
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                message = self._public(describe_error(exc))
+                log.warning("job %s: export of the final checkpoint failed: %s", self.job_id, message)
+                self.tx(lambda conn: events.record_event(
+                    conn, self.job_id, "export_failed",
+                    f"the final checkpoint could not be exported as a model: {message}; export it "
+                    "with POST /v1/jobs/{id}/checkpoints/{checkpoint_id}/export",
+                    {"error": message}, level="warning"), "event")
+                return None
+        self.tx(lambda conn: events.record_event(
+            conn, self.job_id, "exported", f"exported the final checkpoint as model {record.name}",
+            {"model": record.name, "format": record.format}), "event")
+        return record.name
+
+    def _start_and_evaluate(self, claim: lifecycle.Claim) -> EvalResult | str:
+        """The evaluation's result (`trainer.evaluate`, the held-out eval's code path), or its
+        final status when it failed. A resumed evaluation starts again from its first row (its
+        samples and metrics are upserted, so the rows it wrote before are overwritten alike)."""
+        try:
+            config, batches = build_eval_config(self.engine, self.job_id, self.settings)
+        except Exception as exc:  # deleted dataset, removed model
+            if is_transient(exc):
+                raise
+            return self.finish(JobStatus.failed, "could not start",
+                               error=self._public(describe_error(exc)))
+        if claim.resumed:
+            self.tx(lambda conn: events.record_event(
+                conn, self.job_id, "resumed", "evaluating again from the first row"), "event")
+        from trainer.evaluate import evaluate
+
+        # Every sample is kept: an evaluation's samples are its per-row results.
+        sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
+                            retry_seconds=self.ws.db_retry_seconds, max_steps=batches)
+        try:
+            return evaluate(config, sink, should_stop=self.should_stop, on_status=self.on_status)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            return self._failed(exc)
+        finally:
+            sink.close()
+            _free_accelerator_memory()
+
+    def _after_eval(self, result: EvalResult) -> str:
+        s = result.summary
+        data = {**s.metrics(), "seconds": result.seconds}
+        if not result.stopped:
+            return self.finish(JobStatus.succeeded, f"evaluated {s.rows} rows x "
+                               f"{s.samples_per_prompt}: accuracy {s.accuracy:.3g}", data=data)
+        return self._stopped(data, f"after {s.rows} rows")
 
     def _start_and_train(self, claim: lifecycle.Claim) -> TrainResult | str:
         """The trainer's result, or the job's final status when it failed."""
@@ -217,6 +320,7 @@ class JobRunner:
                 raise
             return self.finish(JobStatus.failed, "could not start",
                                error=self._public(describe_error(exc)))
+        self.export_model = config.export_model
         if claim.resumed:
             def where_and_why(conn) -> tuple[int | None, bool]:
                 return (lifecycle.latest_checkpoint_step(conn, self.job_id),
@@ -232,7 +336,8 @@ class JobRunner:
         if self.train_fn is not None:
             train_fn = self.train_fn
         elif config.num_processes > 1:  # ranks under torchrun, rank 0 writes (worker/distributed.py)
-            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws)
+            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws,
+                                cancelled=self.cancel_requested)
         else:
             from trainer.loop import train as train_fn
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
@@ -246,30 +351,49 @@ class JobRunner:
         except LeaseLost:  # the job is another worker's now: failing it would overwrite its run
             raise
         except Exception as exc:
-            if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
-                raise
-            # One line in the worker's console; the traceback is in the failed event's data.
-            log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
-            log.debug("job %s traceback", self.job_id, exc_info=True)
-            message = self._public(describe_error(exc))
-            # A rank's traceback is the one that says what broke, not the launcher's.
-            trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
-            return self.finish(JobStatus.failed, message, error=message,
-                               data={"traceback": self._public(trace[-4000:])})
+            return self._failed(exc)
         finally:
             sink.close()
             _free_accelerator_memory()
 
-    def _after_train(self, result: TrainResult) -> str:
+    def _failed(self, exc: Exception) -> str:
+        """Mark the job failed with `exc` (the run's fault, not the worker's); a transient database
+        error is raised instead: the database stayed away past db_retry_seconds, so the job is
+        left resumable."""
+        if is_transient(exc):
+            raise exc
+        # One line in the worker's console; the traceback is in the failed event's data.
+        log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
+        log.debug("job %s traceback", self.job_id, exc_info=True)
+        message = self._public(describe_error(exc))
+        # A rank's traceback is the one that says what broke, not the launcher's.
+        trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
+        return self.finish(JobStatus.failed, message, error=message,
+                           data={"traceback": self._public(trace[-4000:])})
+
+    def _after_train(self, result: TrainResult, exported: str | None = None) -> str:
         summary = {"steps": result.steps, "initial_eval_accuracy": result.initial_eval_accuracy,
                    "final_eval_accuracy": result.final_eval_accuracy, "seconds": result.seconds}
         if not result.stopped:
-            return self.finish(JobStatus.succeeded, f"finished {summary['steps']} steps", data=summary)
+            def succeed(conn) -> None:
+                lifecycle.transition(conn, self.job_id, JobStatus.succeeded,
+                                     message=f"finished {summary['steps']} steps",
+                                     data={**summary, "fine_tuned_model": exported})
+                if exported is not None:
+                    conn.execute(update(Job).where(Job.id == self.job_id)
+                                 .values(fine_tuned_model=exported))
+
+            self.tx(succeed, f"status {JobStatus.succeeded}")
+            return JobStatus.succeeded
+        return self._stopped(summary, f"after {summary['steps']} steps")
+
+    def _stopped(self, summary: dict[str, Any], where: str) -> str:
+        """A run that stopped early: cancelled when the user asked, else the worker is shutting
+        down, so the lease is given back and `JobInterrupted` requeues the job."""
         with self.engine.connect() as conn:
             cancelled = lifecycle.cancel_requested(conn, self.job_id, self.epoch)
         if cancelled:
-            return self.finish(JobStatus.cancelled, f"cancelled after {summary['steps']} steps",
-                               data=summary)
+            return self.finish(JobStatus.cancelled, f"cancelled {where}", data=summary)
 
         def give_back(conn) -> None:
             events.record_event(conn, self.job_id, "interrupted",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
@@ -15,8 +15,11 @@ from api.schemas import (
     HistogramPublic,
     HistogramsPublic,
     MetricsPublic,
+    ModelExport,
+    ModelPublic,
 )
 from core.jobs.service import get_job
+from core.services import catalog, exports
 from core.services import metrics as service
 from core.services.errors import Invalid
 
@@ -80,3 +83,14 @@ def download_checkpoint(job_id: str, checkpoint_id: str, user: CurrentUser, sess
     name = f"{job.id}-step-{checkpoint.step:06d}"
     return StreamingResponse(service.iter_tar(path, name), media_type="application/x-tar",
                              headers={"Content-Disposition": f'attachment; filename="{name}.tar"'})
+
+
+@router.post("/checkpoints/{checkpoint_id}/export", response_model=ModelPublic, status_code=201,
+             responses={**ERRORS, **{code: {"model": ErrorBody} for code in (409, 507)}})
+def export_checkpoint(job_id: str, checkpoint_id: str, user: CurrentUser, session: SessionDep,
+                      settings: SettingsDep, body: Annotated[ModelExport | None, Body()] = None) -> ModelPublic:
+    """Export a checkpoint as a model of yours (usable as a job's `model`); LoRA merged by default."""
+    body = body or ModelExport()
+    record = exports.export_job_checkpoint(session, settings, user.id, job_id, checkpoint_id,
+                                           name=body.name, merge_lora=body.merge_lora)
+    return ModelPublic(**catalog.model_details(catalog.get_model(session, settings, user.id, record.name)))

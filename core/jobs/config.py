@@ -2,8 +2,8 @@
 stored job into the config the trainer runs.
 
 Choices:
-- `resolve_train_config` is the only place the server fields are filled (`model` from the model
-  roots, `dataset` from storage, `run_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
+- `resolve_train_config` is the only place the server fields are filled (`model` and, for an
+  adapter model, `base_model` from the catalogue as the job's owner sees it, `dataset` from storage, `run_dir` = `Settings.job_run_dir`, `priors_cache_dir` =
   `<storage dir>/priors/<owner id>`, shared by one owner's jobs on the same model and data, never
   across owners: a cache hit would tell a user that someone else trained on the same rows). The
   API calls it when a job is created, so a bad field fails at POST time with its name, and the
@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from sqlalchemy.orm import Session
 
 from core.jobs.limits import big_integer
 from core.models import Dataset
@@ -40,7 +42,7 @@ from trainer.config import TrainConfig, format_validation_error
 from trainer.model_defaults import ModelDefaultsError, apply_model_defaults, read_model_defaults
 
 # Filled by `resolve_train_config`, never stored with the job.
-SERVER_FIELDS = ("model", "dataset", "run_dir", "priors_cache_dir")
+SERVER_FIELDS = ("model", "base_model", "dataset", "run_dir", "priors_cache_dir")
 # Refused in a user's config: the server fields, and `output_dir`, `run_dir`'s former name.
 REFUSED_FIELDS = (*SERVER_FIELDS, "output_dir")
 # Server paths a user may send only as null (the value older job rows return).
@@ -56,7 +58,7 @@ def _param_of(error: ErrorDetails) -> str:
     return f"config.{loc}" if loc else "config"
 
 
-def _non_finite(value: Any, path: str) -> str | None:
+def non_finite(value: Any, path: str) -> str | None:
     """Path of the first NaN/Infinity in a JSON value (Python's json accepts them; JSON does not).
 
     Iterative: the body's nesting is bounded only by the request size."""
@@ -77,7 +79,7 @@ def check_user_config(config: dict[str, Any]) -> None:
     for key in dict.fromkeys((*REFUSED_FIELDS, *NULLABLE_FIELDS)):
         if key in config and (key not in NULLABLE_FIELDS or config[key] is not None):
             raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
-    if bad := _non_finite(config, "config"):
+    if bad := non_finite(config, "config"):
         raise Invalid(f"{bad} must be a finite number (NaN and Infinity are not JSON)", bad)
     if bad := big_integer(config, "config"):
         raise Invalid(f"{bad} is out of range (integers are limited to +-2**53)", bad)
@@ -96,11 +98,11 @@ def validate_train_config(fields: dict[str, Any]) -> TrainConfig:
     return train_config
 
 
-def model_defaults(settings: Settings, model: str) -> dict[str, Any]:
-    """The config defaults model `model` recommends ({} if none); 404/422 for an unknown model or
-    an unusable `basis_defaults.json` (named, so the admin knows which file to fix)."""
+def model_defaults(path: Path, model: str) -> dict[str, Any]:
+    """The config defaults the model directory `path` (named `model`) recommends ({} if none);
+    Invalid for an unusable `basis_defaults.json` (named, so the admin knows which file to fix)."""
     try:
-        return read_model_defaults(resolve_model(settings, model))
+        return read_model_defaults(path)
     except ModelDefaultsError as exc:
         raise Invalid(f"model {model!r} has unusable training defaults: {exc}", "model") from None
 
@@ -126,16 +128,18 @@ def blame_model_defaults(exc: Invalid, model: str, filled: list[str]) -> Invalid
     return exc
 
 
-def resolve_train_config(settings: Settings, job_id: str, model: str, dataset: Dataset,
-                         config: dict[str, Any]) -> TrainConfig:
+def resolve_train_config(session: Session, settings: Settings, job_id: str, model: str,
+                         dataset: Dataset, config: dict[str, Any]) -> TrainConfig:
     """The `TrainConfig` job `job_id` runs: its stored (or submitted) `config` over the model's
-    recommended defaults, plus this machine's server fields; 404/422 for an unknown model,
-    Invalid naming the field for a bad config."""
-    defaults = model_defaults(settings, model)
+    recommended defaults, plus this machine's server fields; 404/422 for a model its owner (the
+    dataset's) cannot use, Invalid naming the field for a bad config."""
+    resolved = resolve_model(session, settings, dataset.owner_id, model)
+    defaults = model_defaults(resolved.path, model)
     try:
         return validate_train_config({
             **apply_model_defaults(defaults, config),
-            "model": str(resolve_model(settings, model)),
+            "model": str(resolved.path),
+            "base_model": str(resolved.base) if resolved.base is not None else None,
             "dataset": str(dataset_path(settings, dataset)),
             "run_dir": str(settings.job_run_dir(job_id)),
             # Per owner: a shared cache hit would tell one user that another trained on the same rows.

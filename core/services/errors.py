@@ -32,6 +32,13 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class Forbidden(DomainError):
+    """The caller may see the resource but not do this to it (delete a shared model, not admin)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class Conflict(DomainError):
     """The resource's state forbids the action (cancel a finished job, delete a dataset in use)."""
 
@@ -72,3 +79,10 @@ class Unauthorized(DomainError):
 
     status = 401
     code = "unauthorized"
+
+
+class Upstream(DomainError):
+    """A server we depend on (the Hugging Face hub) failed or could not be reached."""
+
+    status = 502
+    code = "upstream_error"

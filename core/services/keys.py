@@ -39,9 +39,12 @@ def get_or_create_user(session: Session, name: str) -> User:
     return user
 
 
-def create_key(session: Session, user_name: str) -> tuple[ApiKey, str]:
-    """A new key for `user_name` (user created if needed); returns the row and the secret."""
+def create_key(session: Session, user_name: str, *, admin: bool = False) -> tuple[ApiKey, str]:
+    """A new key for `user_name` (user created if needed; made an admin when `admin`, never
+    demoted here); returns the row and the secret."""
     user = get_or_create_user(session, user_name)
+    if admin:
+        user.is_admin = True
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(user_id=user.id, prefix=secret[:PREFIX_LEN], key_hash=hash_key(secret))
     session.add(key)
@@ -63,6 +66,17 @@ def revoke_key(session: Session, prefix: str) -> int:
     if result.rowcount == 0:
         raise NotFound(f"no active key with prefix {prefix[:PREFIX_LEN]!r}", param="prefix")
     return result.rowcount
+
+
+def set_admin(session: Session, user_name: str, admin: bool = True) -> User:
+    """Make an existing user an admin (pull and delete shared models), or revoke that."""
+    user = session.scalar(select(User).where(User.name == user_name.strip()))
+    if user is None:
+        raise NotFound(f"no user {user_name!r}; `basis admin create-key --name NAME --admin` creates one",
+                       param="name")
+    user.is_admin = admin
+    session.flush()
+    return user
 
 
 def list_keys(session: Session) -> list[tuple[ApiKey, User]]:

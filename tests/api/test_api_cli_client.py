@@ -4,26 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from cli.main import main
-from core.settings import get_settings
-
-
-@pytest.fixture
-def basis(client, alice, monkeypatch, capsys):
-    """`basis(*argv)` -> (exit status, stdout, stderr), authenticated as alice."""
-    monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))
-    get_settings.cache_clear()
-
-    def run(*argv: str):
-        status = main(list(argv), http=client)
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    yield run
-    get_settings.cache_clear()
-
 
 def test_upload_create_follow_cancel(basis, tmp_path, model_dir):
     data = tmp_path / "train.jsonl"
@@ -33,7 +13,9 @@ def test_upload_create_follow_cancel(basis, tmp_path, model_dir):
     dataset = json.loads(out)
     assert dataset["rows"] == 2
     assert dataset["id"] in basis("datasets", "list")[1]
-    assert basis("models", "list")[1].split() == ["tiny"]
+    assert [line.split()[:3] for line in basis("models", "list")[1].splitlines()] == [["tiny", "local", "full"]]
+    assert [m["id"] for m in json.loads(basis("models", "list", "--json")[1])] == ["tiny"]
+    assert json.loads(basis("models", "get", "tiny")[1])["source"] == "local"
 
     config = tmp_path / "config.yaml"
     config.write_text("estimator: basis\nmax_steps: 5\nsampling:\n  temperature: 0.9\n")

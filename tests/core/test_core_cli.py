@@ -51,3 +51,26 @@ def test_create_key_before_migrate_says_what_to_do(monkeypatch, tmp_path, capsys
     finally:
         get_settings.cache_clear()
     assert "basis admin migrate" in capsys.readouterr().err
+
+
+def test_admin_users_from_create_key_and_set_admin(env, capsys):
+    assert main(["admin", "create-key", "root", "--admin"]) == 0
+    admin_secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["admin", "create-key", "--name", "dave"]) == 0
+    user_secret = capsys.readouterr().out.strip().splitlines()[-1]
+    with session_scope() as session:
+        assert authenticate(session, admin_secret).is_admin is True
+        assert authenticate(session, user_secret).is_admin is False
+    assert main(["admin", "list-keys"]) == 0
+    listing = capsys.readouterr().out
+    assert any("root" in line and "admin" in line for line in listing.splitlines())
+    assert main(["admin", "set-admin", "dave"]) == 0
+    with session_scope() as session:
+        assert authenticate(session, user_secret).is_admin is True
+    assert main(["admin", "set-admin", "dave", "--revoke"]) == 0
+    with session_scope() as session:
+        assert authenticate(session, user_secret).is_admin is False
+    assert main(["admin", "set-admin", "nobody"]) == 1
+    assert "no user 'nobody'" in capsys.readouterr().err
+    assert main(["admin", "create-key"]) == 1  # no name
+    assert "user name" in capsys.readouterr().err

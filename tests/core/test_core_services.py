@@ -61,18 +61,18 @@ def test_jsonl_accepts_chat_prompts_and_numbers():
     assert validate_jsonl("\n".join(json.dumps(r) for r in rows).encode(), **LIMITS) == 2
 
 
-def test_model_names_never_become_paths(settings, tmp_path):
+def test_model_names_never_become_paths(session, settings, tmp_path):
     (settings.model_roots[0] / "m").mkdir(parents=True)
     (settings.model_roots[0] / "m" / "config.json").write_text("{}")
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "config.json").write_text("{}")
-    assert list(list_models(settings)) == ["m"]
-    assert resolve_model(settings, "m") == settings.model_roots[0] / "m"
+    assert [m.name for m in list_models(session, settings, "user_x")] == ["m"]
+    assert resolve_model(session, settings, "user_x", "m").path == settings.model_roots[0] / "m"
     for bad in ("../outside", "/etc", "m/../../outside", "..", "a/b/c", "", "m\x00"):
         with pytest.raises(Invalid):
-            resolve_model(settings, bad)
+            resolve_model(session, settings, "user_x", bad)
     with pytest.raises(NotFound):
-        resolve_model(settings, "outside")
+        resolve_model(session, settings, "user_x", "outside")
 
 
 def _job(session, owner: User, status: str = JobStatus.queued) -> Job:

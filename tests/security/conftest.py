@@ -19,10 +19,22 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.db import session_scope
-from core.models import AdvantageHistogram, Checkpoint, Metric, new_id
+from core.jobs.evals import create_eval
+from core.models import (
+    AdvantageHistogram,
+    Checkpoint,
+    Metric,
+    ModelRecord,
+    RolloutSample,
+    User,
+    new_id,
+)
 from core.services.keys import create_key
 
 PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/health/ready")}
+# Routes for administrators only (api.deps.AdminUser): a user's valid key gets 403 (test_admin.py).
+# They act on shared things (hub pulls), so they are not part of the per-owner isolation check.
+ADMIN_ONLY = {("POST", "/v1/models"), ("GET", "/v1/model-pulls"), ("GET", "/v1/model-pulls/{pull_id}")}
 GOOD_JSONL = "".join(json.dumps({"prompt": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
                      for i in range(4)).encode()
 
@@ -89,7 +101,8 @@ def client(app) -> Iterator[TestClient]:
 
 def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str) -> Owner:
     with session_scope(app.state.engine) as session:
-        _, secret = create_key(session, name)
+        key, secret = create_key(session, name)
+        user_id = key.user_id
     owner = Owner(name, secret)
     upload = client.post("/v1/datasets", headers=owner.headers,
                          files={"file": (f"{name}.jsonl", private_jsonl(name), "application/jsonl")})
@@ -107,7 +120,28 @@ def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str
         session.add(AdvantageHistogram(job_id=job_id, step=1, edges=[-1.0, 1.0], counts=[2]))
         session.add(Checkpoint(id=checkpoint_id, job_id=job_id, step=1,
                                path=str(ckpt_dir.relative_to(settings.storage_dir)), bytes=100))
-    owner.ids = {"dataset_id": upload.json()["id"], "job_id": job_id, "checkpoint_id": checkpoint_id}
+        # An evaluation, made through the service (not enqueued: the tests count enqueued jobs),
+        # with what its worker would have written.
+        evaluation = create_eval(session, settings, session.get(User, user_id), model="tiny",
+                                 dataset_id=upload.json()["id"], options={"reward": "exact"})
+        session.add(Metric(job_id=evaluation.id, name="eval/rows", step=1, value=1.0))
+        session.add(RolloutSample(job_id=evaluation.id, step=1, index=0, prompt_id="p",
+                                  prompt=f"secret-of-{name}", completion=f"secret-of-{name}",
+                                  answer="2", reward=1.0, advantage=0.0, baseline=None,
+                                  finish_reason="stop"))
+        eval_id = evaluation.id
+    # An exported model of theirs (what POST .../export writes): `{name}` routes, and the listing.
+    model_name = f"ft/secret-of-{name}-model"
+    model_dir = settings.model_roots[0] / model_name
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text('{"model_type": "qwen2"}')
+    with session_scope(app.state.engine) as session:
+        session.add(ModelRecord(name=model_name, owner_id=user_id, source="export",
+                                source_ref=f"{job_id}/{checkpoint_id}", format="full",
+                                path=model_name, bytes=24, base_model="tiny", job_id=job_id))
+    owner.ids = {"dataset_id": upload.json()["id"], "job_id": job_id, "checkpoint_id": checkpoint_id,
+                 "name": model_name, "eval_id": eval_id,
+                 "pull_id": new_id("pull")}  # pulls are the admins', never an owner's: any id
     return owner
 
 
@@ -123,6 +157,13 @@ def request_for(method: str, path: str, owner_ids: dict[str, str]) -> dict[str, 
     so a response is about who asks, never about a malformed request."""
     if (method, path) == ("POST", "/v1/jobs"):
         return {"json": {"dataset_id": owner_ids["dataset_id"], "model": "tiny", "config": JOB_CONFIG}}
+    if (method, path) == ("POST", "/v1/evals"):
+        return {"json": {"model": "tiny", "dataset_id": owner_ids["dataset_id"], "reward": "exact"}}
     if (method, path) == ("POST", "/v1/datasets"):
         return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/jsonl")}}
+    if (method, path) == ("POST", "/v1/models"):
+        return {"json": {"repo_id": "org/tiny"}}
+    if (method, path) == ("POST", "/v1/datasets/import"):
+        return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/octet-stream")},
+                "data": {"prompt_field": "prompt", "answer_field": "answer"}}
     return {}

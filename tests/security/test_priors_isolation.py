@@ -14,7 +14,7 @@ def test_each_owner_has_its_own_priors_cache(world, settings):
         for owner in (world.alice, world.bob):
             job = session.get(Job, owner.ids["job_id"])
             dataset = session.get(Dataset, job.dataset_id)
-            config = resolve_train_config(settings, job.id, job.model, dataset, job.config)
+            config = resolve_train_config(session, settings, job.id, job.model, dataset, job.config)
             dirs[owner.name] = config.priors_cache_dir
             assert config.priors_cache_dir.endswith(f"priors/{dataset.owner_id}")
     assert dirs["alice"] != dirs["bob"]

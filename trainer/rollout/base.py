@@ -11,6 +11,9 @@ Choices:
   raw logits.
 - `SamplingParams.seed` makes a call deterministic by itself: the engine derives all its randomness
   from it and leaves the global RNG untouched, so a resumed run draws the same rollouts.
+- `generate(..., stop=event)`: an engine checks the event while it generates (`hf`: between
+  tokens) and raises `trainer.interrupt.GenerationInterrupted` once it is set, so a cancel does not
+  wait for a long generation to finish (the loop's StopWatch sets it; trainer/interrupt.py).
 - `generate(..., progress=fn)` calls `fn(done, total)` (rollouts) as it goes, for long calls such
   as the BASIS priors phase (n0 rollouts of every prompt). It must not change what is drawn: the
   hf engine reports between the batches it makes anyway; vLLM, one batched call, reports at the end.
@@ -26,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import threading
+
     import torch
 
 
@@ -74,9 +79,12 @@ class Rollout:
 class RolloutEngine(Protocol):
     def generate(
         self, prompts: list[list[int]], n: int, params: SamplingParams,
+        stop: threading.Event | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order; `progress(done, total)` as it goes."""
+        """len(prompts) * n rollouts, prompt-major order; raises GenerationInterrupted once
+        `stop` is set (checked while generating, as often as the engine can); `progress(done,
+        total)` as it goes."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> float:

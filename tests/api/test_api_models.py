@@ -1,0 +1,167 @@
+"""The model catalogue per user: the directory scan, shared records and owned exports, and DELETE.
+
+Records are inserted as the export and pull services write them (a directory under the first models
+root plus a row); the export itself is tested in tests/worker/test_export.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from sqlalchemy import select, update
+
+from core.models import Job, ModelRecord, User
+
+
+def _record(app, settings, name: str, *, owner: str | None, source: str = "export",
+            fmt: str = "full", base: str | None = "tiny") -> None:
+    path = settings.model_roots[0] / name
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"]}')
+    with app.state.sessionmaker() as session:
+        owner_id = session.scalar(select(User.id).where(User.name == owner)) if owner else None
+        session.add(ModelRecord(name=name, owner_id=owner_id, source=source, source_ref="x",
+                                format=fmt, path=name, bytes=40, base_model=base,
+                                architecture="Qwen2ForCausalLM", parameter_count=7))
+        session.commit()
+
+
+def _names(client, headers) -> list[str]:
+    response = client.get("/v1/models", headers=headers)
+    assert response.status_code == 200, response.text
+    return [m["id"] for m in response.json()["data"]]
+
+
+def test_an_export_is_its_owners_alone(client, app, settings, model_dir, alice, bob, dataset, create_job):
+    _record(app, settings, "ft/alice-1", owner="alice")
+    _record(app, settings, "org/shared", owner=None, source="hub", base=None)
+    assert _names(client, alice) == ["ft/alice-1", "org/shared", "tiny"]
+    assert _names(client, bob) == ["org/shared", "tiny"]  # the scan does not list alice's directory
+
+    mine = client.get("/v1/models/ft/alice-1", headers=alice).json()
+    assert (mine["source"], mine["owned"], mine["owned_by"], mine["format"]) == ("export", True, "you", "full")
+    assert (mine["base_model"], mine["parameter_count"], mine["bytes"]) == ("tiny", 7, 40)
+    theirs = client.get("/v1/models/ft/alice-1", headers=bob)
+    unknown = client.get("/v1/models/ft/nobody-1", headers=bob)
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.json()["error"] == {**unknown.json()["error"],
+                                      "message": unknown.json()["error"]["message"].replace("nobody", "alice")}
+    assert "ft/alice-1" not in client.get("/v1/models", headers=bob).text
+
+    # Using it: alice may train on it, bob gets the same 404 as for a model that does not exist.
+    assert create_job(alice, dataset["id"], model="ft/alice-1").status_code == 201
+    bob_data = client.post("/v1/datasets", headers=bob,
+                           files={"file": ("b.jsonl", b'{"prompt": "1+1", "answer": "2"}\n' * 5)}).json()
+    refused = create_job(bob, bob_data["id"], model="ft/alice-1")
+    assert refused.status_code == 404 and refused.json()["error"]["param"] == "model"
+    assert client.delete("/v1/models/ft/alice-1", headers=bob).status_code == 404
+    assert (settings.model_roots[0] / "ft" / "alice-1").is_dir()
+
+
+def test_local_models_are_described_from_their_files(client, settings, model_dir, alice):
+    (model_dir / "tokenizer_config.json").write_text('{"chat_template": "{{ x }}"}')
+    tiny = client.get("/v1/models/tiny", headers=alice).json()
+    assert (tiny["source"], tiny["owned"], tiny["format"], tiny["chat_template"]) == ("local", False, "full", True)
+    assert tiny["architecture"] == "qwen2" and tiny["bytes"] > 0 and tiny["revision"] is None
+    bad = client.get("/v1/models/..%2F..%2Fetc", headers=alice)
+    assert bad.status_code in (404, 422)
+
+
+def test_delete_rules(client, app, settings, model_dir, alice, bob, dataset, create_job):
+    _record(app, settings, "ft/alice-1", owner="alice")
+    _record(app, settings, "org/shared", owner=None, source="hub", base=None)
+
+    hand_copied = client.delete("/v1/models/tiny", headers=alice)
+    assert hand_copied.status_code == 403 and hand_copied.json()["error"]["code"] == "forbidden"
+    shared = client.delete("/v1/models/org/shared", headers=alice)
+    assert shared.status_code == 403 and "admin" in shared.json()["error"]["message"]
+
+    job = create_job(alice, dataset["id"], model="ft/alice-1").json()
+    busy = client.delete("/v1/models/ft/alice-1", headers=alice)
+    assert busy.status_code == 409 and job["id"] in busy.json()["error"]["message"]
+    with app.state.sessionmaker() as session:
+        session.execute(update(Job).where(Job.id == job["id"]).values(status="succeeded"))
+        session.commit()
+    assert client.delete("/v1/models/ft/alice-1", headers=alice).status_code == 204
+    assert not (settings.model_roots[0] / "ft" / "alice-1").exists()
+    assert [p.name for p in (settings.model_roots[0] / "ft").iterdir()] == []  # no hidden leftover
+    assert client.get("/v1/models/ft/alice-1", headers=alice).status_code == 404
+
+    with app.state.sessionmaker() as session:
+        session.execute(update(User).where(User.name == "bob").values(is_admin=True))
+        session.commit()
+    assert client.delete("/v1/models/org/shared", headers=bob).status_code == 204
+    with app.state.sessionmaker() as session:
+        assert session.scalars(select(ModelRecord.name)).all() == []
+    assert _names(client, alice) == ["tiny"]
+
+
+def test_a_base_with_an_adapter_on_it_is_not_deleted(client, app, settings, model_dir, alice):
+    _record(app, settings, "ft/base-1", owner="alice")
+    _record(app, settings, "ft/adapter-1", owner="alice", fmt="adapter", base="ft/base-1")
+    refused = client.delete("/v1/models/ft/base-1", headers=alice)
+    assert refused.status_code == 409 and "adapter" in refused.json()["error"]["message"]
+    assert client.delete("/v1/models/ft/adapter-1", headers=alice).status_code == 204
+    assert client.delete("/v1/models/ft/base-1", headers=alice).status_code == 204
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from trainer.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("api-export") / "tiny", layers=1, hidden=64, heads=2)
+
+
+def _full_checkpoint(app, settings, job_id: str, tiny_weights, step: int = 1) -> str:
+    """A full fine-tune checkpoint as the trainer lays it out (`model/`, `state.json`) and its row."""
+    from core.models import Checkpoint, new_id
+
+    ckpt = settings.job_run_dir(job_id) / "checkpoints" / f"step-{step:06d}"
+    shutil.copytree(tiny_weights, ckpt / "model")
+    (ckpt / "state.json").write_text(json.dumps({"step": step}))
+    checkpoint_id = new_id("ckpt")
+    with app.state.sessionmaker() as session:
+        session.add(Checkpoint(id=checkpoint_id, job_id=job_id, step=step,
+                               path=str(ckpt.relative_to(settings.storage_dir)), bytes=1))
+        session.commit()
+    return checkpoint_id
+
+
+def test_export_route_client_and_cli(client, app, settings, alice, bob, job, tiny_weights, basis):
+    checkpoint_id = _full_checkpoint(app, settings, job["id"], tiny_weights)
+    url = f"/v1/jobs/{job['id']}/checkpoints/{checkpoint_id}/export"
+    made = client.post(url, headers=alice)
+    assert made.status_code == 201, made.text
+    model = made.json()
+    assert model["id"] == f"ft/{job['id'][-12:]}-step1"
+    assert (model["source"], model["owned"], model["format"], model["job_id"], model["base_model"]) == (
+        "export", True, "full", job["id"], "tiny")
+    assert model["parameter_count"] > 0 and model["bytes"] > 0 and model["created_at"]
+    assert client.post(url, headers=alice).json()["id"] == model["id"]  # the same default export
+    assert model["id"] in _names(client, alice) and model["id"] not in _names(client, bob)
+    assert client.post(url, headers=bob).status_code == 404
+
+    for body, status, param in [({"name": "tiny"}, 409, "name"), ({"name": "../up"}, 422, "name"),
+                                ({"name": model["id"]}, 409, "name"), ({"merge_lora": "x"}, 422, "merge_lora"),
+                                ({"nme": "x"}, 422, "nme")]:
+        response = client.post(url, headers=alice, json=body)
+        assert (response.status_code, response.json()["error"]["param"]) == (status, param), body
+    assert sorted(p.name for p in settings.model_roots[0].iterdir()) == ["ft", "tiny"]  # no staging left
+
+    status, out, _ = basis("jobs", "export", job["id"], "latest", "--name", "alice/by-cli")
+    assert status == 0 and json.loads(out)["id"] == "alice/by-cli"
+    assert json.loads(basis("models", "get", "alice/by-cli")[1])["owned"] is True
+    assert basis("models", "delete", "alice/by-cli")[0] == 0
+    assert "alice/by-cli" not in _names(client, alice)
+    assert not (settings.model_roots[0] / "alice").exists() or not any((settings.model_roots[0] / "alice").iterdir())
+
+    from client import BasisClient, NotFound
+
+    api = BasisClient(http=client, api_key=alice["Authorization"].removeprefix("Bearer "))
+    exported = api.export_checkpoint(job["id"], checkpoint_id, name="alice/typed")
+    assert api.get_model("alice/typed") == exported and api.get_job(job["id"]).fine_tuned_model is None
+    api.delete_model("alice/typed")
+    with pytest.raises(NotFound):
+        api.get_model("alice/typed")
