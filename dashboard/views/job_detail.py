@@ -102,6 +102,13 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def priors_progress(events: list[dict]) -> dict | None:
+    """The newest progress event of the priors phase ("estimating priors: rollouts 2880/28800
+    (10%) ..."), if any."""
+    found = [e for e in events if e["kind"] == "priors" and "progress" in (e.get("data") or {})]
+    return max(found, key=lambda e: e["id"]) if found else None
+
+
 def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
     """Status line, headline numbers, and the job's error or waiting state."""
     cols = st.columns([1.5, 1.5, 1, 1, 1, 1.2])
@@ -131,6 +138,9 @@ def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
         st.info("Queued: waiting for a worker to pick it up.", icon=":material/hourglass_top:")
     elif job["status"] == "estimating_priors":
         st.info("Estimating BASIS priors (offline rollouts) before the first step.", icon=":material/calculate:")
+        events = state.call(state.fetch_events, url, key, job["id"])
+        if latest := priors_progress(events):
+            st.progress(min(1.0, float(latest["data"]["progress"])), text=latest["message"])
     actions(job)
 
 
