@@ -30,6 +30,8 @@ from client.models import (
     CheckpointPublic,
     ComponentsPublic,
     DatasetPublic,
+    EvalPublic,
+    EvalSamplePublic,
     EventPublic,
     Health,
     HistogramPublic,
@@ -94,6 +96,11 @@ EXPORT_CHECKPOINT = Route("POST", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}
 SAMPLES = Route("GET", "/v1/jobs/{job_id}/samples", Page[SamplePublic])
 LOGS = Route("GET", "/v1/jobs/{job_id}/logs", Page[LogLinePublic])
 WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
+CREATE_EVAL = Route("POST", "/v1/evals", EvalPublic)
+LIST_EVALS = Route("GET", "/v1/evals", Page[EvalPublic])
+GET_EVAL = Route("GET", "/v1/evals/{eval_id}", EvalPublic)
+CANCEL_EVAL = Route("POST", "/v1/evals/{eval_id}/cancel", EvalPublic)
+EVAL_SAMPLES = Route("GET", "/v1/evals/{eval_id}/samples", Page[EvalSamplePublic])
 
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
@@ -101,7 +108,8 @@ ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
         HEALTH, READY, UPLOAD_DATASET, IMPORT_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         GET_MODEL, DELETE_MODEL, PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
-        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS)}
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS,
+        CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES)}
 
 
 class ApiError(Exception):
@@ -445,3 +453,47 @@ class BasisClient:
     def checkpoint_url(self, job_id: str, checkpoint_id: str) -> str:
         """Direct URL of a checkpoint archive (needs the key as a Bearer header)."""
         return f"{self.base_url}/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content"
+
+    # -- evaluations ----------------------------------------------------------------------------
+
+    def create_eval(self, *, model: str, dataset_id: str, queue: str | None = None,
+                    **options: Any) -> EvalPublic:
+        """`POST /v1/evals`: evaluate `model` on a dataset; `options` are the evaluation's fields
+        (`reward`, `samples_per_prompt`, `temperature`, `max_new_tokens`, `max_rows`, ...). A bad
+        field raises `ApiError` whose `param` names it."""
+        body: dict[str, Any] = {"model": model, "dataset_id": dataset_id, **options}
+        if queue:
+            body["queue"] = queue
+        return self._call(CREATE_EVAL, json=body)
+
+    def list_evals(self, *, status: str | None = None, limit: int = 100,
+                   after: str | None = None) -> Page[EvalPublic]:
+        """One page of evaluations, newest first."""
+        return self._call(LIST_EVALS, params=_params(status=status, limit=limit, after=after))
+
+    def evals(self, *, status: str | None = None, page_size: int = 100,
+              max_items: int | None = 1000) -> list[EvalPublic]:
+        """Evaluations, newest first, following cursors (at most `max_items`)."""
+        return list(follow_pages(lambda after: self.list_evals(status=status, limit=page_size,
+                                                               after=after), max_items=max_items))
+
+    def get_eval(self, eval_id: str) -> EvalPublic:
+        """An evaluation with its results so far (`results` is null before its first batch)."""
+        return self._call(GET_EVAL, {"eval_id": eval_id})
+
+    def cancel_eval(self, eval_id: str) -> EvalPublic:
+        return self._call(CANCEL_EVAL, {"eval_id": eval_id})
+
+    def list_eval_samples(self, eval_id: str, *, row: int | None = None, after: int | None = None,
+                          limit: int = 100) -> Page[EvalSamplePublic]:
+        """Per-row completions and rewards (of one `row` if given) with id > `after`."""
+        return self._call(EVAL_SAMPLES, {"eval_id": eval_id},
+                          params=_params(row=row, after=after, limit=limit))
+
+    def eval_samples(self, eval_id: str, *, row: int | None = None,
+                     max_items: int = 1000) -> list[EvalSamplePublic]:
+        """Completions of an evaluation (of one `row`), in row order, following cursors."""
+        return list(follow_pages(
+            lambda cursor: self.list_eval_samples(eval_id, row=row,
+                                                  after=None if cursor is None else int(cursor)),
+            max_items=max_items))

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     job_max_cpu_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, gt=0,
         description="Most torch CPU threads per job; default: this machine's cores.")
+    eval_max_samples: int = Field(
+        200_000, gt=0, description="Most samples (rows x samples_per_prompt) of one evaluation.")
     job_devices: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["auto", "cpu"],
         description="Comma list of `device` values jobs may ask for; add cuda where workers have GPUs.")

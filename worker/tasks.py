@@ -46,14 +46,15 @@ from sqlalchemy.orm import Session
 from core.db import get_engine, is_transient, run_in_transaction
 from core.jobs import events, lifecycle
 from core.jobs.config import resolve_train_config
+from core.jobs.evals import resolve_eval_config
 from core.jobs.lifecycle import LeaseLost, hold_lease
 from core.models import Dataset, Job
 from core.queue import RUN_JOB
 from core.services import exports
 from core.services.errors import NotFound
 from core.settings import Settings, get_settings
-from core.status import JobStatus
-from trainer.config import TrainConfig
+from core.status import JobKind, JobStatus
+from trainer.config import EvalConfig, TrainConfig
 from worker import capabilities
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
@@ -61,6 +62,7 @@ from worker.distributed import Launcher, RankFailed
 from worker.sink import DatabaseSink
 
 if TYPE_CHECKING:  # the loop imports torch; the worker loads it only when a job runs
+    from trainer.evaluate import EvalResult
     from trainer.loop import TrainResult
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,24 @@ def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Train
         if dataset is None:
             raise NotFound(f"the dataset of job {job_id} was deleted", "dataset_id")
         return resolve_train_config(session, settings, job_id, job.model, dataset, job.config)
+
+
+def build_eval_config(engine: Engine, job_id: str, settings: Settings) -> tuple[EvalConfig, int | None]:
+    """An evaluation's `EvalConfig` on this machine's paths (`core.jobs.evals.resolve_eval_config`,
+    the resolution the API validated it with), and the number of batches it logs."""
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"evaluation {job_id} disappeared while starting")
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        if dataset is None:
+            raise NotFound(f"the dataset of evaluation {job_id} was deleted", "dataset_id")
+        return resolve_eval_config(session, settings, job.model, dataset, job.config), job.max_steps
+
+
+def job_kind(engine: Engine, job_id: str) -> str:
+    with engine.connect() as conn:
+        return conn.scalar(select(Job.kind).where(Job.id == job_id)) or JobKind.train
 
 
 class _Heartbeat:
@@ -144,8 +164,11 @@ class JobRunner:
                                   what=f"job {self.job_id} {what}")
 
     def should_stop(self) -> bool:
-        if self.stop.is_set():
-            return True
+        """The trainer's stop check: a warm shutdown or a user's cancel. The trainer asks it
+        before each step and, in a one-process job, every 0.5 s while it generates or scores."""
+        return self.stop.is_set() or self.cancel_requested()
+
+    def cancel_requested(self) -> bool:
         try:
             with self.engine.connect() as conn:  # raises LeaseLost before a step of a lost job
                 return lifecycle.cancel_requested(conn, self.job_id, self.epoch)
@@ -188,6 +211,10 @@ class JobRunner:
         # trainer (torch), which on a busy machine can outlast `stale_after_seconds`, and a claimed
         # job that stays silent that long is taken over by another worker while this one runs it.
         # It stops before `_after_train`, whose release must not be overwritten by a late beat.
+        if job_kind(self.engine, self.job_id) == JobKind.eval:  # a second kind of work, same lease
+            with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
+                evaluated = self._start_and_evaluate(claim)
+            return evaluated if isinstance(evaluated, str) else self._after_eval(evaluated)
         with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
             outcome = self._start_and_train(claim)
             exported = None
@@ -225,6 +252,43 @@ class JobRunner:
             {"model": record.name, "format": record.format}), "event")
         return record.name
 
+    def _start_and_evaluate(self, claim: lifecycle.Claim) -> EvalResult | str:
+        """The evaluation's result (`trainer.evaluate`, the held-out eval's code path), or its
+        final status when it failed. A resumed evaluation starts again from its first row (its
+        samples and metrics are upserted, so the rows it wrote before are overwritten alike)."""
+        try:
+            config, batches = build_eval_config(self.engine, self.job_id, self.settings)
+        except Exception as exc:  # deleted dataset, removed model
+            if is_transient(exc):
+                raise
+            return self.finish(JobStatus.failed, "could not start",
+                               error=self._public(describe_error(exc)))
+        if claim.resumed:
+            self.tx(lambda conn: events.record_event(
+                conn, self.job_id, "resumed", "evaluating again from the first row"), "event")
+        from trainer.evaluate import evaluate
+
+        # Every sample is kept: an evaluation's samples are its per-row results.
+        sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
+                            retry_seconds=self.ws.db_retry_seconds, max_steps=batches)
+        try:
+            return evaluate(config, sink, should_stop=self.should_stop, on_status=self.on_status)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            return self._failed(exc)
+        finally:
+            sink.close()
+            _free_accelerator_memory()
+
+    def _after_eval(self, result: EvalResult) -> str:
+        s = result.summary
+        data = {**s.metrics(), "seconds": result.seconds}
+        if not result.stopped:
+            return self.finish(JobStatus.succeeded, f"evaluated {s.rows} rows x "
+                               f"{s.samples_per_prompt}: accuracy {s.accuracy:.3g}", data=data)
+        return self._stopped(data, f"after {s.rows} rows")
+
     def _start_and_train(self, claim: lifecycle.Claim) -> TrainResult | str:
         """The trainer's result, or the job's final status when it failed."""
         try:
@@ -250,7 +314,8 @@ class JobRunner:
         if self.train_fn is not None:
             train_fn = self.train_fn
         elif config.num_processes > 1:  # ranks under torchrun, rank 0 writes (worker/distributed.py)
-            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws)
+            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws,
+                                cancelled=self.cancel_requested)
         else:
             from trainer.loop import train as train_fn
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
@@ -263,19 +328,25 @@ class JobRunner:
         except LeaseLost:  # the job is another worker's now: failing it would overwrite its run
             raise
         except Exception as exc:
-            if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
-                raise
-            # One line in the worker's console; the traceback is in the failed event's data.
-            log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
-            log.debug("job %s traceback", self.job_id, exc_info=True)
-            message = self._public(describe_error(exc))
-            # A rank's traceback is the one that says what broke, not the launcher's.
-            trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
-            return self.finish(JobStatus.failed, message, error=message,
-                               data={"traceback": self._public(trace[-4000:])})
+            return self._failed(exc)
         finally:
             sink.close()
             _free_accelerator_memory()
+
+    def _failed(self, exc: Exception) -> str:
+        """Mark the job failed with `exc` (the run's fault, not the worker's); a transient database
+        error is raised instead: the database stayed away past db_retry_seconds, so the job is
+        left resumable."""
+        if is_transient(exc):
+            raise exc
+        # One line in the worker's console; the traceback is in the failed event's data.
+        log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
+        log.debug("job %s traceback", self.job_id, exc_info=True)
+        message = self._public(describe_error(exc))
+        # A rank's traceback is the one that says what broke, not the launcher's.
+        trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
+        return self.finish(JobStatus.failed, message, error=message,
+                           data={"traceback": self._public(trace[-4000:])})
 
     def _after_train(self, result: TrainResult, exported: str | None = None) -> str:
         summary = {"steps": result.steps, "initial_eval_accuracy": result.initial_eval_accuracy,
@@ -291,11 +362,15 @@ class JobRunner:
 
             self.tx(succeed, f"status {JobStatus.succeeded}")
             return JobStatus.succeeded
+        return self._stopped(summary, f"after {summary['steps']} steps")
+
+    def _stopped(self, summary: dict[str, Any], where: str) -> str:
+        """A run that stopped early: cancelled when the user asked, else the worker is shutting
+        down, so the lease is given back and `JobInterrupted` requeues the job."""
         with self.engine.connect() as conn:
             cancelled = lifecycle.cancel_requested(conn, self.job_id, self.epoch)
         if cancelled:
-            return self.finish(JobStatus.cancelled, f"cancelled after {summary['steps']} steps",
-                               data=summary)
+            return self.finish(JobStatus.cancelled, f"cancelled {where}", data=summary)
 
         def give_back(conn) -> None:
             events.record_event(conn, self.job_id, "interrupted",

@@ -51,7 +51,7 @@ def _param_of(error: ErrorDetails) -> str:
     return f"config.{loc}" if loc else "config"
 
 
-def _non_finite(value: Any, path: str) -> str | None:
+def non_finite(value: Any, path: str) -> str | None:
     """Path of the first NaN/Infinity in a JSON value (Python's json accepts them; JSON does not).
 
     Iterative: the body's nesting is bounded only by the request size."""
@@ -72,7 +72,7 @@ def check_user_config(config: dict[str, Any]) -> None:
     for key in dict.fromkeys((*REFUSED_FIELDS, *NULLABLE_FIELDS)):
         if key in config and (key not in NULLABLE_FIELDS or config[key] is not None):
             raise Invalid(f"config.{key} is chosen by the server; leave it out", f"config.{key}")
-    if bad := _non_finite(config, "config"):
+    if bad := non_finite(config, "config"):
         raise Invalid(f"{bad} must be a finite number (NaN and Infinity are not JSON)", bad)
     if bad := big_integer(config, "config"):
         raise Invalid(f"{bad} is out of range (integers are limited to +-2**53)", bad)
