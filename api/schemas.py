@@ -266,7 +266,8 @@ class ModelPullPublic(BaseModel):
     bytes_total: int
     bytes_done: int = Field(description="Bytes on the server's disk so far.")
     error: ErrorDetail | None = Field(None, description="Why a failed pull failed (nothing was kept).")
-    model: str | None = Field(None, description="The model name in GET /v1/models, once succeeded.")
+    model: ModelPublic | None = Field(None, description="The model as GET /v1/models shows it, once "
+                                      "succeeded (its `revision` is `commit`).")
     created_at: datetime
     finished_at: datetime | None = None
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from cli.errors import CliError
 from client import BasisClient, env_connection
 from client.models import ModelPullPublic
+from client.rest import IMPORT_TIMEOUT
 from client.summary import eval_sample_lines, eval_summary, job_summary, sample_lines
 from core.status import TERMINAL
 
@@ -52,6 +53,28 @@ def datasets_upload(args: argparse.Namespace, api: BasisClient) -> None:
         raise CliError(f"no such file: {path}")
     with open(path, "rb") as handle:
         _print_json(api.upload_dataset(handle, path.name, name=args.name))
+
+
+def datasets_import(args: argparse.Namespace, api: BasisClient) -> None:
+    """A local file (sent with the request) or a hub id, through the field mapping."""
+    if (args.file is None) == (args.hub is None):
+        raise CliError("give a local FILE or --hub ORG/NAME (not both)")
+    mapping: dict[str, Any] = {
+        "answer_field": args.answer_field, "prompt_field": args.prompt_field,
+        "prompt_template": args.template, "system_prompt": args.system,
+        "answer_preset": args.preset, "id_field": args.id_field,
+        "keep_fields": args.keep.split(",") if args.keep else None, "max_rows": args.max_rows,
+        "name": args.name}
+    if args.hub is not None:
+        _print_json(api.import_dataset(hub_id=args.hub, config=args.config, split=args.split,
+                                       revision=args.revision, **mapping))
+        return
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    with open(path, "rb") as handle:
+        _print_json(api.import_dataset(file=handle, filename=path.name, file_format=args.format,
+                                       **mapping))
 
 
 def datasets_list(args: argparse.Namespace, api: BasisClient) -> None:
@@ -269,16 +292,21 @@ def models_pull(args: argparse.Namespace, api: BasisClient) -> None:
         error = pull.error
         raise CliError(f"pull {pull.id} failed: {error.code}: {error.message}" if error
                        else f"pull {pull.id} failed")
-    print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}", file=sys.stderr)
+    model = pull.model
+    if model is not None:
+        params = f"{model.parameter_count:,} parameters" if model.parameter_count is not None else "? parameters"
+        chat = "a chat template" if model.chat_template else "no chat template"
+        print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}: {model.architecture}, "
+              f"{params}, {_mb(model.bytes or 0)}, {chat}", file=sys.stderr)
     print(pull.name)
 
 
-def _client(handler: Handler) -> Callable[[argparse.Namespace], None]:
+def _client(handler: Handler, timeout: float = 60) -> Callable[[argparse.Namespace], None]:
     """Adapt `handler(args, api)` to `func(args)`, building the client lazily (tests pass `http`)."""
     def run(args: argparse.Namespace) -> None:
         http: httpx.Client | None = getattr(args, "http", None)
         url, key = env_connection()
-        with BasisClient(url, key, timeout=60, http=http) as api:
+        with BasisClient(url, key, timeout=timeout, http=http) as api:
             handler(args, api)
     return run
 
@@ -296,6 +324,31 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("file")
     p.add_argument("--name")
     p.set_defaults(func=_client(datasets_upload))
+    p = datasets.add_parser(
+        "import", help="import a parquet/JSON/CSV file or a Hugging Face dataset with a field mapping",
+        description="Import rows from a local .parquet/.json/.jsonl/.csv FILE (sent to the API) or "
+        "from a Hugging Face dataset (--hub), mapping its fields onto prompt and answer. Example "
+        "(GSM8K): basis datasets import gsm8k.parquet --prompt-field question --answer-field answer "
+        "--preset gsm8k")
+    p.add_argument("file", nargs="?", help="local file to send (or use --hub)")
+    p.add_argument("--hub", metavar="ORG/NAME", help="Hugging Face dataset id (HF_ENDPOINT and "
+                   "HF_TOKEN are the API server's)")
+    p.add_argument("--config", help="the hub dataset's config (subset)")
+    p.add_argument("--split", help="the hub dataset's split (default train)")
+    p.add_argument("--revision", help="hub branch, tag or commit")
+    p.add_argument("--format", choices=["parquet", "json", "csv"],
+                   help="the file's format when its extension does not say")
+    p.add_argument("--prompt-field", help="field holding the prompt")
+    p.add_argument("--template", help="prompt built from {field} placeholders, e.g. 'Q: {question}'")
+    p.add_argument("--system", help="system prompt (the prompt becomes chat messages)")
+    p.add_argument("--answer-field", required=True, help="field holding the answer")
+    p.add_argument("--preset", choices=["plain", "gsm8k", "boxed"],
+                   help="answer extraction: plain (default), gsm8k ('#### N'), boxed (\\boxed{..})")
+    p.add_argument("--id-field", help="field holding row ids")
+    p.add_argument("--keep", metavar="F1,F2", help="fields copied into each row as they are")
+    p.add_argument("--max-rows", type=int, help="import only the first N rows")
+    p.add_argument("--name")
+    p.set_defaults(func=_client(datasets_import, timeout=IMPORT_TIMEOUT))
     p = datasets.add_parser("list", help="list your datasets")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=_client(datasets_list))

@@ -347,8 +347,8 @@ class ModelPullPublic(BaseModel):
     bytes_done: int
     # Why a failed pull failed (nothing was kept).
     error: ErrorDetail | None = None
-    # The model name in GET /v1/models, once succeeded.
-    model: str | None = None
+    # The model as GET /v1/models shows it, once succeeded (its `revision` is `commit`).
+    model: ModelPublic | None = None
     created_at: datetime
     finished_at: datetime | None = None
 

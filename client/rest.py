@@ -48,6 +48,9 @@ from client.models import (
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 15.0
+# Reading a hub dataset can take minutes (the API answers once every row is stored): a client made
+# for `import_dataset` should use at least this.
+IMPORT_TIMEOUT = 600.0
 T = TypeVar("T")
 
 M = TypeVar("M", bound=BaseModel)
@@ -65,6 +68,7 @@ class Route(Generic[M]):
 HEALTH = Route("GET", "/v1/health", Health)
 READY = Route("GET", "/v1/health/ready", Readiness)
 UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
+IMPORT_DATASET = Route("POST", "/v1/datasets/import", DatasetPublic)
 LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
 GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
 DELETE_DATASET: Route[BaseModel] = Route("DELETE", "/v1/datasets/{dataset_id}", None)
@@ -101,7 +105,7 @@ EVAL_SAMPLES = Route("GET", "/v1/evals/{eval_id}/samples", Page[EvalSamplePublic
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
-        HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
+        HEALTH, READY, UPLOAD_DATASET, IMPORT_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         GET_MODEL, DELETE_MODEL, PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS,
@@ -302,6 +306,29 @@ class BasisClient:
         data = {"name": name} if name else None
         return self._call(UPLOAD_DATASET, data=data,
                           files={"file": (filename, file, "application/jsonl")})
+
+    def import_dataset(self, *, answer_field: str, file: bytes | BinaryIO | None = None,
+                       filename: str | None = None, hub_id: str | None = None,
+                       config: str | None = None, split: str | None = None,
+                       revision: str | None = None, file_format: str | None = None,
+                       prompt_field: str | None = None, prompt_template: str | None = None,
+                       system_prompt: str | None = None, answer_preset: str | None = None,
+                       id_field: str | None = None, keep_fields: Sequence[str] | None = None,
+                       max_rows: int | None = None, name: str | None = None) -> DatasetPublic:
+        """`POST /v1/datasets/import`: rows of a local parquet/JSON/JSONL/CSV `file` (sent with the
+        request as `filename`) or of the hub dataset `hub_id` (`config`, `split`, `revision`),
+        mapped by `prompt_field` or `prompt_template` ({field} placeholders), `answer_field` with
+        `answer_preset` (plain, gsm8k, boxed), optional `system_prompt`, `id_field` and
+        `keep_fields`. A bad row raises `ApiError` whose `param` names the row and field."""
+        form = _params(hub_id=hub_id, config=config, split=split, revision=revision,
+                       format=file_format, prompt_field=prompt_field,
+                       prompt_template=prompt_template, system_prompt=system_prompt,
+                       answer_field=answer_field, answer_preset=answer_preset, id_field=id_field,
+                       keep_fields=",".join(keep_fields) if keep_fields else None,
+                       max_rows=max_rows, name=name)
+        files = None if file is None else {
+            "file": (filename or "dataset", file, "application/octet-stream")}
+        return self._call(IMPORT_DATASET, data=form, files=files)
 
     def delete_dataset(self, dataset_id: str) -> None:
         self._request(DELETE_DATASET, {"dataset_id": dataset_id})

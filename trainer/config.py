@@ -209,6 +209,11 @@ class TrainConfig(_Strict):
         description="processes (GPUs) of the job: > 1 runs it under torchrun, one rank per GPU "
         "(gloo on CPU), FSDP2 for the update; batch_size must divide evenly among them")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="memory features")
+    async_rollouts: bool = Field(
+        False, description="one-step off-policy rollouts: step t+1's batch is generated (by a copy "
+        "of the policy, in a background thread) while step t updates; the one-update lag is "
+        "corrected by loss.tis_cap's importance weights and reported as async/staleness_steps "
+        "(trainer/offpolicy.py). Needs loss.tis_cap, engine 'hf' and num_processes 1")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
     cpu_threads: int | None = Field(
         None, ge=1, le=256, description="torch CPU threads for this run; None = torch's default"
@@ -276,6 +281,8 @@ class TrainConfig(_Strict):
             )
         if self.num_processes > 1:
             _check_distributed(self)
+        if self.async_rollouts:
+            _check_async(self)
         if self.lora is not None and self.lora.target_modules == []:
             raise ValueError("lora.target_modules: empty list; name modules or use 'all-linear'")
         return self
@@ -438,6 +445,24 @@ def _check_distributed(cfg: TrainConfig) -> None:
         raise ValueError(
             "num_processes: engine 'vllm' runs in one process only here; use engine 'hf' for "
             "a multi-process job")
+
+
+def _check_async(cfg: TrainConfig) -> None:
+    """What one-step off-policy rollouts need (trainer/offpolicy.py)."""
+    if cfg.num_processes > 1:
+        raise ValueError(
+            f"async_rollouts: not supported with num_processes {cfg.num_processes} (the generating "
+            "copy of the policy would have to be sharded like the policy); set num_processes 1 or "
+            "async_rollouts false")
+    if cfg.engine != "hf":
+        raise ValueError(
+            f"async_rollouts: runs on engine 'hf' only (engine {cfg.engine!r} shares no thread-safe "
+            "copy of the weights here); set engine 'hf' or async_rollouts false")
+    if cfg.loss.tis_cap is None:
+        raise ValueError(
+            "async_rollouts: needs loss.tis_cap (2.0 is typical): each batch comes from the policy "
+            "one update behind the trainer, and the truncated importance weights are what correct "
+            "that; set loss.tis_cap or async_rollouts false")
 
 
 def _check_reward(name: str, options: dict[str, Any]) -> None:

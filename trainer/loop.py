@@ -32,9 +32,15 @@ Deliberate choices (and departures from textbook PPO):
   excluding evaluation and probe, which are measurement; it is the x-axis for comparing estimators.
   `time/elapsed` is plain wall-clock since the run (or its first segment) started.
 - A stop request (`should_stop`) is honoured between steps and writes a checkpoint, so a cancelled
-  job can be resumed with nothing lost. The reward runner also polls it while a batch is scored
-  (a hostile reward can take minutes per batch): a stop there abandons the half-done step, writes
-  no checkpoint for it, and the run resumes from the previous one.
+  job can be resumed with nothing lost. In a one-process run it is also polled (every 0.5 s, by
+  trainer/interrupt.py's StopWatch) while rollouts are generated (the `hf` engine checks the flag
+  between tokens) and while a batch is scored (a hostile reward can take minutes per batch): a
+  stop there abandons the half-done step, writes no checkpoint for it, and the run resumes from
+  the previous one. A multi-process job stops between steps; the worker kills its ranks for a
+  cancel (worker/distributed.py).
+- `async_rollouts`: step t+1's batch is generated in a background thread by a copy of the policy
+  while step t scores and updates (trainer/offpolicy.py has the schedule, the versions and the
+  checkpoint rules); `async/*` metrics report the generating version and the staleness.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -65,6 +71,7 @@ from trainer.distributed import (
 )
 from trainer.features import prompt_features
 from trainer.inspection import UnscorableGuard, select_samples
+from trainer.interrupt import Interrupted, StopWatch
 from trainer.loss import kl_reward_advantages, policy_loss, token_logprobs
 from trainer.memory import (
     check_memory,
@@ -73,10 +80,11 @@ from trainer.memory import (
     plan_micro_batches,
 )
 from trainer.modeling import Prompts, Reference, load_model, resolve_device, tokenize
+from trainer.offpolicy import AsyncRollouts, Prefetch
 from trainer.prior_cache import cached_priors
 from trainer.priors import TakesPriors, priors_from_rewards
 from trainer.probe import ValueProbe
-from trainer.rewards import RewardRunner, ScoringInterrupted
+from trainer.rewards import RewardRunner
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
 from trainer.sinks import Histogram, MetricsSink, NullSink, Sample, advantage_histogram
@@ -136,6 +144,9 @@ class Run:
     guard: UnscorableGuard  # warns on / fails runs whose rewards cannot score the completions
     dist: Dist = SINGLE
     counters: Counters = field(default_factory=Counters)
+    stop_check: Callable[[], bool] | None = None  # polled during generation (one process only)
+    prefetch: AsyncRollouts | None = None  # async_rollouts: the generating copy and its thread
+    pending: Prefetch | None = None  # async_rollouts: the next step's batch, in flight or done
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -180,6 +191,7 @@ def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
     # The reward stop watch polls from a thread at any moment: across ranks that cannot be a
     # collective, so a multi-process job honours a stop between steps only (trainer/distributed.py).
     run.rewarder.should_stop = None if dist.enabled else should_stop
+    run.stop_check = None if dist.enabled else should_stop  # generation: the same rule
     try:
         ckpt = latest_checkpoint(run_dir) if resume else None
         if ckpt is not None:
@@ -189,7 +201,7 @@ def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
         else:
             try:
                 _start_fresh(run, on_status)
-            except ScoringInterrupted:  # during prior estimation or the step-0 evaluation
+            except Interrupted:  # during prior estimation or the step-0 evaluation
                 sink.log_event("stopped", "stop requested before the first step")
                 return TrainResult(steps=0, stopped=True, initial_eval_accuracy=None,
                                    final_eval_accuracy=None, seconds=0.0)
@@ -201,6 +213,10 @@ def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
                            final_eval_accuracy=c.last_eval_accuracy,
                            seconds=c.wall_seconds)
     finally:
+        if run.pending is not None:
+            run.pending.cancel()
+        if run.prefetch is not None:
+            run.prefetch.close()
         run.rewarder.close()
         run.engine.close()
 
@@ -209,7 +225,7 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
     cfg = run.config
     while run.counters.step < cfg.max_steps:
         if should_stop():
-            _checkpoint(run, on_checkpoint)
+            _checkpoint(run, on_checkpoint, stopping=True)
             run.sink.log_event("stopped", f"stop requested after step {run.counters.step}")
             return True
         run.counters.step += 1
@@ -220,10 +236,10 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
             if _every(step, cfg.eval_every) or last:
                 metrics["eval/accuracy"] = _evaluate(run)
                 run.counters.last_eval_accuracy = metrics["eval/accuracy"]
-        except ScoringInterrupted:
+        except Interrupted as exc:
             run.counters.step -= 1
-            run.sink.log_event("stopped", f"stop requested while scoring step {step}; the step is "
-                               "abandoned (a resume starts after the last checkpoint)")
+            run.sink.log_event("stopped", f"{exc} step {step}; the step is abandoned (a resume "
+                               "starts after the last checkpoint)")
             return True
         run.counters.wall_seconds += time.perf_counter() - run.started
         run.started = time.perf_counter()
@@ -242,12 +258,10 @@ def _every(step: int, n: int) -> bool:
 
 
 def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], list[Sample]]:
-    cfg, k, dist = run.config, run.config.rollouts_per_prompt, run.dist
+    cfg, dist = run.config, run.dist
     t0 = time.perf_counter()
-    idx = run.sampler.next_batch()  # (B,) prompt indices, the same on every rank
+    idx, rollouts, async_info = _rollouts(run, step)  # idx (B,): the same on every rank
     mine = idx[dist.block(len(idx))]  # (B / world,) this rank's prompts
-    rollouts = run.engine.generate([run.train.tokens[i] for i in mine], k,
-                                   _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT, dist.rank)))
     t1 = time.perf_counter()
     answers = [run.train.answers[mine[r.prompt_index]] for r in rollouts]
     local_rewards = _score(run, rollouts, answers)  # (B*k / world,) NaN = unscorable
@@ -271,8 +285,9 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
     t4 = time.perf_counter()
     update = _update(run, rollouts, result.advantages[dist.block(len(rewards))], step)
     t5 = time.perf_counter()
-    sync = run.engine.sync_weights(run.model)
+    sync = run.engine.sync_weights(run.model) + async_info.pop("time/async_sync", 0.0)
     t6 = time.perf_counter()
+    generate_seconds = async_info.get("async/generate_seconds", t1 - t0)
 
     seconds = (t1 - t0) + (t2 - t1) + (t3 - t2) + (t5 - t4) + (t6 - t5)
     run.counters.train_seconds += seconds
@@ -283,6 +298,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
         **result.info,
         **update.metrics(),
         **probe_metrics,
+        **async_info,
         "response/length_mean": float(np.mean(lengths)),
         "rollout/stop_frac": float(np.mean([f == "stop" for f in finish])),
         "time/rollout": t1 - t0,
@@ -293,7 +309,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
         "time/sync": sync,
         "time/step": t6 - t0,
         "time/train_elapsed": run.counters.train_seconds,
-        "throughput/tokens_per_s": sum(lengths) / max(t1 - t0, 1e-9),
+        "throughput/tokens_per_s": sum(lengths) / max(generate_seconds, 1e-9),
         "rollouts/total": float(run.counters.rollouts_total),
     }
     samples = select_samples(
@@ -303,6 +319,54 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
         advantages=result.advantages, baselines=result.baselines,
         decode=lambda ids: run.tokenizer.decode(ids, skip_special_tokens=True))
     return metrics, {"advantage": advantage_histogram(result.advantages)}, samples
+
+
+def _rollouts(run: Run, step: int) -> tuple[np.ndarray, list[Rollout], dict[str, float]]:
+    """Step `step`'s prompt indices (B,), this rank's rollouts and the async figures ({} when
+    synchronous). Async: take the batch prefetched during the previous step (generate it now at
+    step 1 or after a resume without one), then start the next one from the trainer's current
+    weights (trainer/offpolicy.py)."""
+    cfg, k, dist = run.config, run.config.rollouts_per_prompt, run.dist
+    if run.prefetch is None:
+        idx = run.sampler.next_batch()
+        mine = idx[dist.block(len(idx))]
+        params = _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT, dist.rank))
+        return idx, _generate(run, [run.train.tokens[i] for i in mine], k, params), {}
+    start = time.perf_counter()
+    pending, run.pending, sync = run.pending, None, 0.0
+    if pending is None or pending.step != step:
+        sync += run.prefetch.sync(run.model, step - 1)
+        pending = _submit(run, step)
+    with StopWatch(run.stop_check, name="generation-stop-watch") as watch:
+        rollouts, generate_seconds = pending.wait(watch.fired)
+    waited = time.perf_counter() - start
+    if step < cfg.max_steps:  # the thread is idle: it takes version step-1 and starts step+1
+        sync += run.prefetch.sync(run.model, step - 1)
+        run.pending = _submit(run, step + 1)
+    return pending.indices, rollouts, {
+        "async/policy_version": float(pending.version),
+        "async/staleness_steps": float(step - 1 - pending.version),
+        "async/wait": waited,
+        "async/generate_seconds": generate_seconds,
+        "time/async_sync": sync,
+    }
+
+
+def _submit(run: Run, step: int) -> Prefetch:
+    assert run.prefetch is not None
+    cfg, before = run.config, run.sampler.state_dict()
+    idx = run.sampler.next_batch()
+    return run.prefetch.submit(step, idx, [run.train.tokens[i] for i in idx],
+                               cfg.rollouts_per_prompt, _sampling(cfg, _seed(cfg.seed, step, _ROLLOUT)),
+                               before)
+
+
+def _generate(run: Run, prompts: list[list[int]], n: int, params: SamplingParams) -> list[Rollout]:
+    """The engine's rollouts; a stop request during them raises GenerationInterrupted."""
+    if run.stop_check is None:
+        return run.engine.generate(prompts, n, params)
+    with StopWatch(run.stop_check, name="generation-stop-watch") as watch:
+        return run.engine.generate(prompts, n, params, stop=watch.fired)
 
 
 def _sampling(cfg: TrainConfig, seed: int, greedy: bool = False) -> SamplingParams:
@@ -568,8 +632,8 @@ def _evaluate(run: Run) -> float:
     if not run.eval.ids:
         return float("nan")
     mine, valid = run.dist.padded_block(len(run.eval.ids))  # same size on every rank
-    rollouts = evaluate.sample(run.engine, [run.eval.tokens[i] for i in mine], 1,
-                               _sampling(run.config, 0, greedy=True))[:valid]
+    rollouts = _generate(run, [run.eval.tokens[i] for i in mine], 1,
+                         _sampling(run.config, 0, greedy=True))[:valid]
     rewards = evaluate.score(run.rewarder.score, rollouts, [run.eval.answers[i] for i in mine[:valid]])
     rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)  # (N,)
     return evaluate.summarize(rewards.reshape(-1, 1)).accuracy
@@ -597,8 +661,8 @@ def _probe(run: Run, step: int, idx: np.ndarray, batch: AdvantageBatch) -> dict[
     if not _every(step, run.config.probe_every):
         return {}
     p, m = run.config.probe_prompts, run.config.probe_rollouts
-    rollouts = run.engine.generate([run.train.tokens[i] for i in idx[:p]], m,
-                                   _sampling(run.config, _seed(run.config.seed, step, _PROBE)))
+    rollouts = _generate(run, [run.train.tokens[i] for i in idx[:p]], m,
+                         _sampling(run.config, _seed(run.config.seed, step, _PROBE)))
     rewards = _score(run, rollouts, [run.train.answers[idx[r.prompt_index]] for r in rollouts])
     out = run.probe.measure(np.arange(p), rewards.reshape(p, m))
     run.sink.log_event("probe", f"value probe at step {step}", {
@@ -640,8 +704,8 @@ def _reference_priors(run: Run) -> tuple[np.ndarray, int]:
     """(priors (N,), rollouts drawn): n0 rollouts of every training prompt from the policy."""
     cfg = run.config
     mine, valid = run.dist.padded_block(len(run.train.ids))  # each rank its block of prompts
-    rollouts = run.engine.generate([run.train.tokens[i] for i in mine], cfg.n0,
-                                   _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)))
+    rollouts = _generate(run, [run.train.tokens[i] for i in mine], cfg.n0,
+                         _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)))
     rollouts = rollouts[:valid * cfg.n0]
     rewards = _score(run, rollouts, [run.train.answers[mine[r.prompt_index]] for r in rollouts])
     rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
@@ -685,9 +749,9 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas,
                                   weight_decay=cfg.optimizer.weight_decay)
-    engine = get_engine(cfg.engine, model, tokenizer, EngineConfig(
-        model=cfg.model, engine_options=cfg.engine_options, seed=cfg.seed,
-        autocast_dtype=autocast_dtype))
+    engine_config = EngineConfig(model=cfg.model, engine_options=cfg.engine_options,
+                                 seed=cfg.seed, autocast_dtype=autocast_dtype)
+    engine = get_engine(cfg.engine, model, tokenizer, engine_config)
     return Run(
         config=cfg, sink=sink, run_dir=run_dir, model=model, tokenizer=tokenizer, engine=engine,
         reference=reference, optimizer=optimizer,
@@ -699,18 +763,21 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[
         train=tokenize(train_rows, tokenizer), eval=tokenize(eval_rows, tokenizer),
         device=device, autocast_dtype=autocast_dtype, dist=dist,
         guard=UnscorableGuard(cfg.reward, cfg.unscorable_fail_steps, sink),
+        prefetch=AsyncRollouts(model, tokenizer, engine_config) if cfg.async_rollouts else None,
     )
 
 
 # ============================================================================ checkpoints
 
 
-def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
+def _checkpoint(run: Run, on_checkpoint: OnCheckpoint, stopping: bool = False) -> None:
+    pending = _pending_state(run, stopping)  # first: it may rewind the sampler
     state = {
         "counters": asdict(run.counters),
         "sampler": run.sampler.state_dict(),
         "estimator": run.estimator.state_dict(),
         "probe": run.probe.state_dict() if run.probe else None,
+        **({"async": pending} if pending is not None else {}),
     }
     if run.dist.enabled:
         path = save_sharded_checkpoint(run.run_dir, run.counters.step, dist=run.dist,
@@ -724,6 +791,25 @@ def _checkpoint(run: Run, on_checkpoint: OnCheckpoint) -> None:
     on_checkpoint(run.counters.step, path)
 
 
+def _pending_state(run: Run, stopping: bool) -> dict[str, Any] | None:
+    """The prefetched batch for the checkpoint (async_rollouts): waited for, so a resume is exact;
+    at a stop, an unfinished one is cancelled instead and the sampler rewound to before it."""
+    pending = run.pending
+    if pending is None:
+        return None
+    try:
+        if stopping and not pending.future.done():
+            pending.cancel()
+            raise Interrupted
+        with StopWatch(run.stop_check, name="generation-stop-watch") as watch:
+            pending.wait(watch.fired)
+    except Interrupted:
+        run.sampler.load_state_dict(pending.sampler_state)
+        run.pending = None
+        return None
+    return pending.to_state()
+
+
 def _restore(run: Run, path: Path) -> None:
     if (path / "dcp").is_dir():  # written by a multi-process run: any number of processes
         state = load_sharded_checkpoint(path, dist=run.dist, model=run.model,
@@ -735,6 +821,11 @@ def _restore(run: Run, path: Path) -> None:
         state = load_checkpoint(path, model=run.model, optimizer=run.optimizer)
     run.counters = Counters(**state["counters"])
     run.sampler.load_state_dict(state["sampler"])
+    pending = state.get("async")
+    if pending is not None and run.prefetch is not None:
+        run.pending = Prefetch.from_state(pending)
+    elif pending is not None:  # written by an async run, resumed synchronously: redraw that batch
+        run.sampler.load_state_dict(pending["sampler_state"])
     run.estimator.load_state_dict(state["estimator"])
     if run.probe is not None and state.get("probe") is not None:
         run.probe.load_state_dict(state["probe"])

@@ -173,9 +173,11 @@ def estimate_memory(shape: ModelShape, *, world: int = 1, max_seq: int,
                     micro_batch_size: int = 8, max_tokens_per_micro_batch: int | None = None,
                     rollout_batch: int = 256, compute_bytes: int = 2,
                     gradient_checkpointing: bool = False, lora: bool = False,
-                    reference: str = "none") -> MemoryEstimate:
+                    reference: str = "none", async_copy: bool = False) -> MemoryEstimate:
     """Per-process bytes of one step (module docstring). reference: none | resident | offloaded
-    (a separate full model; LoRA's reference is the base itself and costs nothing)."""
+    (a separate full model; LoRA's reference is the base itself and costs nothing). async_copy:
+    async rollouts' second copy of the weights, generating (its KV cache and logits) while the
+    update runs (trainer/offpolicy.py)."""
     p, h, layers = shape.params, shape.hidden, shape.layers
     trainable = shape.lora_params if lora else p
     shard = 1 if world == 1 else world
@@ -198,11 +200,16 @@ def estimate_memory(shape: ModelShape, *, world: int = 1, max_seq: int,
     terms = {"weights": weights, "gathered_unit": gathered, "gradients": grads,
              "optimizer": optimizer, "reference": ref, "kv_cache": kv,
              "activations": activations, "logits": logits}
+    rollout = kv + rollout_batch * shape.vocab * 8
+    if async_copy:
+        terms["async_copy"] = weights
+        resident += weights
     phases = {
-        "rollout": resident + gathered + kv + rollout_batch * shape.vocab * 8,
+        "rollout": resident + gathered + rollout,
         "reference": resident + gathered + (ref if reference == "offloaded" else 0.0)
         + tokens * shape.vocab * (compute_bytes + 8),
-        "update": resident + gathered + grads + activations + logits,
+        "update": resident + gathered + grads + activations + logits
+        + (rollout if async_copy else 0.0),
     }
     return MemoryEstimate(terms=terms, phases=phases, shape=shape, tokens_per_micro_batch=tokens)
 
@@ -229,7 +236,7 @@ def estimate_for_job(config: Any, max_prompt_tokens: int, *, compute_bytes: int)
         max_tokens_per_micro_batch=config.optimizer.max_tokens_per_micro_batch,
         rollout_batch=min(rollout_batch, max(local, 1)), compute_bytes=compute_bytes,
         gradient_checkpointing=config.memory.gradient_checkpointing, lora=lora,
-        reference=reference)
+        reference=reference, async_copy=config.async_rollouts)
 
 
 def check_memory(config: Any, prompts: Sequence[Any], device: torch.device,

@@ -52,6 +52,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trainer.interrupt import ScoringInterrupted as ScoringInterrupted  # re-exported
+from trainer.interrupt import StopWatch
 from trainer.registry import NoOptions, Registry
 
 RewardFn = Callable[..., list[float | None]]
@@ -391,60 +393,16 @@ class RewardError(RuntimeError):
     """The reward itself is broken: it raised on every item of a batch."""
 
 
-class ScoringInterrupted(BaseException):
-    """`should_stop` fired while a batch was being scored; the batch's scores are void.
-    A BaseException so that a reward's own `except Exception` cannot swallow it."""
-
-
 class _ItemTimeout(BaseException):
     """An in-process item ran past its deadline (raised from the SIGALRM tick)."""
 
 
 TICK_S = 0.25          # in-process deadline / stop resolution
-STOP_POLL_S = 0.5      # how often `should_stop` is asked while a batch is scored
-
-
-class _StopWatch:
-    """A daemon thread asking `should_stop()` every STOP_POLL_S while a batch is scored; `fired`
-    is set once it answers True (an exception in it counts as "not now")."""
-
-    def __init__(self, should_stop: Callable[[], bool] | None):
-        self.fired = threading.Event()
-        self._should_stop, self._done = should_stop, threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _StopWatch:
-        if self._should_stop is not None:
-            self._thread = threading.Thread(target=self._run, name="reward-stop-watch", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        should_stop = self._should_stop
-        assert should_stop is not None  # started only with one (__enter__)
-        while not self._done.wait(STOP_POLL_S):
-            try:
-                if should_stop():
-                    self.fired.set()
-                    return
-            except Exception:  # noqa: BLE001 - the trainer asks again between steps
-                continue
-
-    def __exit__(self, *_exc) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_POLL_S + 5)
-
-    def check(self) -> None:
-        if self.fired.is_set():
-            raise ScoringInterrupted("stop requested while scoring")
-
-
 class _Deadline:
     """Interrupt the main thread's current item at `deadline` or when `watch` fires: a SIGALRM
     every TICK_S whose handler raises. Inactive (a no-op) off the main thread."""
 
-    def __init__(self, watch: _StopWatch):
+    def __init__(self, watch: StopWatch):
         self.watch, self.deadline = watch, math.inf
         self.active = _on_main_thread()
         self._previous: Any = None
@@ -568,13 +526,13 @@ class RewardRunner:
     def score(self, completions: Sequence[str], answers: Sequence[str]) -> list[float | None]:
         if len(completions) != len(answers):
             raise ValueError(f"{len(completions)} completions but {len(answers)} answers")
-        with _StopWatch(self.should_stop) as watch:
+        with StopWatch(self.should_stop, name="reward-stop-watch") as watch:
             if not self.workers:
                 return self._score_here(list(completions), list(answers), watch)
             return self._score_in_pool(completions, answers, watch)
 
     def _score_in_pool(self, completions: Sequence[str], answers: Sequence[str],
-                       watch: _StopWatch) -> list[float | None]:
+                       watch: StopWatch) -> list[float | None]:
         self._start()
         results: list[float | None] = [None] * len(completions)
         raised: list[str] = []
@@ -627,7 +585,7 @@ class RewardRunner:
         _check_not_broken(self.name, len(completions), raised)
         return results
 
-    def _score_here(self, completions: list[str], answers: list[str], watch: _StopWatch
+    def _score_here(self, completions: list[str], answers: list[str], watch: StopWatch
                     ) -> list[float | None]:
         """In-process scoring with the pool's rules, one item at a time under its deadline: an
         item whose scorer raises or runs past `timeout_s` is None."""

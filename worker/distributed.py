@@ -15,7 +15,12 @@ Choices:
   takeover its next write raises `LeaseLost`. The other ranks get a `NullSink` and no database.
   The worker process keeps the job's heartbeat and writes the final status.
 - Stopping: rank 0 reads the cancel flag before every step and the trainer broadcasts its answer,
-  so all ranks stop at the same step. A warm shutdown of the worker reaches rank 0 through a stop
+  so all ranks stop at the same step. A user's cancel does not wait for that: the ranks cannot
+  leave a step together mid-way (a sharded generation is a collective every token), so the worker,
+  which polls the flag every `POLL_SECONDS`, kills the launch's process group (SIGTERM, SIGKILL
+  after `CANCEL_GRACE_SECONDS`) and reports the job stopped at its last checkpoint: a cancel ends
+  a multi-process job within seconds, mid-generation or mid-update, and what it loses is the
+  work since that checkpoint, as a single-process cancel mid-step does. A warm shutdown of the worker reaches rank 0 through a stop
   file in the launch dir (the ranks run in their own session, so the terminal's or compose's
   SIGTERM does not kill them mid-step); the worker writes it when its own stop check fires.
 - The ranks die with the worker: torchrun gets SIGTERM when the worker process dies (Linux
@@ -41,6 +46,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,6 +62,7 @@ log = logging.getLogger(__name__)
 RANK_MODULE = "worker.rank"
 POLL_SECONDS = 1.0
 KILL_GRACE_SECONDS = 10.0
+CANCEL_GRACE_SECONDS = 2.0
 
 
 class RankFailed(Exception):
@@ -94,9 +101,11 @@ class Launcher:
     """`train_fn` for a job of `config.num_processes` ranks (module docstring)."""
 
     def __init__(self, job_id: str, epoch: int, settings: Settings, worker_settings: WorkerSettings,
-                 *, module: str | None = None, poll_seconds: float = POLL_SECONDS):
+                 *, module: str | None = None, poll_seconds: float | None = None,
+                 cancelled: Callable[[], bool] | None = None):
         self.job_id, self.epoch, self.settings, self.ws = job_id, epoch, settings, worker_settings
-        self.module, self.poll_seconds = module or RANK_MODULE, poll_seconds
+        self.module, self.poll_seconds = module or RANK_MODULE, poll_seconds or POLL_SECONDS
+        self.cancelled = cancelled  # a user's cancel (vs a warm shutdown): kill, do not wait
 
     def argv(self, processes: int, launch_dir: Path) -> list[str]:
         from trainer.distributed import launch_command
@@ -116,9 +125,14 @@ class Launcher:
                                    preexec_fn=_die_with_parent)
         try:
             while process.poll() is None:
-                if should_stop() and not (launch_dir / "stop").exists():
-                    log.info("job %s: asking its ranks to stop at the next step", self.job_id)
-                    (launch_dir / "stop").touch()
+                if should_stop():
+                    if self.cancelled is not None and self.cancelled():
+                        log.info("job %s: cancelled; stopping its ranks now", self.job_id)
+                        _kill_group(process, CANCEL_GRACE_SECONDS)
+                        return _stopped_at_last_checkpoint(Path(run_dir))
+                    if not (launch_dir / "stop").exists():
+                        log.info("job %s: asking its ranks to stop at the next step", self.job_id)
+                        (launch_dir / "stop").touch()
                 time.sleep(self.poll_seconds)
         finally:
             _kill_group(process)
@@ -127,11 +141,21 @@ class Launcher:
         raise _rank_error(launch_dir, process.returncode, self.job_id, self.epoch)
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _stopped_at_last_checkpoint(run_dir: Path) -> SimpleNamespace:
+    """The result of a launch killed for a cancel: stopped, at its newest checkpoint's step."""
+    from trainer.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    steps = int(latest.name.removeprefix("step-")) if latest is not None else 0
+    return SimpleNamespace(steps=steps, stopped=True, initial_eval_accuracy=None,
+                           final_eval_accuracy=None, seconds=0.0)
+
+
+def _kill_group(process: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
     """Stop the launch (torchrun and its ranks) if it is still running."""
     if process.poll() is not None:
         return
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:

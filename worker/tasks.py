@@ -167,8 +167,11 @@ class JobRunner:
                                   what=f"job {self.job_id} {what}")
 
     def should_stop(self) -> bool:
-        if self.stop.is_set():
-            return True
+        """The trainer's stop check: a warm shutdown or a user's cancel. The trainer asks it
+        before each step and, in a one-process job, every 0.5 s while it generates or scores."""
+        return self.stop.is_set() or self.cancel_requested()
+
+    def cancel_requested(self) -> bool:
         try:
             with self.engine.connect() as conn:  # raises LeaseLost before a step of a lost job
                 return lifecycle.cancel_requested(conn, self.job_id, self.epoch)
@@ -314,7 +317,8 @@ class JobRunner:
         if self.train_fn is not None:
             train_fn = self.train_fn
         elif config.num_processes > 1:  # ranks under torchrun, rank 0 writes (worker/distributed.py)
-            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws)
+            train_fn = Launcher(self.job_id, self.epoch, self.settings, self.ws,
+                                cancelled=self.cancel_requested)
         else:
             from trainer.loop import train as train_fn
         sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,

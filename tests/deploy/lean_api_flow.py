@@ -4,7 +4,8 @@ docker/Dockerfile.api installs only the `api` extra of pyproject.toml: no torch,
 safetensors, streamlit (scripts/check_deploy.py `excluded_modules("api")` lists the modules of every
 other role's extra). This script makes those imports fail, then uploads a
 dataset, creates a job (config validated, task sent through the real Celery enqueue on the
-embedded broker), gets a 422 for a bad config, and lists models, checkpoints and metrics.
+embedded broker), gets a 422 for a bad config, lists models, checkpoints and metrics, and exports
+checkpoints (copies work, a LoRA merge is a 422 naming merge_lora).
 """
 
 import json
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from api.main import create_app  # noqa: E402
 from core.db import migrate, session_scope  # noqa: E402
+from core.models import Checkpoint  # noqa: E402
 from core.services.keys import create_key  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
@@ -48,6 +50,29 @@ with tempfile.TemporaryDirectory() as tmp:
         for path in ("/v1/models", f"/v1/jobs/{job.json()['id']}/checkpoints",
                      f"/v1/jobs/{job.json()['id']}/metrics"):
             assert client.get(path, headers=auth).status_code == 200, path
+        # Exports without the ML stack: a full checkpoint and a LoRA adapter are copies; merging
+        # an adapter needs torch, so it is a 422 naming merge_lora, never a 500.
+        job_id = job.json()["id"]
+        for step, kind, files in [(1, "model", ("config.json",)),
+                                  (2, "adapter", ("adapter_config.json", "adapter_model.safetensors"))]:
+            ckpt = settings.job_run_dir(job_id) / "checkpoints" / f"step-{step:06d}"
+            (ckpt / kind).mkdir(parents=True)
+            for file in files:
+                (ckpt / kind / file).write_text("{}")
+            (ckpt / "state.json").write_text("{}")
+            with session_scope(app.state.engine) as session:
+                session.add(Checkpoint(id=f"ckpt_{kind}", job_id=job_id, step=step,
+                                       path=str(ckpt.relative_to(settings.storage_dir))))
+        url = f"/v1/jobs/{job_id}/checkpoints/ckpt_{{}}/export"
+        full = client.post(url.format("model"), headers=auth, json={"name": "me/full"})
+        assert full.status_code == 201 and full.json()["format"] == "full", full.text
+        merged = client.post(url.format("adapter"), headers=auth, json={"name": "me/merged"})
+        assert merged.status_code == 422 and merged.json()["error"]["param"] == "merge_lora", merged.text
+        adapter = client.post(url.format("adapter"), headers=auth,
+                              json={"name": "me/adapter", "merge_lora": False})
+        assert adapter.status_code == 201 and adapter.json()["format"] == "adapter", adapter.text
+        names = [m["id"] for m in client.get("/v1/models", headers=auth).json()["data"]]
+        assert names == ["me/adapter", "me/full", "tiny"], names
     app.state.engine.dispose()
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED and sys.modules[m] is not None)
     assert not leaked, leaked

@@ -163,4 +163,7 @@ def request_for(method: str, path: str, owner_ids: dict[str, str]) -> dict[str, 
         return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/jsonl")}}
     if (method, path) == ("POST", "/v1/models"):
         return {"json": {"repo_id": "org/tiny"}}
+    if (method, path) == ("POST", "/v1/datasets/import"):
+        return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/octet-stream")},
+                "data": {"prompt_field": "prompt", "answer_field": "answer"}}
     return {}

@@ -11,6 +11,9 @@ Choices:
   raw logits.
 - `SamplingParams.seed` makes a call deterministic by itself: the engine derives all its randomness
   from it and leaves the global RNG untouched, so a resumed run draws the same rollouts.
+- `generate(..., stop=event)`: an engine checks the event while it generates (`hf`: between
+  tokens) and raises `trainer.interrupt.GenerationInterrupted` once it is set, so a cancel does not
+  wait for a long generation to finish (the loop's StopWatch sets it; trainer/interrupt.py).
 - An engine is built as `cls(model, tokenizer, EngineConfig)`: the few job fields it reads, typed,
   rather than the whole TrainConfig (the loop resolves `dtype: auto` into `autocast_dtype` first, so
   engine and trainer compute in the same precision).
@@ -23,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import threading
+
     import torch
 
 
@@ -70,9 +75,11 @@ class Rollout:
 @runtime_checkable
 class RolloutEngine(Protocol):
     def generate(
-        self, prompts: list[list[int]], n: int, params: SamplingParams
+        self, prompts: list[list[int]], n: int, params: SamplingParams,
+        stop: threading.Event | None = None,
     ) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order."""
+        """len(prompts) * n rollouts, prompt-major order; raises GenerationInterrupted once
+        `stop` is set (checked while generating, as often as the engine can)."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> float:

