@@ -22,6 +22,7 @@ from api.middleware import BodyLimitMiddleware, LoadShedMiddleware
 from api.routes import (
     components,
     datasets,
+    evals,
     health,
     inspection,
     jobs,
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.model_pulls = ModelPulls(settings, app.state.sessionmaker,
                                        max_active=settings.model_max_active_pulls)
     v1 = APIRouter(prefix="/v1")
-    for module in (health, datasets, model_pulls, models, components, jobs, outputs, inspection, workers):
+    for module in (health, datasets, model_pulls, models, components, jobs, outputs, inspection,
+                   evals, workers):
         v1.include_router(module.router)
     app.include_router(v1)
     errors.install(app)

@@ -1,8 +1,9 @@
 """Request body limits enforced while the body streams in, before any parsing.
 
 A declared `Content-Length` over the limit is refused at once; a body without one (chunked) is
-counted as it arrives and cut off at the limit. Uploads to `POST /v1/datasets` get the upload limit
-plus room for the multipart envelope; every other request gets `max_request_bytes`.
+counted as it arrives and cut off at the limit. Uploads to `POST /v1/datasets` and
+`/v1/datasets/import` get the upload limit plus room for the multipart envelope; every other
+request gets `max_request_bytes`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.settings import Settings
 
 MULTIPART_OVERHEAD = 64 * 1024
+UPLOAD_PATHS = frozenset({"/v1/datasets", "/v1/datasets/import"})  # carry a dataset file
 
 
 class BodyLimitMiddleware:
@@ -23,7 +25,7 @@ class BodyLimitMiddleware:
         self.settings = settings  # read per request, so the limits follow the settings object
 
     def _limit(self, scope: Scope) -> int:
-        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/datasets":
+        if scope["method"] == "POST" and scope["path"].rstrip("/") in UPLOAD_PATHS:
             return self.settings.max_upload_bytes + MULTIPART_OVERHEAD
         return self.settings.max_request_bytes
 

@@ -10,6 +10,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainer.config import EvalOptions
+
 T = TypeVar("T")
 
 
@@ -85,6 +87,11 @@ class ModelPublic(BaseModel):
         "full", description="full: complete weights; adapter: a PEFT LoRA adapter over base_model.")
     job_id: str | None = Field(None, description="The job an export came from.")
     created_at: datetime | None = None
+    config_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Config fields this model recommends (its basis_defaults.json): a job on it "
+                    "gets them for the fields its `config` leaves out, over the generic defaults "
+                    "of GET /v1/components. {} = none (or an unusable file: creating a job says why).")
 
 
 ModelsPublic = ListPublic[ModelPublic]
@@ -264,9 +271,72 @@ class ModelPullPublic(BaseModel):
     bytes_total: int
     bytes_done: int = Field(description="Bytes on the server's disk so far.")
     error: ErrorDetail | None = Field(None, description="Why a failed pull failed (nothing was kept).")
-    model: str | None = Field(None, description="The model name in GET /v1/models, once succeeded.")
+    model: ModelPublic | None = Field(None, description="The model as GET /v1/models shows it, once "
+                                      "succeeded (its `revision` is `commit`).")
     created_at: datetime
     finished_at: datetime | None = None
 
 
 ModelPullsPublic = ListPublic[ModelPullPublic]
+
+
+class EvalCreate(EvalOptions):
+    """`POST /v1/evals`: a model, a dataset, and how to sample and score it (`EvalOptions`)."""
+
+    model: str = Field(max_length=300, description="A model name from GET /v1/models.")
+    dataset_id: str = Field(max_length=64, description="A dataset id from POST /v1/datasets.")
+    queue: str | None = Field(None, max_length=64,
+                              description="Worker queue (GPU pool); default BASIS_WORKER_QUEUE.")
+
+
+class EvalResults(BaseModel):
+    rows: int = Field(description="Dataset rows evaluated so far (all of them once succeeded).")
+    samples_per_prompt: int
+    samples: int = Field(description="rows x samples_per_prompt")
+    accuracy: float | None = Field(description="Fraction of samples with reward >= 1 (unscorable "
+                                   "counts as wrong).")
+    mean_reward: float | None = Field(description="Mean reward over all samples, unscorable = 0.")
+    pass_at_k: dict[str, float | None] = Field(
+        description="k -> unbiased pass@k (Chen et al. 2021), for k = 1, powers of two, and n.")
+    mean_response_tokens: float | None
+    unscorable_frac: float | None = Field(description="Share of samples the reward could not score.")
+
+
+class EvalPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    object: Literal["eval"] = "eval"
+    status: str
+    model: str
+    dataset_id: str | None
+    config: dict[str, Any] = Field(description="The evaluation's options, defaults filled in.")
+    error: str | None
+    queue: str
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    current_step: int = Field(description="Batches of `batch_rows` rows evaluated so far.")
+    max_steps: int | None = Field(description="Batches in all.")
+    results: EvalResults | None = Field(
+        None, description="What it measured over the rows done so far; null before the first batch.")
+
+
+EvalsPublic = ListPublic[EvalPublic]
+
+
+class EvalSamplePublic(BaseModel):
+    id: int = Field(description="Increasing; pass the last one seen as `after` for the next page.")
+    object: Literal["eval_sample"] = "eval_sample"
+    eval_id: str
+    row: int = Field(description="Position of the prompt among the evaluated rows (from 0).")
+    sample: int = Field(description="Which of the row's samples_per_prompt completions.")
+    prompt_id: str
+    prompt: str
+    completion: str
+    answer: str = Field(description="The dataset's expected answer.")
+    reward: float | None = Field(description="null where the reward could not score the completion.")
+    finish_reason: str = Field(description="'stop' (end of sequence) or 'length' (max_new_tokens).")
+
+
+EvalSamplesPublic = ListPublic[EvalSamplePublic]

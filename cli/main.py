@@ -5,9 +5,13 @@ client of the REST API.
     basis up [--demo [--exit-when-done]] [--no-dashboard]      API + worker + dashboard
     basis worker [--queue Q] [--concurrency N] [--pool P]      one Celery worker
     basis datasets upload FILE [--name N] | list | get ID | delete ID
+    basis datasets import (FILE | --hub ORG/NAME [--config C] [--split S]) --answer-field F
+                          (--prompt-field F | --template T) [--preset gsm8k|boxed|plain] ...
     basis jobs create --dataset ID --model NAME [--config FILE] [--set key=value ...] [--queue Q]
     basis jobs list [--status S] | get ID | cancel ID | retry ID | delete ID | logs ID [--follow]
     basis jobs samples ID [--step N] [--json]
+    basis evals create --model NAME --dataset ID [-k N] [--temperature T] [--max-rows N] [--wait] ...
+    basis evals list [--status S] | get ID | cancel ID | samples ID [--row N] [--json]
     basis jobs export JOB CHECKPOINT [--name NAME] [--adapter]
     basis models list [--json] | get NAME | delete NAME | pull ORG/NAME[@REVISION] [--name N] [--no-wait]
 

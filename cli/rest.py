@@ -1,4 +1,4 @@
-"""`basis datasets | jobs | models ...`: the REST API through the shared typed client (`client/`).
+"""`basis datasets | jobs | evals | models ...`: the REST API through the shared typed client (`client/`).
 
 These commands use nothing but the client, exactly as the dashboard does: the API at
 `BASIS_API_URL` with `BASIS_API_KEY`. JSON answers are printed as the API sent them (the client's
@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from cli.errors import CliError
 from client import BasisClient, env_connection
 from client.models import ModelPullPublic
-from client.summary import job_summary, sample_lines
+from client.rest import IMPORT_TIMEOUT
+from client.summary import eval_sample_lines, eval_summary, job_summary, sample_lines
 from core.status import TERMINAL
 
 Handler = Callable[[argparse.Namespace, BasisClient], None]
@@ -52,6 +53,28 @@ def datasets_upload(args: argparse.Namespace, api: BasisClient) -> None:
         raise CliError(f"no such file: {path}")
     with open(path, "rb") as handle:
         _print_json(api.upload_dataset(handle, path.name, name=args.name))
+
+
+def datasets_import(args: argparse.Namespace, api: BasisClient) -> None:
+    """A local file (sent with the request) or a hub id, through the field mapping."""
+    if (args.file is None) == (args.hub is None):
+        raise CliError("give a local FILE or --hub ORG/NAME (not both)")
+    mapping: dict[str, Any] = {
+        "answer_field": args.answer_field, "prompt_field": args.prompt_field,
+        "prompt_template": args.template, "system_prompt": args.system,
+        "answer_preset": args.preset, "id_field": args.id_field,
+        "keep_fields": args.keep.split(",") if args.keep else None, "max_rows": args.max_rows,
+        "name": args.name}
+    if args.hub is not None:
+        _print_json(api.import_dataset(hub_id=args.hub, config=args.config, split=args.split,
+                                       revision=args.revision, **mapping))
+        return
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    with open(path, "rb") as handle:
+        _print_json(api.import_dataset(file=handle, filename=path.name, file_format=args.format,
+                                       **mapping))
 
 
 def datasets_list(args: argparse.Namespace, api: BasisClient) -> None:
@@ -134,6 +157,67 @@ def jobs_delete(args: argparse.Namespace, api: BasisClient) -> None:
     print(f"deleted job {args.id} with its metrics, events, checkpoints and run directory")
 
 
+# `basis evals create` flags -> the evaluation's fields (the rest go through --set).
+EVAL_FLAGS = ("reward", "samples_per_prompt", "temperature", "max_new_tokens", "max_rows", "engine",
+              "seed", "batch_rows")
+
+
+def evals_create(args: argparse.Namespace, api: BasisClient) -> None:
+    """Create an evaluation; with `--wait`, follow it to the end and print its results line."""
+    options: dict[str, Any] = {}
+    if args.config:
+        try:
+            options = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CliError(f"cannot read {args.config}: {exc}") from exc
+        if not isinstance(options, dict):
+            raise CliError(f"{args.config} must hold a mapping of evaluation fields")
+    options.update({name: getattr(args, name) for name in EVAL_FLAGS
+                    if getattr(args, name) is not None})
+    for assignment in args.set or []:
+        _set_dotted(options, assignment)
+    evaluation = api.create_eval(model=args.model, dataset_id=args.dataset, queue=args.queue,
+                                 **options)
+    if not args.wait:
+        _print_json(evaluation)
+        return
+    print(f"{evaluation.id} queued", file=sys.stderr, flush=True)
+    while evaluation.status not in TERMINAL:
+        time.sleep(args.interval)
+        evaluation = api.get_eval(evaluation.id)
+    _print_json(evaluation)
+    print(eval_summary(evaluation), file=sys.stderr)
+
+
+def evals_get(args: argparse.Namespace, api: BasisClient) -> None:
+    """The evaluation as JSON on stdout; its results line on stderr (pipes keep clean JSON)."""
+    evaluation = api.get_eval(args.id)
+    _print_json(evaluation)
+    print(eval_summary(evaluation), file=sys.stderr)
+
+
+def evals_list(args: argparse.Namespace, api: BasisClient) -> None:
+    for e in api.list_evals(status=args.status, limit=args.limit).data:
+        r = e.results
+        figures = "" if r is None else (
+            f"{r.rows:>6} rows x {r.samples_per_prompt:<3} acc "
+            + ("-" if r.accuracy is None else f"{r.accuracy:.3f}")
+            + "".join(f" pass@{k} " + ("-" if v is None else f"{v:.3f}") for k, v in r.pass_at_k.items()))
+        print(f"{e.id}  {e.status:<10}  {e.model:<24}  {e.dataset_id}  {figures}".rstrip())
+
+
+def evals_samples(args: argparse.Namespace, api: BasisClient) -> None:
+    samples = api.eval_samples(args.id, row=args.row, max_items=args.limit)
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in samples], indent=2))
+        return
+    for line in eval_sample_lines(samples):
+        print(line)
+    if not samples:
+        print("no samples" + (f" for row {args.row}" if args.row is not None else " yet"),
+              file=sys.stderr)
+
+
 def models_list(args: argparse.Namespace, api: BasisClient) -> None:
     """One line per model: name, source, format, size; `--json` prints the API's objects."""
     models = api.models()
@@ -208,16 +292,21 @@ def models_pull(args: argparse.Namespace, api: BasisClient) -> None:
         error = pull.error
         raise CliError(f"pull {pull.id} failed: {error.code}: {error.message}" if error
                        else f"pull {pull.id} failed")
-    print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}", file=sys.stderr)
+    model = pull.model
+    if model is not None:
+        params = f"{model.parameter_count:,} parameters" if model.parameter_count is not None else "? parameters"
+        chat = "a chat template" if model.chat_template else "no chat template"
+        print(f"pulled {pull.repo_id} at commit {pull.commit} as {pull.name!r}: {model.architecture}, "
+              f"{params}, {_mb(model.bytes or 0)}, {chat}", file=sys.stderr)
     print(pull.name)
 
 
-def _client(handler: Handler) -> Callable[[argparse.Namespace], None]:
+def _client(handler: Handler, timeout: float = 60) -> Callable[[argparse.Namespace], None]:
     """Adapt `handler(args, api)` to `func(args)`, building the client lazily (tests pass `http`)."""
     def run(args: argparse.Namespace) -> None:
         http: httpx.Client | None = getattr(args, "http", None)
         url, key = env_connection()
-        with BasisClient(url, key, timeout=60, http=http) as api:
+        with BasisClient(url, key, timeout=timeout, http=http) as api:
             handler(args, api)
     return run
 
@@ -235,6 +324,31 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("file")
     p.add_argument("--name")
     p.set_defaults(func=_client(datasets_upload))
+    p = datasets.add_parser(
+        "import", help="import a parquet/JSON/CSV file or a Hugging Face dataset with a field mapping",
+        description="Import rows from a local .parquet/.json/.jsonl/.csv FILE (sent to the API) or "
+        "from a Hugging Face dataset (--hub), mapping its fields onto prompt and answer. Example "
+        "(GSM8K): basis datasets import gsm8k.parquet --prompt-field question --answer-field answer "
+        "--preset gsm8k")
+    p.add_argument("file", nargs="?", help="local file to send (or use --hub)")
+    p.add_argument("--hub", metavar="ORG/NAME", help="Hugging Face dataset id (HF_ENDPOINT and "
+                   "HF_TOKEN are the API server's)")
+    p.add_argument("--config", help="the hub dataset's config (subset)")
+    p.add_argument("--split", help="the hub dataset's split (default train)")
+    p.add_argument("--revision", help="hub branch, tag or commit")
+    p.add_argument("--format", choices=["parquet", "json", "csv"],
+                   help="the file's format when its extension does not say")
+    p.add_argument("--prompt-field", help="field holding the prompt")
+    p.add_argument("--template", help="prompt built from {field} placeholders, e.g. 'Q: {question}'")
+    p.add_argument("--system", help="system prompt (the prompt becomes chat messages)")
+    p.add_argument("--answer-field", required=True, help="field holding the answer")
+    p.add_argument("--preset", choices=["plain", "gsm8k", "boxed"],
+                   help="answer extraction: plain (default), gsm8k ('#### N'), boxed (\\boxed{..})")
+    p.add_argument("--id-field", help="field holding row ids")
+    p.add_argument("--keep", metavar="F1,F2", help="fields copied into each row as they are")
+    p.add_argument("--max-rows", type=int, help="import only the first N rows")
+    p.add_argument("--name")
+    p.set_defaults(func=_client(datasets_import, timeout=IMPORT_TIMEOUT))
     p = datasets.add_parser("list", help="list your datasets")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=_client(datasets_list))
@@ -290,6 +404,44 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--adapter", action="store_true",
                    help="LoRA jobs: save the adapter with its base recorded instead of merging it")
     p.set_defaults(func=_client(jobs_export))
+
+    evals = commands.add_parser("evals", help="evaluate models on datasets").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = evals.add_parser("create", help="evaluate a model on a dataset (accuracy, pass@k)")
+    p.add_argument("--model", required=True, help="model name from `basis models list`")
+    p.add_argument("--dataset", required=True, help="dataset id")
+    p.add_argument("--reward", help="reward name (default math)")
+    p.add_argument("-k", "--samples-per-prompt", dest="samples_per_prompt", type=int,
+                   help="completions per row (pass@k up to k); > 1 needs --temperature > 0")
+    p.add_argument("--temperature", type=float, help="0 = greedy (the default)")
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    p.add_argument("--max-rows", dest="max_rows", type=int, help="only the first N rows")
+    p.add_argument("--batch-rows", dest="batch_rows", type=int, help="rows per generation call")
+    p.add_argument("--engine", help="rollout engine (hf, vllm)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="YAML or JSON file of evaluation fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other field, e.g. reward_options.rel_tol=0.01")
+    p.add_argument("--queue", help="worker queue (GPU pool)")
+    p.add_argument("--wait", action="store_true", help="wait for it to finish, then print it")
+    p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=_client(evals_create))
+    p = evals.add_parser("list", help="list your evaluations, newest first, with their results")
+    p.add_argument("--status")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=_client(evals_list))
+    p = evals.add_parser("get", help="show an evaluation (and its results line on stderr)")
+    p.add_argument("id")
+    p.set_defaults(func=_client(evals_get))
+    p = evals.add_parser("cancel", help="cancel an evaluation: at once if queued, else after a batch")
+    p.add_argument("id")
+    p.set_defaults(func=_show(BasisClient.cancel_eval))
+    p = evals.add_parser("samples", help="print an evaluation's completions and rewards, row by row")
+    p.add_argument("id")
+    p.add_argument("--row", type=int, help="only this row")
+    p.add_argument("--limit", type=int, default=100, help="at most this many samples")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=_client(evals_samples))
 
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -11,6 +11,8 @@ from client.models import (
     CheckpointPublic,
     ComponentsPublic,
     DatasetPublic,
+    EvalPublic,
+    EvalSamplePublic,
     EventPublic,
     Health,
     HistogramPublic,
@@ -34,6 +36,6 @@ from client.rest import (
 
 __all__ = [
     "DEFAULT_URL", "ApiError", "ApiUnreachable", "BasisClient", "CheckpointPublic",
-    "ComponentsPublic", "DatasetPublic", "EventPublic", "Health", "HistogramPublic", "JobPublic",
+    "ComponentsPublic", "DatasetPublic", "EvalPublic", "EvalSamplePublic", "EventPublic", "Health", "HistogramPublic", "JobPublic",
     "LogLinePublic", "MetricSeries", "ModelPublic", "NotFound", "Page", "SamplePublic", "Unauthorized", "env_connection", "follow_pages",
 ]

@@ -79,6 +79,110 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class EvalCreate(BaseModel):
+    """`POST /v1/evals`: a model, a dataset, and how to sample and score it (`EvalOptions`)."""
+
+    # reward name (trainer.rewards registry)
+    reward: str = "math"
+    # reward options
+    reward_options: dict[str, Any] = Field(default_factory=dict)
+    # seconds per reward item before unscorable
+    reward_timeout: float = 10.0
+    # reward processes (per-item timeout); 0 = score in-process
+    reward_workers: int = 2
+    # completions sampled per row (n of pass@k); > 1 needs temperature > 0
+    samples_per_prompt: int = 1
+    # sampling temperature; 0 = greedy
+    temperature: float = 0.0
+    # nucleus sampling mass; 1 = off
+    top_p: float = 1.0
+    # keep the k most likely tokens; 0 = off
+    top_k: int = 0
+    # response length cap (tokens)
+    max_new_tokens: int = 256
+    # evaluate the dataset's first N rows; None = every row
+    max_rows: int | None = None
+    # rows per generation call; each call is one progress step (and cancel point)
+    batch_rows: int = 16
+    # rollout engine: 'hf' (transformers) or 'vllm'
+    engine: str = "hf"
+    # options of the chosen engine, checked against it
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    # seed of the sampling
+    seed: int = 0
+    # auto = cuda if available
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # compute dtype: auto = bfloat16 on GPU, float32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # torch CPU threads for this run; None = torch's default
+    cpu_threads: int | None = None
+    # A model name from GET /v1/models.
+    model: str
+    # A dataset id from POST /v1/datasets.
+    dataset_id: str
+    # Worker queue (GPU pool); default BASIS_WORKER_QUEUE.
+    queue: str | None = None
+
+
+class EvalResults(BaseModel):
+    # Dataset rows evaluated so far (all of them once succeeded).
+    rows: int
+    samples_per_prompt: int
+    # rows x samples_per_prompt
+    samples: int
+    # Fraction of samples with reward >= 1 (unscorable counts as wrong).
+    accuracy: float | None
+    # Mean reward over all samples, unscorable = 0.
+    mean_reward: float | None
+    # k -> unbiased pass@k (Chen et al. 2021), for k = 1, powers of two, and n.
+    pass_at_k: dict[str, float | None]
+    mean_response_tokens: float | None
+    # Share of samples the reward could not score.
+    unscorable_frac: float | None
+
+
+class EvalPublic(BaseModel):
+    id: str
+    object: Literal["eval"] = "eval"
+    status: str
+    model: str
+    dataset_id: str | None
+    # The evaluation's options, defaults filled in.
+    config: dict[str, Any]
+    error: str | None
+    queue: str
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    # Batches of `batch_rows` rows evaluated so far.
+    current_step: int
+    # Batches in all.
+    max_steps: int | None
+    # What it measured over the rows done so far; null before the first batch.
+    results: EvalResults | None = None
+
+
+class EvalSamplePublic(BaseModel):
+    # Increasing; pass the last one seen as `after` for the next page.
+    id: int
+    object: Literal["eval_sample"] = "eval_sample"
+    eval_id: str
+    # Position of the prompt among the evaluated rows (from 0).
+    row: int
+    # Which of the row's samples_per_prompt completions.
+    sample: int
+    prompt_id: str
+    prompt: str
+    completion: str
+    # The dataset's expected answer.
+    answer: str
+    # null where the reward could not score the completion.
+    reward: float | None
+    # 'stop' (end of sequence) or 'length' (max_new_tokens).
+    finish_reason: str
+
+
 class EventPublic(BaseModel):
     # Increasing; pass the last one seen as `after` to poll.
     id: int
@@ -212,6 +316,8 @@ class ModelPublic(BaseModel):
     # The job an export came from.
     job_id: str | None = None
     created_at: datetime | None = None
+    # Config fields this model recommends (its basis_defaults.json): a job on it gets them for the fields its `config` leaves out, over the generic defaults of GET /v1/components. {} = none (or an unusable file: creating a job says why).
+    config_defaults: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelPullCreate(BaseModel):
@@ -243,8 +349,8 @@ class ModelPullPublic(BaseModel):
     bytes_done: int
     # Why a failed pull failed (nothing was kept).
     error: ErrorDetail | None = None
-    # The model name in GET /v1/models, once succeeded.
-    model: str | None = None
+    # The model as GET /v1/models shows it, once succeeded (its `revision` is `commit`).
+    model: ModelPublic | None = None
     created_at: datetime
     finished_at: datetime | None = None
 

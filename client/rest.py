@@ -30,6 +30,8 @@ from client.models import (
     CheckpointPublic,
     ComponentsPublic,
     DatasetPublic,
+    EvalPublic,
+    EvalSamplePublic,
     EventPublic,
     Health,
     HistogramPublic,
@@ -46,6 +48,9 @@ from client.models import (
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 15.0
+# Reading a hub dataset can take minutes (the API answers once every row is stored): a client made
+# for `import_dataset` should use at least this.
+IMPORT_TIMEOUT = 600.0
 T = TypeVar("T")
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,6 +68,7 @@ class Route(Generic[M]):
 HEALTH = Route("GET", "/v1/health", Health)
 READY = Route("GET", "/v1/health/ready", Readiness)
 UPLOAD_DATASET = Route("POST", "/v1/datasets", DatasetPublic)
+IMPORT_DATASET = Route("POST", "/v1/datasets/import", DatasetPublic)
 LIST_DATASETS = Route("GET", "/v1/datasets", Page[DatasetPublic])
 GET_DATASET = Route("GET", "/v1/datasets/{dataset_id}", DatasetPublic)
 DELETE_DATASET: Route[BaseModel] = Route("DELETE", "/v1/datasets/{dataset_id}", None)
@@ -90,14 +96,20 @@ EXPORT_CHECKPOINT = Route("POST", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}
 SAMPLES = Route("GET", "/v1/jobs/{job_id}/samples", Page[SamplePublic])
 LOGS = Route("GET", "/v1/jobs/{job_id}/logs", Page[LogLinePublic])
 WORKERS = Route("GET", "/v1/workers", Page[WorkerPublic])
+CREATE_EVAL = Route("POST", "/v1/evals", EvalPublic)
+LIST_EVALS = Route("GET", "/v1/evals", Page[EvalPublic])
+GET_EVAL = Route("GET", "/v1/evals/{eval_id}", EvalPublic)
+CANCEL_EVAL = Route("POST", "/v1/evals/{eval_id}/cancel", EvalPublic)
+EVAL_SAMPLES = Route("GET", "/v1/evals/{eval_id}/samples", Page[EvalSamplePublic])
 
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
     (route.method, route.path): route.model for route in (
-        HEALTH, READY, UPLOAD_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
+        HEALTH, READY, UPLOAD_DATASET, IMPORT_DATASET, LIST_DATASETS, GET_DATASET, DELETE_DATASET, DATASET_ROWS, MODELS,
         GET_MODEL, DELETE_MODEL, PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
-        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS)}
+        METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS,
+        CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES)}
 
 
 class ApiError(Exception):
@@ -295,6 +307,29 @@ class BasisClient:
         return self._call(UPLOAD_DATASET, data=data,
                           files={"file": (filename, file, "application/jsonl")})
 
+    def import_dataset(self, *, answer_field: str, file: bytes | BinaryIO | None = None,
+                       filename: str | None = None, hub_id: str | None = None,
+                       config: str | None = None, split: str | None = None,
+                       revision: str | None = None, file_format: str | None = None,
+                       prompt_field: str | None = None, prompt_template: str | None = None,
+                       system_prompt: str | None = None, answer_preset: str | None = None,
+                       id_field: str | None = None, keep_fields: Sequence[str] | None = None,
+                       max_rows: int | None = None, name: str | None = None) -> DatasetPublic:
+        """`POST /v1/datasets/import`: rows of a local parquet/JSON/JSONL/CSV `file` (sent with the
+        request as `filename`) or of the hub dataset `hub_id` (`config`, `split`, `revision`),
+        mapped by `prompt_field` or `prompt_template` ({field} placeholders), `answer_field` with
+        `answer_preset` (plain, gsm8k, boxed), optional `system_prompt`, `id_field` and
+        `keep_fields`. A bad row raises `ApiError` whose `param` names the row and field."""
+        form = _params(hub_id=hub_id, config=config, split=split, revision=revision,
+                       format=file_format, prompt_field=prompt_field,
+                       prompt_template=prompt_template, system_prompt=system_prompt,
+                       answer_field=answer_field, answer_preset=answer_preset, id_field=id_field,
+                       keep_fields=",".join(keep_fields) if keep_fields else None,
+                       max_rows=max_rows, name=name)
+        files = None if file is None else {
+            "file": (filename or "dataset", file, "application/octet-stream")}
+        return self._call(IMPORT_DATASET, data=form, files=files)
+
     def delete_dataset(self, dataset_id: str) -> None:
         self._request(DELETE_DATASET, {"dataset_id": dataset_id})
 
@@ -418,3 +453,47 @@ class BasisClient:
     def checkpoint_url(self, job_id: str, checkpoint_id: str) -> str:
         """Direct URL of a checkpoint archive (needs the key as a Bearer header)."""
         return f"{self.base_url}/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/content"
+
+    # -- evaluations ----------------------------------------------------------------------------
+
+    def create_eval(self, *, model: str, dataset_id: str, queue: str | None = None,
+                    **options: Any) -> EvalPublic:
+        """`POST /v1/evals`: evaluate `model` on a dataset; `options` are the evaluation's fields
+        (`reward`, `samples_per_prompt`, `temperature`, `max_new_tokens`, `max_rows`, ...). A bad
+        field raises `ApiError` whose `param` names it."""
+        body: dict[str, Any] = {"model": model, "dataset_id": dataset_id, **options}
+        if queue:
+            body["queue"] = queue
+        return self._call(CREATE_EVAL, json=body)
+
+    def list_evals(self, *, status: str | None = None, limit: int = 100,
+                   after: str | None = None) -> Page[EvalPublic]:
+        """One page of evaluations, newest first."""
+        return self._call(LIST_EVALS, params=_params(status=status, limit=limit, after=after))
+
+    def evals(self, *, status: str | None = None, page_size: int = 100,
+              max_items: int | None = 1000) -> list[EvalPublic]:
+        """Evaluations, newest first, following cursors (at most `max_items`)."""
+        return list(follow_pages(lambda after: self.list_evals(status=status, limit=page_size,
+                                                               after=after), max_items=max_items))
+
+    def get_eval(self, eval_id: str) -> EvalPublic:
+        """An evaluation with its results so far (`results` is null before its first batch)."""
+        return self._call(GET_EVAL, {"eval_id": eval_id})
+
+    def cancel_eval(self, eval_id: str) -> EvalPublic:
+        return self._call(CANCEL_EVAL, {"eval_id": eval_id})
+
+    def list_eval_samples(self, eval_id: str, *, row: int | None = None, after: int | None = None,
+                          limit: int = 100) -> Page[EvalSamplePublic]:
+        """Per-row completions and rewards (of one `row` if given) with id > `after`."""
+        return self._call(EVAL_SAMPLES, {"eval_id": eval_id},
+                          params=_params(row=row, after=after, limit=limit))
+
+    def eval_samples(self, eval_id: str, *, row: int | None = None,
+                     max_items: int = 1000) -> list[EvalSamplePublic]:
+        """Completions of an evaluation (of one `row`), in row order, following cursors."""
+        return list(follow_pages(
+            lambda cursor: self.list_eval_samples(eval_id, row=row,
+                                                  after=None if cursor is None else int(cursor)),
+            max_items=max_items))

@@ -25,6 +25,13 @@ class JobStatus(StrEnum):
     cancelled = "cancelled"
 
 
+class JobKind(StrEnum):
+    """What a `jobs` row runs: a training job, or an evaluation on the same lifecycle."""
+
+    train = "train"
+    eval = "eval"
+
+
 TERMINAL: frozenset[str] = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 ACTIVE: frozenset[str] = frozenset(set(JobStatus) - TERMINAL)
 RETRYABLE: frozenset[str] = frozenset({JobStatus.failed, JobStatus.cancelled})

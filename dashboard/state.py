@@ -186,6 +186,17 @@ def fetch_checkpoints(url: str, key: str, job_id: str) -> list[dict]:
     return _plain(_client(url, key).checkpoints(job_id))
 
 
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_evals(url: str, key: str, max_items: int = 500) -> list[dict]:
+    return _plain(_client(url, key).evals(max_items=max_items))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fetch_eval_samples(url: str, key: str, eval_id: str, row: int | None = None,
+                       max_items: int = 1000) -> list[dict]:
+    return _plain(_client(url, key).eval_samples(eval_id, row=row, max_items=max_items))
+
+
 @st.cache_data(ttl=30, show_spinner=False)
 def fetch_datasets(url: str, key: str) -> list[dict]:
     return _plain(_client(url, key).datasets())
@@ -238,7 +249,8 @@ def prefetch(job: dict) -> None:
 def clear_caches() -> None:
     """Forget cached reads (after a write: new job, upload, cancel, retry, delete)."""
     for fn in (fetch_jobs, fetch_job, fetch_metrics, fetch_metrics_final, fetch_advantages,
-               fetch_advantages_final, fetch_events, fetch_checkpoints, fetch_datasets):
+               fetch_advantages_final, fetch_events, fetch_checkpoints, fetch_datasets, fetch_evals,
+               fetch_eval_samples):
         fn.clear()
 
 

@@ -25,6 +25,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "ConfigError",
+    "EvalConfig",
+    "EvalOptions",
     "LoraConfig",
     "LossConfig",
     "MemoryConfig",
@@ -350,6 +352,86 @@ class TrainConfig(_Strict):
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {e}") from None
         return cls.from_dict(data, source=str(path))
+
+
+# An evaluation's size: rows x samples per prompt is what it generates, scores and stores.
+MAX_EVAL_ROWS = 1_000_000
+MAX_EVAL_SAMPLES_PER_PROMPT = 256
+
+
+class EvalOptions(_Strict):
+    """What a user may set on an evaluation (`POST /v1/evals`, `basis evals create`): how many
+    completions of each row to sample, how, and which reward scores them (trainer/evaluate.py)."""
+
+    reward: str = Field("math", description="reward name (trainer.rewards registry)")
+    reward_options: dict[str, Any] = Field(default_factory=dict, description="reward options")
+    reward_timeout: float = Field(10.0, gt=0, le=3600,
+                                  description="seconds per reward item before unscorable")
+    reward_workers: int = Field(
+        2, ge=0, le=64, description="reward processes (per-item timeout); 0 = score in-process")
+    samples_per_prompt: int = Field(
+        1, ge=1, le=MAX_EVAL_SAMPLES_PER_PROMPT,
+        description="completions sampled per row (n of pass@k); > 1 needs temperature > 0")
+    temperature: float = Field(0.0, ge=0, le=10, description="sampling temperature; 0 = greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1 = off")
+    top_k: int = Field(0, ge=0, le=MAX_COUNT, description="keep the k most likely tokens; 0 = off")
+    max_new_tokens: int = Field(256, ge=1, le=65536, description="response length cap (tokens)")
+    max_rows: int | None = Field(
+        None, ge=1, le=MAX_EVAL_ROWS,
+        description="evaluate the dataset's first N rows; None = every row")
+    batch_rows: int = Field(
+        16, ge=1, le=MAX_BATCH,
+        description="rows per generation call; each call is one progress step (and cancel point)")
+    engine: str = Field("hf", description="rollout engine: 'hf' (transformers) or 'vllm'")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the chosen engine, checked against it")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the sampling")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="compute dtype: auto = bfloat16 on GPU, float32 on CPU")
+    cpu_threads: int | None = Field(
+        None, ge=1, le=256, description="torch CPU threads for this run; None = torch's default")
+
+
+class EvalConfig(EvalOptions):
+    """One evaluation: `EvalOptions` plus the two paths the server fills (core/jobs/evals.py)."""
+
+    model: str = Field(..., description="local Hugging Face model directory (or a PEFT adapter "
+                       "directory, with `base_model` set)")
+    base_model: str | None = Field(
+        None, description="base model directory when `model` is a PEFT adapter (merged in to load)")
+    dataset: str = Field(..., description="JSONL ({'prompt', 'answer', ...} per line)")
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> EvalConfig:
+        from trainer.rollout import available_engines
+        from trainer.rollout.options import validate_engine_options
+
+        _check_reward(self.reward, self.reward_options)
+        engines = available_engines()
+        if self.engine not in engines:
+            raise ValueError(f"engine: unknown {self.engine!r}; choose one of {engines}")
+        validate_engine_options(self.engine, self.engine_options)
+        if self.samples_per_prompt > 1 and self.temperature == 0:
+            raise ValueError(
+                f"samples_per_prompt: {self.samples_per_prompt} samples at temperature 0 (greedy) "
+                "are one completion repeated; set temperature > 0 (say 0.8) or samples_per_prompt 1")
+        return self
+
+    def check_paths(self) -> None:
+        """Raise ConfigError if `model` or `dataset` does not exist (no loading)."""
+        if not (Path(self.model) / "config.json").is_file():
+            raise ConfigError(
+                f"model: {self.model!r} is not a Hugging Face model directory (no config.json)")
+        if not Path(self.dataset).is_file():
+            raise ConfigError(f"dataset: file {self.dataset!r} does not exist")
+        if self.base_model is not None:
+            if not (Path(self.base_model) / "config.json").is_file():
+                raise ConfigError(f"base_model: {self.base_model!r} is not a Hugging Face model "
+                                  "directory (no config.json)")
+            if self.engine == "vllm":
+                raise ConfigError("model: an adapter model loads only with engine 'hf'; export the "
+                                  "checkpoint merged (merge_lora) to evaluate it with vLLM")
 
 
 def _check_distributed(cfg: TrainConfig) -> None:

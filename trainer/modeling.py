@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import ConfigError, EvalConfig, TrainConfig
 from trainer.data import Row, render_prompt
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Prompts:
     answers: list[str]
 
 
-def resolve_device(cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
+def resolve_device(cfg: TrainConfig | EvalConfig) -> tuple[torch.device, torch.dtype | None]:
     want = cfg.device
     if want == "auto":
         want = "cuda" if torch.cuda.is_available() else "cpu"
@@ -69,11 +69,7 @@ def from_pretrained(loader: Any, model_dir: str, **kwargs: Any) -> Any:
 def load_model(cfg: TrainConfig, device: torch.device,
                ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, Reference | None]:
     """(policy on `device`, tokenizer with a pad token, frozen KL reference or None)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = from_pretrained(AutoTokenizer, cfg.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(cfg.model)
     torch.manual_seed(cfg.seed)  # LoRA init draws from the global RNG
     # LoRA trains the adapter only: the frozen base is kept in the compute dtype (bf16 halves it,
     # and autocast casts it to bf16 for every matmul anyway) while peft keeps the adapter in fp32
@@ -94,6 +90,27 @@ def load_model(cfg: TrainConfig, device: torch.device,
         offload = cfg.memory.offload_reference and cfg.num_processes == 1  # FSDP offloads itself
         reference.requires_grad_(False).eval().to("cpu" if offload else device)
     return model.to(device), tokenizer, reference
+
+
+def load_tokenizer(model_dir: str) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, with a pad token (its EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = from_pretrained(AutoTokenizer, model_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_for_inference(model_dir: str, device: torch.device, base_dir: str | None = None,
+                       ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """(model in eval mode on `device`, tokenizer): an evaluation's model (an adapter merged into
+    `base_dir` when given, as `load_causal_lm` does), float32 weights like a training run's policy
+    (autocast decides the compute dtype), without gradients."""
+    tokenizer = load_tokenizer(model_dir)
+    model = load_causal_lm(model_dir, base_dir, dtype=torch.float32)
+    model.requires_grad_(False).eval()
+    return model.to(device), tokenizer
 
 
 def load_causal_lm(model_dir: str, base_dir: str | None = None, *,

@@ -1,6 +1,9 @@
 """`run_job(job_id)`: run one training job end to end (sent by name from `core.queue.enqueue_job`).
 
 Choices:
+- An evaluation is a job of kind "eval" (core/jobs/evals.py): the same task, claim, lease, heartbeat,
+  cancel and failure handling; `JobRunner.run` dispatches on the kind to `trainer.evaluate.evaluate`
+  instead of `trainer.loop.train`. A resumed evaluation starts again from its first row.
 - The task takes an id, never an object, and is idempotent: every delivery first claims the job's
   lease in the database (core/jobs/lifecycle.py). A finished job, or one a live worker is running,
   makes the delivery a no-op, so duplicates (a reconcile after a Redis flush, a Redis visibility
@@ -44,16 +47,18 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core.db import get_engine, is_transient, run_in_transaction
-from core.jobs import events, lifecycle
+from core.jobs import checkpoint_quota, events, lifecycle
 from core.jobs.config import resolve_train_config
+from core.jobs.evals import resolve_eval_config
 from core.jobs.lifecycle import LeaseLost, hold_lease
 from core.models import Dataset, Job
 from core.queue import RUN_JOB
 from core.services import exports
 from core.services.errors import NotFound
+from core.services.storage import remove_tree
 from core.settings import Settings, get_settings
-from core.status import JobStatus
-from trainer.config import TrainConfig
+from core.status import JobKind, JobStatus
+from trainer.config import EvalConfig, TrainConfig
 from worker import capabilities
 from worker.celery_app import app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
@@ -61,6 +66,7 @@ from worker.distributed import Launcher, RankFailed
 from worker.sink import DatabaseSink
 
 if TYPE_CHECKING:  # the loop imports torch; the worker loads it only when a job runs
+    from trainer.evaluate import EvalResult
     from trainer.loop import TrainResult
 
 log = logging.getLogger(__name__)
@@ -83,6 +89,24 @@ def build_train_config(engine: Engine, job_id: str, settings: Settings) -> Train
         if dataset is None:
             raise NotFound(f"the dataset of job {job_id} was deleted", "dataset_id")
         return resolve_train_config(session, settings, job_id, job.model, dataset, job.config)
+
+
+def build_eval_config(engine: Engine, job_id: str, settings: Settings) -> tuple[EvalConfig, int | None]:
+    """An evaluation's `EvalConfig` on this machine's paths (`core.jobs.evals.resolve_eval_config`,
+    the resolution the API validated it with), and the number of batches it logs."""
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"evaluation {job_id} disappeared while starting")
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        if dataset is None:
+            raise NotFound(f"the dataset of evaluation {job_id} was deleted", "dataset_id")
+        return resolve_eval_config(session, settings, job.model, dataset, job.config), job.max_steps
+
+
+def job_kind(engine: Engine, job_id: str) -> str:
+    with engine.connect() as conn:
+        return conn.scalar(select(Job.kind).where(Job.id == job_id)) or JobKind.train
 
 
 class _Heartbeat:
@@ -163,6 +187,27 @@ class JobRunner:
             return
         self.tx(lambda conn: lifecycle.transition(conn, self.job_id, status), f"status {status}")
 
+    def before_checkpoint(self, step: int, nbytes: int) -> None:
+        """The owner's checkpoint quota (core/jobs/checkpoint_quota.py), before anything is
+        written: this job's older checkpoints make room, or CheckpointQuotaExceeded fails it."""
+        if not (self.settings.quota_checkpoint_bytes or self.settings.quota_checkpoints):
+            return
+
+        def make_room(conn) -> list[checkpoint_quota.Pruned]:
+            pruned = checkpoint_quota.make_room(conn, self.settings, self.job_id, step, nbytes)
+            if pruned:
+                freed = sum(p.bytes for p in pruned) / 2**20
+                events.record_event(
+                    conn, self.job_id, "checkpoint",
+                    f"removed this job's checkpoints at steps {', '.join(str(p.step) for p in pruned)} "
+                    f"({freed:.1f} MB) to stay within your checkpoint quota",
+                    {"removed_steps": [p.step for p in pruned]})
+            return pruned
+
+        for pruned in self.tx(make_room, f"checkpoint quota {step}"):
+            if problem := remove_tree(pruned.path):
+                log.warning("job %s: %s", self.job_id, problem)
+
     def on_checkpoint(self, step: int, path: Path) -> None:
         self.tx(lambda conn: lifecycle.record_checkpoint(
             conn, self.job_id, step, Path(path), self.settings.storage_dir), f"checkpoint {step}")
@@ -191,6 +236,10 @@ class JobRunner:
         # trainer (torch), which on a busy machine can outlast `stale_after_seconds`, and a claimed
         # job that stays silent that long is taken over by another worker while this one runs it.
         # It stops before `_after_train`, whose release must not be overwritten by a late beat.
+        if job_kind(self.engine, self.job_id) == JobKind.eval:  # a second kind of work, same lease
+            with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
+                evaluated = self._start_and_evaluate(claim)
+            return evaluated if isinstance(evaluated, str) else self._after_eval(evaluated)
         with _Heartbeat(self.engine, self.job_id, self.epoch, self.ws.heartbeat_seconds):
             outcome = self._start_and_train(claim)
             exported = None
@@ -228,6 +277,43 @@ class JobRunner:
             {"model": record.name, "format": record.format}), "event")
         return record.name
 
+    def _start_and_evaluate(self, claim: lifecycle.Claim) -> EvalResult | str:
+        """The evaluation's result (`trainer.evaluate`, the held-out eval's code path), or its
+        final status when it failed. A resumed evaluation starts again from its first row (its
+        samples and metrics are upserted, so the rows it wrote before are overwritten alike)."""
+        try:
+            config, batches = build_eval_config(self.engine, self.job_id, self.settings)
+        except Exception as exc:  # deleted dataset, removed model
+            if is_transient(exc):
+                raise
+            return self.finish(JobStatus.failed, "could not start",
+                               error=self._public(describe_error(exc)))
+        if claim.resumed:
+            self.tx(lambda conn: events.record_event(
+                conn, self.job_id, "resumed", "evaluating again from the first row"), "event")
+        from trainer.evaluate import evaluate
+
+        # Every sample is kept: an evaluation's samples are its per-row results.
+        sink = DatabaseSink(self.engine, self.job_id, epoch=self.epoch,
+                            retry_seconds=self.ws.db_retry_seconds, max_steps=batches)
+        try:
+            return evaluate(config, sink, should_stop=self.should_stop, on_status=self.on_status)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            return self._failed(exc)
+        finally:
+            sink.close()
+            _free_accelerator_memory()
+
+    def _after_eval(self, result: EvalResult) -> str:
+        s = result.summary
+        data = {**s.metrics(), "seconds": result.seconds}
+        if not result.stopped:
+            return self.finish(JobStatus.succeeded, f"evaluated {s.rows} rows x "
+                               f"{s.samples_per_prompt}: accuracy {s.accuracy:.3g}", data=data)
+        return self._stopped(data, f"after {s.rows} rows")
+
     def _start_and_train(self, claim: lifecycle.Claim) -> TrainResult | str:
         """The trainer's result, or the job's final status when it failed."""
         try:
@@ -263,23 +349,30 @@ class JobRunner:
         try:
             return train_fn(config, sink, run_dir=Path(config.run_dir),
                             should_stop=self.should_stop, on_status=self.on_status,
-                            on_checkpoint=self.on_checkpoint, resume=True)
+                            on_checkpoint=self.on_checkpoint, resume=True,
+                            before_checkpoint=self.before_checkpoint)
         except LeaseLost:  # the job is another worker's now: failing it would overwrite its run
             raise
         except Exception as exc:
-            if is_transient(exc):  # the database stayed away past db_retry_seconds: leave it resumable
-                raise
-            # One line in the worker's console; the traceback is in the failed event's data.
-            log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
-            log.debug("job %s traceback", self.job_id, exc_info=True)
-            message = self._public(describe_error(exc))
-            # A rank's traceback is the one that says what broke, not the launcher's.
-            trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
-            return self.finish(JobStatus.failed, message, error=message,
-                               data={"traceback": self._public(trace[-4000:])})
+            return self._failed(exc)
         finally:
             sink.close()
             _free_accelerator_memory()
+
+    def _failed(self, exc: Exception) -> str:
+        """Mark the job failed with `exc` (the run's fault, not the worker's); a transient database
+        error is raised instead: the database stayed away past db_retry_seconds, so the job is
+        left resumable."""
+        if is_transient(exc):
+            raise exc
+        # One line in the worker's console; the traceback is in the failed event's data.
+        log.error("job %s failed: %s", self.job_id, describe_error(exc)[:500])
+        log.debug("job %s traceback", self.job_id, exc_info=True)
+        message = self._public(describe_error(exc))
+        # A rank's traceback is the one that says what broke, not the launcher's.
+        trace = exc.rank_traceback if isinstance(exc, RankFailed) else traceback.format_exc(limit=8)
+        return self.finish(JobStatus.failed, message, error=message,
+                           data={"traceback": self._public(trace[-4000:])})
 
     def _after_train(self, result: TrainResult, exported: str | None = None) -> str:
         summary = {"steps": result.steps, "initial_eval_accuracy": result.initial_eval_accuracy,
@@ -295,11 +388,15 @@ class JobRunner:
 
             self.tx(succeed, f"status {JobStatus.succeeded}")
             return JobStatus.succeeded
+        return self._stopped(summary, f"after {summary['steps']} steps")
+
+    def _stopped(self, summary: dict[str, Any], where: str) -> str:
+        """A run that stopped early: cancelled when the user asked, else the worker is shutting
+        down, so the lease is given back and `JobInterrupted` requeues the job."""
         with self.engine.connect() as conn:
             cancelled = lifecycle.cancel_requested(conn, self.job_id, self.epoch)
         if cancelled:
-            return self.finish(JobStatus.cancelled, f"cancelled after {summary['steps']} steps",
-                               data=summary)
+            return self.finish(JobStatus.cancelled, f"cancelled {where}", data=summary)
 
         def give_back(conn) -> None:
             events.record_event(conn, self.job_id, "interrupted",

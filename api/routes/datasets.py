@@ -1,18 +1,21 @@
-"""Datasets: upload, list, get, preview rows, delete."""
+"""Datasets: upload, import (from a Hugging Face dataset), list, get, preview rows, delete."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
 from api.schemas import DatasetPublic, DatasetRowsPublic, DatasetsPublic, ErrorBody
+from core.services import dataset_import
 from core.services import datasets as service
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422)}
+IMPORT_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 413, 415, 422, 502, 507)}
 
 
 @router.post("", response_model=DatasetPublic, status_code=201, responses=ERRORS)
@@ -22,6 +25,50 @@ def upload_dataset(user: CurrentUser, session: SessionDep, settings: SettingsDep
     """Upload a JSONL dataset; it is validated line by line and stored atomically."""
     dataset = service.create_dataset(session, settings, user, source=file.file, filename=file.filename,
                                      content_type=file.content_type, name=name)
+    return DatasetPublic.model_validate(dataset)
+
+
+@router.post("/import", response_model=DatasetPublic, status_code=201, responses=IMPORT_ERRORS)
+def import_dataset(
+    user: CurrentUser, session: SessionDep, settings: SettingsDep,
+    answer_field: Annotated[str, Form(max_length=200, description="Field holding the answer.")],
+    file: Annotated[UploadFile | None, File(
+        description="A .parquet, .json, .jsonl or .csv file (or give hub_id).")] = None,
+    format: Annotated[Literal["parquet", "json", "csv"] | None, Form(
+        description="The file's format when its extension does not say.")] = None,
+    hub_id: Annotated[str | None, Form(max_length=200, description=(
+        "A Hugging Face dataset id such as openai/gsm8k (instead of a file)."))] = None,
+    config: Annotated[str | None, Form(max_length=100, description="The hub dataset's config.")] = None,
+    split: Annotated[str, Form(max_length=100, description="The hub dataset's split.")] = "train",
+    revision: Annotated[str | None, Form(max_length=100, description="Hub branch, tag or commit.")] = None,
+    prompt_field: Annotated[str | None, Form(max_length=200, description=(
+        "Field holding the prompt (text or chat messages)."))] = None,
+    prompt_template: Annotated[str | None, Form(max_length=20_000, description=(
+        "Prompt built from {field} placeholders (instead of prompt_field); {{ and }} are braces."))
+    ] = None,
+    system_prompt: Annotated[str | None, Form(max_length=20_000, description=(
+        "Makes the prompt chat messages: this system message, then the prompt as the user's."))
+    ] = None,
+    answer_preset: Annotated[Literal["plain", "gsm8k", "boxed"], Form(description=(
+        "plain: the field stripped; gsm8k: what follows '####', commas removed; boxed: the last "
+        "\\boxed{...}."))] = "plain",
+    id_field: Annotated[str | None, Form(max_length=200, description="Field holding row ids.")] = None,
+    keep_fields: Annotated[str | None, Form(max_length=2000, description=(
+        "Comma list of fields copied into each row as they are."))] = None,
+    max_rows: Annotated[int | None, Form(ge=1, description="Import only the first rows.")] = None,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> DatasetPublic:
+    """Import a dataset from a Hugging Face hub id or an uploaded parquet/JSON/CSV file through a
+    field mapping; rows are validated one by one (errors name the row) and stored as an upload is."""
+    mapping = dataset_import.FieldMapping(
+        answer_field=answer_field, prompt_field=prompt_field, prompt_template=prompt_template,
+        system_prompt=system_prompt, answer_preset=answer_preset, id_field=id_field,
+        keep_fields=tuple(f.strip() for f in (keep_fields or "").split(",") if f.strip()))
+    hub = None if hub_id is None else dataset_import.HubSource(hub_id, config, split, revision)
+    dataset = dataset_import.import_dataset(
+        session, settings, user, mapping=mapping, file=None if file is None else file.file,
+        filename=None if file is None else file.filename, file_format_name=format, hub=hub,
+        max_rows=max_rows, name=name)
     return DatasetPublic.model_validate(dataset)
 
 

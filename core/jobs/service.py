@@ -28,7 +28,14 @@ from sqlalchemy.orm import Session
 
 from core import workers
 from core.jobs import lifecycle
-from core.jobs.config import check_user_config, resolve_train_config, stored_config
+from core.jobs.config import (
+    blame_model_defaults,
+    check_user_config,
+    filled_by_model,
+    model_defaults,
+    resolve_train_config,
+    stored_config,
+)
 from core.jobs.events import record_event
 from core.jobs.limits import check_job_limits, check_queue
 from core.models import AdvantageHistogram, Checkpoint, Job, JobEvent, Metric, User, new_id
@@ -37,7 +44,7 @@ from core.services.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from core.services.pagination import Page, paginate
 from core.services.storage import remove_tree, require_free_space
 from core.settings import Settings
-from core.status import ACTIVE, RETRYABLE, TERMINAL, JobStatus
+from core.status import ACTIVE, RETRYABLE, TERMINAL, JobKind, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +55,16 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
                config: dict[str, Any], queue: str | None = None) -> Job:
     """Validate and insert a queued job with its first event; commits. The caller then enqueues it."""
     dataset = get_dataset(session, owner, dataset_id)
-    queue = queue or settings.worker_queue
-    if not QUEUE_RE.fullmatch(queue):
-        raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
-    check_queue(settings, queue)
-    require_free_space(settings, "job creation")
-    if settings.quota_active_jobs:
-        active = session.execute(select(func.count()).select_from(Job)
-                                 .where(Job.owner_id == owner.id, Job.status.in_(ACTIVE))).scalar_one()
-        if active >= settings.quota_active_jobs:
-            raise QuotaExceeded(f"you have {active} jobs queued or running; your quota is "
-                                f"{settings.quota_active_jobs} (wait for one to finish or cancel one)")
+    queue = admit(session, settings, owner, queue, "job creation")
     check_user_config(config)
     job_id = new_id("job")
     train_config = resolve_train_config(session, settings, job_id, model, dataset, config)
-    check_job_limits(train_config, settings, model_path=Path(train_config.model),
-                     dataset_rows=dataset.rows)
+    filled = filled_by_model(model_defaults(Path(train_config.model), model), config)
+    try:
+        check_job_limits(train_config, settings, model_path=Path(train_config.model),
+                         dataset_rows=dataset.rows)
+    except Invalid as exc:
+        raise blame_model_defaults(exc, model, filled) from None
     waiting = workers.check_capacity(session, settings, workers.Requirement.of(train_config, queue))
     job = Job(id=job_id, owner_id=owner.id, dataset_id=dataset.id, model=model, queue=queue,
               config=stored_config(train_config), estimator=train_config.estimator[:64],
@@ -71,23 +72,49 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     session.add(job)
     session.flush()
     record_event(session, job.id, "status", "Job created; waiting for a worker"
-                 + (f" ({waiting})" if waiting else ""), {"status": JobStatus.queued.value})
+                 + (f" ({waiting})" if waiting else "")
+                 + (f"; model {model}'s defaults set {', '.join(filled)}" if filled else ""),
+                 {"status": JobStatus.queued.value, **({"model_defaults": filled} if filled else {})})
     session.commit()
     return job
 
 
-def get_job(session: Session, owner: User, job_id: str) -> Job:
-    """The owner's job `job_id`; 404 if missing or someone else's."""
+def admit(session: Session, settings: Settings, owner: User, queue: str | None, what: str) -> str:
+    """The queue new work of `owner` goes to, once the queue is valid, the disk has room and the
+    owner is within the active-jobs quota (training jobs and evaluations alike)."""
+    queue = queue or settings.worker_queue
+    if not QUEUE_RE.fullmatch(queue):
+        raise Invalid("queue must be 1-64 letters, digits, '.', '_' or '-'", "queue")
+    check_queue(settings, queue)
+    require_free_space(settings, what)
+    if settings.quota_active_jobs:
+        active = session.execute(select(func.count()).select_from(Job)
+                                 .where(Job.owner_id == owner.id, Job.status.in_(ACTIVE))).scalar_one()
+        if active >= settings.quota_active_jobs:
+            raise QuotaExceeded(f"you have {active} jobs queued or running; your quota is "
+                                f"{settings.quota_active_jobs} (wait for one to finish or cancel one)")
+    return queue
+
+
+def get_job(session: Session, owner: User, job_id: str, kind: JobKind = JobKind.train) -> Job:
+    """The owner's job `job_id` of `kind`; 404 if missing, someone else's or of another kind (an
+    evaluation is not a job at /v1/jobs, nor a job an evaluation at /v1/evals)."""
     job = session.get(Job, job_id)
-    if job is None or job.owner_id != owner.id:
-        raise NotFound(f"no job {job_id!r}", "job_id")
+    if job is None or job.owner_id != owner.id or job.kind != kind:
+        name, param = _noun(kind)
+        raise NotFound(f"no {name} {job_id!r}", param)
     return job
 
 
+def _noun(kind: JobKind) -> tuple[str, str]:
+    """What a user calls a row of `kind`, and its id's parameter name."""
+    return ("evaluation", "eval_id") if kind == JobKind.eval else ("job", "job_id")
+
+
 def list_jobs(session: Session, owner: User, *, status: str | None, after: str | None,
-              limit: int) -> Page[Job]:
-    """The owner's jobs, newest first, optionally only those in `status`."""
-    stmt = select(Job).where(Job.owner_id == owner.id)
+              limit: int, kind: JobKind = JobKind.train) -> Page[Job]:
+    """The owner's jobs of `kind`, newest first, optionally only those in `status`."""
+    stmt = select(Job).where(Job.owner_id == owner.id, Job.kind == kind.value)
     if status:
         if status not in JobStatus.__members__:
             raise Invalid(f"status must be one of {', '.join(JobStatus)}", "status")
@@ -95,13 +122,14 @@ def list_jobs(session: Session, owner: User, *, status: str | None, after: str |
     return paginate(session, stmt, Job.id, after=after, limit=limit)
 
 
-def cancel_job(session: Session, owner: User, job_id: str) -> Job:
+def cancel_job(session: Session, owner: User, job_id: str, kind: JobKind = JobKind.train) -> Job:
     """Cancel a queued job now, or ask the worker to stop a running one; commits."""
-    job = get_job(session, owner, job_id)
+    job = get_job(session, owner, job_id, kind)
     if job.status == JobStatus.cancelled:
         return job
     if job.status in TERMINAL:
-        raise Conflict(f"job {job_id!r} already {job.status}; nothing to cancel", "job_id")
+        name, param = _noun(kind)
+        raise Conflict(f"{name} {job_id!r} already {job.status}; nothing to cancel", param)
     lifecycle.cancel(session.connection(), job_id)
     session.commit()
     session.refresh(job)

@@ -1,4 +1,5 @@
-"""Datasets: upload (validated, stored atomically), list, get, preview, delete.
+"""Datasets: upload (validated, stored atomically), list, get, preview, delete. Imports from
+Hugging Face datasets (core/services/dataset_import.py) convert rows and store them here.
 
 Choices:
 - The whole upload is read into memory (bounded by `max_upload_bytes`, 50 MB by default) and
@@ -55,7 +56,7 @@ def read_limited(source: BinaryIO, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _clean_filename(filename: str | None) -> str:
+def clean_filename(filename: str | None) -> str:
     name = Path((filename or "dataset.jsonl").replace("\\", "/")).name
     name = "".join(ch for ch in name if ch.isprintable())[:255]
     return name or "dataset.jsonl"
@@ -72,22 +73,37 @@ def create_dataset(session: Session, settings: Settings, owner: User, *, source:
         raise Invalid("name must be 1-200 characters", "name")
     require_free_space(settings, "upload")
     data = read_limited(source, settings.max_upload_bytes)
+    check_quota(session, settings, owner, len(data))  # before the costly validation
+    rows = validate_jsonl(data, max_rows=settings.max_dataset_rows,
+                          max_line_bytes=settings.max_line_bytes, max_depth=settings.max_json_depth)
+    filename = clean_filename(filename)
+    return store_jsonl(session, settings, owner, data=data, rows=rows, filename=filename,
+                       name=name or filename)
+
+
+def check_quota(session: Session, settings: Settings, owner: User, size: int) -> None:
+    """507 when `size` more bytes would take the owner past `quota_dataset_bytes`."""
     if settings.quota_dataset_bytes:
         stored = session.execute(select(func.coalesce(func.sum(Dataset.bytes), 0))
                                  .where(Dataset.owner_id == owner.id)).scalar_one()
-        if stored + len(data) > settings.quota_dataset_bytes:
+        if stored + size > settings.quota_dataset_bytes:
             raise InsufficientStorage(
-                f"upload refused: your datasets take {stored} bytes and this one {len(data)}; your "
+                f"upload refused: your datasets take {stored} bytes and this one {size}; your "
                 f"quota is {settings.quota_dataset_bytes} bytes (delete a dataset first)", "file")
-    rows = validate_jsonl(data, max_rows=settings.max_dataset_rows,
-                          max_line_bytes=settings.max_line_bytes, max_depth=settings.max_json_depth)
-    filename = _clean_filename(filename)
+
+
+def store_jsonl(session: Session, settings: Settings, owner: User, *, data: bytes, rows: int,
+                filename: str, name: str) -> Dataset:
+    """Store validated JSONL (`rows` rows) as the owner's new dataset; commits. Checks the quota
+    first; the file is written atomically, then the row committed, and the file removed again if
+    the commit fails. Shared by uploads and imports (core/services/dataset_import.py)."""
+    check_quota(session, settings, owner, len(data))
     dataset_id = new_id("ds")
     relative = f"datasets/{dataset_id}.jsonl"
     path = settings.storage_dir / relative
     write_atomic(path, data)
     try:
-        dataset = Dataset(id=dataset_id, owner_id=owner.id, name=(name or filename).strip(),
+        dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name.strip(),
                           filename=filename, path=relative, rows=rows, bytes=len(data),
                           sha256=hashlib.sha256(data).hexdigest())
         session.add(dataset)

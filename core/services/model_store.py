@@ -5,8 +5,9 @@ Choices:
   model needs (`*.json` configs and tokenizers, `*.txt` merges, `*.jinja` chat templates,
   sentencepiece `*.model`, `*.tiktoken`). Pickle formats (`.bin`, `.pt`, `.pth`, `.ckpt`, `.pkl`)
   and subfolders are never requested, so a repo holding only `pytorch_model.bin` is refused before
-  a byte is downloaded. Each weights file's header is parsed after the download (which also counts
-  the parameters without loading a tensor), so a file that is not safetensors is refused too.
+  a byte is downloaded. Each weights file's header is parsed after the download
+  (`catalog.describe_model_dir`, which also counts the parameters without loading a tensor), so a
+  file that is not safetensors is refused too.
 - The revision (branch, tag or sha) is resolved to its commit first (`model_info`) and every file
   is fetched at that commit: the record names exactly what is on disk even if the branch moves.
 - The size limit (`BASIS_MODEL_MAX_BYTES`) and the free-space floor are checked against the hub's
@@ -25,27 +26,25 @@ Choices:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import shutil
 import socket
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatch
-from math import prod
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.models import ModelRecord, new_id, utcnow
-from core.services.catalog import NAME_RE, list_models
+from core.services.catalog import NAME_RE, check_name, describe_model_dir, scan_models
 from core.services.errors import (
     Conflict,
     DomainError,
@@ -63,7 +62,6 @@ STAGING = ".pulls"  # under the first models root; the catalog skips dot directo
 WEIGHTS = "*.safetensors"
 ALLOWED = (WEIGHTS, "*.json", "*.txt", "*.jinja", "*.model", "*.tiktoken")
 REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on a header
 
 
 def parse_ref(ref: str, revision: str | None = None) -> tuple[str, str | None]:
@@ -79,16 +77,20 @@ def _check_ref(repo_id: str, revision: str | None) -> None:
         raise Invalid(f"revision {revision!r} is not a branch, tag or commit", "revision")
 
 
-def _check_name(settings: Settings, name: str) -> None:
-    if not NAME_RE.fullmatch(name) or ".." in name.split("/"):
-        raise Invalid(f"name {name!r} must be NAME or ORG/NAME (letters, digits, . _ -)", "name")
-    if name in list_models(settings) or (settings.model_roots[0] / name).exists():
-        raise Conflict(f"a model named {name!r} already exists; pick another name or delete it", "name")
+def _check_name(settings: Settings, session: Session, name: str) -> None:
+    """422 for a malformed name; 409 when a record (anyone's), a model directory or any file
+    already has it."""
+    check_name(name, "name")
+    taken = (session.scalar(select(ModelRecord.id).where(ModelRecord.name == name)) is not None
+             or name in scan_models(settings) or (settings.model_roots[0] / name).exists())
+    if taken:
+        raise Conflict(f"a model named {name!r} already exists; pick another name (name) or delete it",
+                       "name")
 
 
 def hub_connection() -> tuple[str | None, str | None]:
     """(endpoint, token) from `HF_ENDPOINT` and `HF_TOKEN`, read now (None: huggingface_hub's own
-    default endpoint; no token)."""
+    default, https://huggingface.co, and the token `hf auth login` saved for this user, if any)."""
     return os.environ.get("HF_ENDPOINT") or None, os.environ.get("HF_TOKEN") or None
 
 
@@ -127,7 +129,8 @@ def _hub_error(exc: Exception, repo_id: str, revision: str | None, endpoint: str
             and exc.response.status_code in (401, 403)):
         return Invalid(f"no hub repo {repo_id!r} at {where} (or it is private and HF_TOKEN on the "
                        "server has no access)", "repo_id")
-    return Upstream(f"the hub at {where} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    first_line = (str(exc).splitlines() or [""])[0][:300]
+    return Upstream(f"the hub at {where} failed: {type(exc).__name__}: {first_line}")
 
 
 def _selected(files: dict[str, int]) -> dict[str, int]:
@@ -135,7 +138,7 @@ def _selected(files: dict[str, int]) -> dict[str, int]:
             if "/" not in name and any(fnmatch(name, pattern) for pattern in ALLOWED)}
 
 
-def plan_pull(settings: Settings, repo_id: str, revision: str | None = None,
+def plan_pull(settings: Settings, session: Session, repo_id: str, revision: str | None = None,
               name: str | None = None) -> PullPlan:
     """Resolve the revision and list the files to fetch; refuse (before any download) a bad
     ref or name, a repo without safetensors or config.json, one over the size limit or the free
@@ -145,9 +148,9 @@ def plan_pull(settings: Settings, repo_id: str, revision: str | None = None,
 
     _check_ref(repo_id, revision)
     name = name or repo_id
-    _check_name(settings, name)
+    _check_name(settings, session, name)
     endpoint, token = hub_connection()
-    api = HfApi(endpoint=endpoint, token=token or False)
+    api = HfApi(endpoint=endpoint, token=token)
     try:
         commit = api.model_info(repo_id, revision=revision).sha
         if not commit:
@@ -193,7 +196,7 @@ def download(plan: PullPlan, staging: Path, tqdm_class: Any = None) -> Path:
     target = staging / "model"
     try:
         snapshot_download(plan.repo_id, revision=plan.commit, local_dir=target, endpoint=endpoint,
-                          token=token or False, allow_patterns=sorted(plan.files),
+                          token=token, allow_patterns=sorted(plan.files),
                           tqdm_class=tqdm_class or _quiet_tqdm(), max_workers=4)
     except Exception as exc:  # noqa: BLE001 - every hub failure becomes a domain error
         raise _hub_error(exc, plan.repo_id, plan.requested, endpoint) from exc
@@ -217,65 +220,13 @@ def _quiet_tqdm() -> Any:
     return Quiet
 
 
-def safetensors_parameters(path: Path) -> int:
-    """Elements of every tensor in a safetensors file, from its JSON header alone (8-byte
-    little-endian length, then the header); ValueError if the file is not safetensors."""
-    with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ValueError(f"{path.name} is not a safetensors file (too short)")
-        (length,) = struct.unpack("<Q", raw)
-        if not 2 <= length <= MAX_HEADER_BYTES:
-            raise ValueError(f"{path.name} is not a safetensors file (header length {length})")
-        try:
-            header = json.loads(f.read(length))
-        except ValueError as exc:
-            raise ValueError(f"{path.name} is not a safetensors file (header is not JSON)") from exc
-    if not isinstance(header, dict):
-        raise ValueError(f"{path.name} is not a safetensors file (header is not an object)")
-    return sum(prod(int(d) for d in entry["shape"]) for key, entry in header.items()
-               if key != "__metadata__" and isinstance(entry, dict))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    architecture: str | None
-    parameter_count: int
-    chat_template: bool
-    bytes: int
-
-
-def inspect_model(directory: Path) -> ModelFacts:
-    """Architecture (config.json), parameter count (safetensors headers), whether a chat template
-    ships (tokenizer_config.json or chat_template.jinja/.json) and the size on disk."""
-    config = _read_json(directory / "config.json")
-    architectures = config.get("architectures")
-    architecture = (architectures[0] if isinstance(architectures, list) and architectures
-                    else config.get("model_type"))
-    try:
-        parameters = sum(safetensors_parameters(p) for p in sorted(directory.glob(WEIGHTS)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Invalid(f"downloaded weights are not valid safetensors: {exc}", "repo_id") from exc
-    template = (bool(_read_json(directory / "tokenizer_config.json").get("chat_template"))
-                or (directory / "chat_template.jinja").is_file()
-                or (directory / "chat_template.json").is_file())
-    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-    return ModelFacts(architecture=str(architecture) if architecture else None,
-                      parameter_count=parameters, chat_template=template, bytes=size)
-
-
 def install(settings: Settings, session: Session, plan: PullPlan, staged: Path) -> ModelRecord:
     """Move the checked download to `<root>/<name>` and commit its record, both or neither."""
-    facts = inspect_model(staged)
-    _check_name(settings, plan.name)
+    facts = describe_model_dir(staged)
+    if facts.parameter_count is None:
+        raise Invalid(f"hub repo {plan.repo_id!r} sent weights that are not valid safetensors "
+                      "(a header could not be read)", "repo_id")
+    _check_name(settings, session, plan.name)
     target = settings.model_roots[0] / plan.name
     record = ModelRecord(name=plan.name, owner_id=None, source="hub", source_ref=plan.repo_id,
                          revision=plan.commit, format="full", path=plan.name, bytes=facts.bytes,
@@ -307,7 +258,7 @@ def install(settings: Settings, session: Session, plan: PullPlan, staged: Path) 
 def pull_model(settings: Settings, session: Session, repo_id: str, revision: str | None = None,
                name: str | None = None, tqdm_class: Any = None) -> ModelRecord:
     """Pull in this thread: plan, download, install; nothing left behind on failure."""
-    plan = plan_pull(settings, repo_id, revision, name)
+    plan = plan_pull(settings, session, repo_id, revision, name)
     staging = staging_dir(settings, new_id("pull"))
     try:
         return install(settings, session, plan, download(plan, staging, tqdm_class))
@@ -403,7 +354,8 @@ class ModelPulls:
     def start(self, repo_id: str, revision: str | None = None, name: str | None = None) -> Pull:
         """Check and plan now (a bad ref, no safetensors, too big: raised here), download later."""
         repo_id, revision = parse_ref(repo_id, revision)
-        plan = plan_pull(self.settings, repo_id, revision, name)
+        with self.sessionmaker() as session:
+            plan = plan_pull(self.settings, session, repo_id, revision, name)
         with self._lock:
             active = [p for p in self._pulls.values() if p.status == "downloading"]
             if any(p.plan.name == plan.name for p in active):

@@ -8,8 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from cli.main import main
 from core.db import session_scope
 from core.services.keys import create_key
+from core.settings import get_settings
 
 GOOD_ROWS = [{"prompt": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(5)]
 GOOD_JSONL = "".join(json.dumps(row) + "\n" for row in GOOD_ROWS).encode()
@@ -107,3 +109,18 @@ def job(create_job, alice, dataset) -> dict:
     response = create_job(alice, dataset["id"])
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture
+def basis(client, alice, monkeypatch, capsys):
+    """`basis(*argv)` -> (exit status, stdout, stderr), authenticated as alice."""
+    monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    get_settings.cache_clear()
+
+    def run(*argv: str):
+        status = main(list(argv), http=client)
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    yield run
+    get_settings.cache_clear()

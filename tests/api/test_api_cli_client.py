@@ -4,26 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from cli.main import main
-from core.settings import get_settings
-
-
-@pytest.fixture
-def basis(client, alice, monkeypatch, capsys):
-    """`basis(*argv)` -> (exit status, stdout, stderr), authenticated as alice."""
-    monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))
-    get_settings.cache_clear()
-
-    def run(*argv: str):
-        status = main(list(argv), http=client)
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    yield run
-    get_settings.cache_clear()
-
 
 def test_upload_create_follow_cancel(basis, tmp_path, model_dir):
     data = tmp_path / "train.jsonl"

@@ -43,11 +43,18 @@ def test_an_admin_pulls_a_model_that_jobs_can_then_use(app, client, settings, ro
         "model.pull", "org/tiny", "main", commit)
     assert "model.safetensors" in pull["files"] and not any(f.endswith(".bin") for f in pull["files"])
     done = finish(app, client, root_key, pull["id"])
-    assert (done["status"], done["model"], done["error"]) == ("succeeded", "org/tiny", None)
+    assert (done["status"], done["error"]) == ("succeeded", None)
     assert done["bytes_done"] == done["bytes_total"] > 300_000
-    assert resolve_model(settings, "org/tiny") == settings.model_roots[0] / "org" / "tiny"
-    listing = client.get("/v1/models", headers=alice).json()["data"]
-    assert "org/tiny" in [m["name"] for m in listing]
+    with app.state.sessionmaker() as session:  # what job creation and the worker resolve
+        assert resolve_model(session, settings, "user_any", "org/tiny").path == (
+            settings.model_roots[0] / "org" / "tiny")
+    # Every user sees the record's fields in GET /v1/models (shared: owner NULL).
+    listed = {m["name"]: m for m in client.get("/v1/models", headers=alice).json()["data"]}["org/tiny"]
+    assert (listed["source"], listed["revision"], listed["architecture"], listed["chat_template"]) == (
+        "hub", commit, "Qwen2ForCausalLM", True)
+    assert listed["bytes"] == done["bytes_total"] and listed["parameter_count"] > 50_000
+    assert listed["owned"] is False and listed["format"] == "full"
+    assert done["model"] == listed
     assert [p["id"] for p in client.get("/v1/model-pulls", headers=root_key).json()["data"]] == [pull["id"]]
 
 
@@ -59,6 +66,8 @@ def test_the_api_answers_and_shows_progress_while_a_pull_downloads(app, client, 
     assert client.get("/v1/health").status_code == 200
     assert time.monotonic() - started < 1.0  # answered while the weights were still on their way
     assert seen["status"] == "downloading" and seen["bytes_done"] < seen["bytes_total"]
+    listed = client.get("/v1/models", headers=root_key).json()["data"]
+    assert "org/tiny" not in [m["name"] for m in listed]  # half a model is never listed
     assert finish(app, client, root_key, pull["id"])["status"] == "succeeded"
 
 
@@ -119,18 +128,21 @@ def basis(client, root_key, monkeypatch, capsys):
     get_settings.cache_clear()
 
 
-def test_basis_models_pull_shows_progress_and_the_model_is_usable(basis, settings, hub):
+def test_basis_models_pull_shows_progress_and_the_model_is_usable(basis, app, settings, hub):
     status, out, err = basis("models", "pull", "org/tiny@main", "--name", "tiny-pulled",
                              "--interval", "0.05")
     assert status == 0, err
     assert out.strip() == "tiny-pulled"
     assert "100%" in err and hub.repos["org/tiny"].commit in err
+    assert "Qwen2ForCausalLM" in err and "a chat template" in err
     assert "tiny-pulled" in basis("models", "list")[1].split()
 
     from transformers import AutoModelForCausalLM
 
     from trainer.modeling import from_pretrained
-    model = from_pretrained(AutoModelForCausalLM, str(resolve_model(settings, "tiny-pulled")))
+    with app.state.sessionmaker() as session:
+        path = resolve_model(session, settings, "user_any", "tiny-pulled").path
+    model = from_pretrained(AutoModelForCausalLM, str(path))
     assert model.config.architectures == ["Qwen2ForCausalLM"]
 
 
@@ -141,3 +153,16 @@ def test_basis_models_pull_says_why_and_leaves_nothing(basis, settings, hub):
     status, _, err = basis("models", "pull", "org/tiny@v9")
     assert status == 1 and "no revision 'v9'" in err
     assert leftovers(settings) == []
+
+
+def test_a_pulled_model_is_deleted_by_an_admin_only_and_can_be_pulled_again(app, client, settings,
+                                                                            root_key, alice, hub):
+    pull = client.post("/v1/models", headers=root_key, json={"repo_id": "org/tiny"}).json()
+    assert finish(app, client, root_key, pull["id"])["status"] == "succeeded"
+    again = client.post("/v1/models", headers=root_key, json={"repo_id": "org/tiny"})
+    assert again.status_code == 409 and again.json()["error"]["param"] == "name"
+    assert client.delete("/v1/models/org/tiny", headers=alice).status_code == 403  # shared
+    assert client.delete("/v1/models/org/tiny", headers=root_key).status_code == 204
+    assert not any(p.startswith("org/tiny") for p in leftovers(settings))  # an empty org/ may stay
+    pull = client.post("/v1/models", headers=root_key, json={"repo_id": "org/tiny"}).json()
+    assert finish(app, client, root_key, pull["id"])["status"] == "succeeded"

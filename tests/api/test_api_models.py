@@ -6,6 +6,10 @@ root plus a row); the export itself is tested in tests/worker/test_export.py.
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import pytest
 from sqlalchemy import select, update
 
 from core.models import Job, ModelRecord, User
@@ -101,3 +105,80 @@ def test_a_base_with_an_adapter_on_it_is_not_deleted(client, app, settings, mode
     assert refused.status_code == 409 and "adapter" in refused.json()["error"]["message"]
     assert client.delete("/v1/models/ft/adapter-1", headers=alice).status_code == 204
     assert client.delete("/v1/models/ft/base-1", headers=alice).status_code == 204
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from trainer.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("api-export") / "tiny", layers=1, hidden=64, heads=2)
+
+
+def _full_checkpoint(app, settings, job_id: str, tiny_weights, step: int = 1) -> str:
+    """A full fine-tune checkpoint as the trainer lays it out (`model/`, `state.json`) and its row."""
+    from core.models import Checkpoint, new_id
+
+    ckpt = settings.job_run_dir(job_id) / "checkpoints" / f"step-{step:06d}"
+    shutil.copytree(tiny_weights, ckpt / "model")
+    (ckpt / "state.json").write_text(json.dumps({"step": step}))
+    checkpoint_id = new_id("ckpt")
+    with app.state.sessionmaker() as session:
+        session.add(Checkpoint(id=checkpoint_id, job_id=job_id, step=step,
+                               path=str(ckpt.relative_to(settings.storage_dir)), bytes=1))
+        session.commit()
+    return checkpoint_id
+
+
+def test_export_route_client_and_cli(client, app, settings, alice, bob, job, tiny_weights, basis):
+    checkpoint_id = _full_checkpoint(app, settings, job["id"], tiny_weights)
+    url = f"/v1/jobs/{job['id']}/checkpoints/{checkpoint_id}/export"
+    made = client.post(url, headers=alice)
+    assert made.status_code == 201, made.text
+    model = made.json()
+    assert model["id"] == f"ft/{job['id'][-12:]}-step1"
+    assert (model["source"], model["owned"], model["format"], model["job_id"], model["base_model"]) == (
+        "export", True, "full", job["id"], "tiny")
+    assert model["parameter_count"] > 0 and model["bytes"] > 0 and model["created_at"]
+    assert client.post(url, headers=alice).json()["id"] == model["id"]  # the same default export
+    assert model["id"] in _names(client, alice) and model["id"] not in _names(client, bob)
+    assert client.post(url, headers=bob).status_code == 404
+
+    for body, status, param in [({"name": "tiny"}, 409, "name"), ({"name": "../up"}, 422, "name"),
+                                ({"name": model["id"]}, 409, "name"), ({"merge_lora": "x"}, 422, "merge_lora"),
+                                ({"nme": "x"}, 422, "nme")]:
+        response = client.post(url, headers=alice, json=body)
+        assert (response.status_code, response.json()["error"]["param"]) == (status, param), body
+    assert sorted(p.name for p in settings.model_roots[0].iterdir()) == ["ft", "tiny"]  # no staging left
+
+    status, out, _ = basis("jobs", "export", job["id"], "latest", "--name", "alice/by-cli")
+    assert status == 0 and json.loads(out)["id"] == "alice/by-cli"
+    assert json.loads(basis("models", "get", "alice/by-cli")[1])["owned"] is True
+    assert basis("models", "delete", "alice/by-cli")[0] == 0
+    assert "alice/by-cli" not in _names(client, alice)
+    assert not (settings.model_roots[0] / "alice").exists() or not any((settings.model_roots[0] / "alice").iterdir())
+
+    from client import BasisClient, NotFound
+
+    api = BasisClient(http=client, api_key=alice["Authorization"].removeprefix("Bearer "))
+    exported = api.export_checkpoint(job["id"], checkpoint_id, name="alice/typed")
+    assert api.get_model("alice/typed") == exported and api.get_job(job["id"]).fine_tuned_model is None
+    api.delete_model("alice/typed")
+    with pytest.raises(NotFound):
+        api.get_model("alice/typed")
+
+
+def test_an_adapter_model_trains_with_hf_only_and_needs_its_base(client, app, settings, model_dir, alice,
+                                                                 dataset, create_job):
+    _record(app, settings, "ft/adapter-1", owner="alice", fmt="adapter", base="tiny")
+    (settings.model_roots[0] / "ft" / "adapter-1" / "adapter_config.json").write_text("{}")
+    assert create_job(alice, dataset["id"], model="ft/adapter-1").status_code == 201
+    vllm = create_job(alice, dataset["id"], model="ft/adapter-1",
+                      config={"engine": "vllm", "max_steps": 3, "batch_size": 2})
+    assert vllm.status_code == 422 and vllm.json()["error"]["param"] == "model", vllm.text
+    assert "merge_lora" in vllm.json()["error"]["message"]
+    with app.state.sessionmaker() as session:
+        session.execute(update(ModelRecord).where(ModelRecord.name == "ft/adapter-1")
+                        .values(base_model="gone"))
+        session.commit()
+    orphan = create_job(alice, dataset["id"], model="ft/adapter-1")
+    assert orphan.status_code == 409 and "'gone'" in orphan.json()["error"]["message"], orphan.text

@@ -50,7 +50,7 @@ def test_pull_fetches_safetensors_at_a_pinned_commit_and_records_the_model(setti
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trainer.modeling import from_pretrained
-    assert resolve_model(settings, "org/tiny") == path
+    assert resolve_model(session, settings, "user_anyone", "org/tiny").path == path  # shared
     model = from_pretrained(AutoModelForCausalLM, str(path))
     assert record.parameter_count == sum(p.numel() for p in model.parameters())  # tied: counted once
     assert from_pretrained(AutoTokenizer, str(path)).chat_template
@@ -101,7 +101,8 @@ def test_a_download_failing_half_way_leaves_nothing(settings, session, hub):
     with pytest.raises(Upstream):
         model_store.pull_model(settings, session, "org/tiny")
     assert "config.json" in hub.downloads("org/tiny")  # other files did arrive, then went
-    assert leftovers(settings) == [] and records(session) == 0 and list_models(settings) == {}
+    assert leftovers(settings) == [] and records(session) == 0
+    assert list_models(session, settings, "user_anyone") == []
 
 
 def test_a_name_in_use_is_a_conflict(settings, session, hub):
@@ -120,15 +121,13 @@ def test_ref_parsing_and_validation():
     assert model_store.parse_ref("org/m") == ("org/m", None)
 
 
-def test_safetensors_parameters_reads_headers_only(tmp_path):
-    import torch
-    from safetensors.torch import save_file
-
-    save_file({"a": torch.zeros(3, 4), "b": torch.zeros(5)}, tmp_path / "w.safetensors")
-    assert model_store.safetensors_parameters(tmp_path / "w.safetensors") == 17
-    (tmp_path / "bad.safetensors").write_bytes(b"\x80\x04not a header at all")
-    with pytest.raises(ValueError, match="not a safetensors"):
-        model_store.safetensors_parameters(tmp_path / "bad.safetensors")
+def test_weights_that_are_not_safetensors_fail_the_pull_and_leave_nothing(settings, session, hub,
+                                                                          tiny_model_files):
+    hub.add_repo("org/fake", {**tiny_model_files, "model.safetensors": b"\x80\x04 a pickle, renamed"})
+    with pytest.raises(Invalid) as err:
+        model_store.pull_model(settings, session, "org/fake")
+    assert "not valid safetensors" in err.value.message
+    assert leftovers(settings) == [] and records(session) == 0
 
 
 def test_staging_of_a_dead_process_is_cleaned_at_start(settings):

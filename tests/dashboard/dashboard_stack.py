@@ -37,6 +37,7 @@ from core.models import (
     Metric,
     RolloutSample,
     User,
+    new_id,
     utcnow,
 )
 from core.services import datasets as dataset_service
@@ -227,6 +228,41 @@ def add_job(engine: Engine, settings: Settings, owner_id: str, dataset_id: str, 
                               level="error" if after == "failed" else "info",
                               data={"status": after, "from": before})
     return job_id, checkpoint_id
+
+
+def add_eval(engine: Engine, owner_id: str, dataset_id: str, model: str, rewards: np.ndarray, *,
+             temperature: float = 1.0, status: JobStatus = JobStatus.succeeded) -> str:
+    """A finished evaluation as its worker leaves it: a `jobs` row of kind "eval", the metrics of
+    `trainer.evaluate.summarize(rewards)` (rewards (rows, k), NaN = unscorable) at its one step,
+    and a sample per (row, k) whose completion says which model, row and sample wrote it."""
+    from trainer.evaluate import summarize
+
+    rows, k = rewards.shape
+    lengths = np.full(rewards.shape, 3.0)
+    metrics = summarize(rewards, lengths).metrics()
+    now = utcnow()
+    with session_scope(engine) as session:
+        job = Job(id=new_id("eval"), owner_id=owner_id, dataset_id=dataset_id, model=model,
+                  estimator="eval", kind="eval",
+                  config={"samples_per_prompt": k, "temperature": temperature, "reward": "exact"},
+                  status=status.value, queue="gpu", max_steps=1, current_step=1,
+                  created_at=now - timedelta(seconds=30), started_at=now - timedelta(seconds=20),
+                  finished_at=now if status in TERMINAL else None)
+        session.add(job)
+        session.flush()
+        eval_id = job.id
+        session.execute(insert(Metric), [{"job_id": eval_id, "name": n, "step": 1, "value": v}
+                                         for n, v in metrics.items()])
+        session.execute(insert(RolloutSample), [
+            {"job_id": eval_id, "step": 1, "index": r * k + j, "prompt_id": f"p{r}",
+             "prompt": ROWS[r]["prompt"], "completion": f"{model} row {r} sample {j}",
+             "answer": ROWS[r]["answer"],
+             "reward": None if np.isnan(rewards[r, j]) else float(rewards[r, j]),
+             "advantage": 0.0, "baseline": None, "finish_reason": "stop"}
+            for r in range(rows) for j in range(k)])
+        record_event(session, eval_id, "status", f"status running -> {status.value}",
+                     data={"status": status.value})
+    return eval_id
 
 
 def seed(settings: Settings, engine: Engine, *, steps: int = 2000, user: str = "alice") -> Seeded:

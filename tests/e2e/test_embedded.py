@@ -82,6 +82,11 @@ def test_basis_up_runs_a_job_and_resumes_it_after_a_restart(tmp_path, tiny_model
         kinds = [e["kind"] for e in client.get(f"/v1/jobs/{job_id}/events", headers=headers,
                                                params={"limit": 1000}).json()["data"]]
         assert "interrupted" in kinds and "resumed" in kinds, kinds
+        # The succeeded job's final checkpoint is a model of its owner (issue 16).
+        fine_tuned = client.get(f"/v1/jobs/{job_id}", headers=headers).json()["fine_tuned_model"]
+        assert fine_tuned == f"ft/{job_id[-12:]}-step{STEPS}" and "exported" in kinds, kinds
+        models = client.get("/v1/models", headers=headers).json()["data"]
+        assert {m["id"]: m["source"] for m in models} == {"tiny": "local", fine_tuned: "export"}
     finally:
         stop(up, timeout=90)
         dispose_engines()

@@ -19,7 +19,16 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.db import session_scope
-from core.models import AdvantageHistogram, Checkpoint, Metric, ModelRecord, new_id
+from core.jobs.evals import create_eval
+from core.models import (
+    AdvantageHistogram,
+    Checkpoint,
+    Metric,
+    ModelRecord,
+    RolloutSample,
+    User,
+    new_id,
+)
 from core.services.keys import create_key
 
 PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/health/ready")}
@@ -111,6 +120,16 @@ def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str
         session.add(AdvantageHistogram(job_id=job_id, step=1, edges=[-1.0, 1.0], counts=[2]))
         session.add(Checkpoint(id=checkpoint_id, job_id=job_id, step=1,
                                path=str(ckpt_dir.relative_to(settings.storage_dir)), bytes=100))
+        # An evaluation, made through the service (not enqueued: the tests count enqueued jobs),
+        # with what its worker would have written.
+        evaluation = create_eval(session, settings, session.get(User, user_id), model="tiny",
+                                 dataset_id=upload.json()["id"], options={"reward": "exact"})
+        session.add(Metric(job_id=evaluation.id, name="eval/rows", step=1, value=1.0))
+        session.add(RolloutSample(job_id=evaluation.id, step=1, index=0, prompt_id="p",
+                                  prompt=f"secret-of-{name}", completion=f"secret-of-{name}",
+                                  answer="2", reward=1.0, advantage=0.0, baseline=None,
+                                  finish_reason="stop"))
+        eval_id = evaluation.id
     # An exported model of theirs (what POST .../export writes): `{name}` routes, and the listing.
     model_name = f"ft/secret-of-{name}-model"
     model_dir = settings.model_roots[0] / model_name
@@ -121,7 +140,7 @@ def _owner_with_everything(app: FastAPI, client: TestClient, settings, name: str
                                 source_ref=f"{job_id}/{checkpoint_id}", format="full",
                                 path=model_name, bytes=24, base_model="tiny", job_id=job_id))
     owner.ids = {"dataset_id": upload.json()["id"], "job_id": job_id, "checkpoint_id": checkpoint_id,
-                 "name": model_name,
+                 "name": model_name, "eval_id": eval_id,
                  "pull_id": new_id("pull")}  # pulls are the admins', never an owner's: any id
     return owner
 
@@ -138,8 +157,13 @@ def request_for(method: str, path: str, owner_ids: dict[str, str]) -> dict[str, 
     so a response is about who asks, never about a malformed request."""
     if (method, path) == ("POST", "/v1/jobs"):
         return {"json": {"dataset_id": owner_ids["dataset_id"], "model": "tiny", "config": JOB_CONFIG}}
+    if (method, path) == ("POST", "/v1/evals"):
+        return {"json": {"model": "tiny", "dataset_id": owner_ids["dataset_id"], "reward": "exact"}}
     if (method, path) == ("POST", "/v1/datasets"):
         return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/jsonl")}}
     if (method, path) == ("POST", "/v1/models"):
         return {"json": {"repo_id": "org/tiny"}}
+    if (method, path) == ("POST", "/v1/datasets/import"):
+        return {"files": {"file": ("x.jsonl", GOOD_JSONL, "application/octet-stream")},
+                "data": {"prompt_field": "prompt", "answer_field": "answer"}}
     return {}

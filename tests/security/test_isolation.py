@@ -18,8 +18,10 @@ from tests.security.conftest import ADMIN_ONLY, PUBLIC, path_params, request_for
 def _alice_state(world):
     with world.app.state.sessionmaker() as session:
         job = session.get(Job, world.alice.ids["job_id"])
+        evaluation = session.get(Job, world.alice.ids["eval_id"])
         dataset = session.get(Dataset, world.alice.ids["dataset_id"])
-        return (job.status, job.cancel_requested, dataset is not None)
+        return (job.status, job.cancel_requested, evaluation.status, evaluation.cancel_requested,
+                dataset is not None)
 
 
 def test_another_owners_resources_are_404_on_every_route(world, settings):
@@ -37,7 +39,7 @@ def test_another_owners_resources_are_404_on_every_route(world, settings):
             url, extra = world.fill(path, ids), request_for(method, path, alice.ids)
             response = world.client.request(method, url, headers=bob.headers, **extra)
             tried += 1
-            if params or (method, path) == ("POST", "/v1/jobs"):
+            if params or (method, path) in {("POST", "/v1/jobs"), ("POST", "/v1/evals")}:
                 assert response.status_code == 404, (method, path, ids, response.text)
                 assert response.json()["error"]["code"] == "not_found"
             # Alice's data, and any id of hers bob did not send himself (a 404 may echo his input).
@@ -47,7 +49,7 @@ def test_another_owners_resources_are_404_on_every_route(world, settings):
                     assert secret not in response.text, (method, path, secret)
     assert tried >= 15
     assert _alice_state(world) == before  # not cancelled, not deleted
-    assert world.enqueued == [alice.ids["job_id"], bob.ids["job_id"]]  # bob's POST made no job
+    assert world.enqueued == [alice.ids["job_id"], bob.ids["job_id"]]  # bob's POSTs made no job
     with world.app.state.sessionmaker() as session:
         owners = set(session.scalars(select(Job.owner_id)))
     assert len(owners) == 2

@@ -25,7 +25,7 @@ class SplitInvariantEngine(HFEngine):
     2-rank run, a 1-rank run and a resumed run see identical rollouts and their updates can be
     compared exactly. (Every rank calls generate in the same order, so the broadcast pairs up.)"""
 
-    def generate(self, prompts, n, params, stop=None):
+    def generate(self, prompts, n, params, stop=None, progress=None):
         base = params.seed
         if torch.distributed.is_initialized():
             box = [base]
