@@ -17,6 +17,11 @@ Errors carry the hub's `X-Error-Code` header (`RepoNotFound`, `RevisionNotFound`
 `fail_get[(repo_id, file)] = status` makes the body of that file fail, `slow_get[(repo_id, file)]
 = seconds` delays it (a pull in progress, to watch); `requests` records
 (method, path, Authorization) of every request.
+
+Standalone, to try `basis models pull` by hand (docs/models.md): `python -m tests.hub_server
+[--port N] [--repo ORG/NAME=DIR ...]` serves each DIR (a model saved by save_pretrained) as a repo,
+or by default a random tiny model as `org/tiny` and a pickled-only one as `org/pickled`, and prints
+the `HF_ENDPOINT` to give the API server.
 """
 
 from __future__ import annotations
@@ -48,12 +53,12 @@ def repo_files(directory: str | Path) -> dict[str, bytes]:
 class HubServer:
     """A threaded HTTP server serving hub repos; use as a context manager. `url` is HF_ENDPOINT."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.repos: dict[str, Repo] = {}
         self.fail_get: dict[tuple[str, str], int] = {}
         self.slow_get: dict[tuple[str, str], float] = {}  # seconds to wait before sending the body
         self.requests: list[tuple[str, str, str | None]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -194,3 +199,41 @@ def hub(tiny_model_files, monkeypatch):
         monkeypatch.setenv("HF_TOKEN", "hf_test_token")
         monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
         yield server
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m tests.hub_server",
+                                     description="A local Hugging Face hub serving model directories.")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--repo", action="append", default=[], metavar="ORG/NAME=DIR",
+                        help="serve DIR as repo ORG/NAME (repeatable); default: org/tiny, org/pickled")
+    args = parser.parse_args(argv)
+    repos: dict[str, dict[str, bytes]] = {}
+    for spec in args.repo:
+        repo_id, sep, directory = spec.partition("=")
+        if not sep or not Path(directory).is_dir():
+            parser.error(f"--repo {spec!r}: expected ORG/NAME=DIR with an existing directory")
+        repos[repo_id] = repo_files(directory)
+    if not repos:
+        from trainer.tiny import build_tiny_model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tiny = repo_files(build_tiny_model(Path(tmp) / "m", hidden=64, layers=1, heads=2))
+        repos = {"org/tiny": tiny, "org/pickled": {"config.json": tiny["config.json"],
+                                                   "pytorch_model.bin": b"\x80\x04pickle" * 100}}
+    with HubServer(args.port) as server:
+        for repo_id, files in repos.items():
+            print(f"{repo_id} @ {server.add_repo(repo_id, files)} ({len(files)} files)", flush=True)
+        print(f"HF_ENDPOINT={server.url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
