@@ -19,7 +19,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code i
 log = logging.getLogger(__name__)
 
 
-def _public(model: catalog.CatalogModel) -> ModelPublic:
+def public_model(model: catalog.CatalogModel) -> ModelPublic:
     return ModelPublic(**catalog.model_details(model),
                        config_defaults=_defaults(model.name, model.path))
 
@@ -36,14 +36,14 @@ def _defaults(name: str, path: Path) -> dict[str, Any]:
 @router.get("", response_model=ModelsPublic)
 def list_available_models(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> ModelsPublic:
     """Every model you may use as a job's `model`, by name."""
-    return ModelsPublic(data=[_public(m) for m in catalog.list_models(session, settings, user.id)])
+    return ModelsPublic(data=[public_model(m) for m in catalog.list_models(session, settings, user.id)])
 
 
 # `name:path`: names are `org/name`; the catalogue validates them and never joins them to a path.
 @router.get("/{name:path}", response_model=ModelPublic, responses=ERRORS)
 def get_model(name: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> ModelPublic:
     """One model (404 for an unknown name or another user's export)."""
-    return _public(catalog.get_model(session, settings, user.id, name, "name"))
+    return public_model(catalog.get_model(session, settings, user.id, name, "name"))
 
 
 @router.delete("/{name:path}", status_code=204, response_class=Response, responses=ERRORS)

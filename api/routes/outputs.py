@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.routes.models import public_model
 from api.schemas import (
     CheckpointPublic,
     CheckpointsPublic,
@@ -93,4 +94,4 @@ def export_checkpoint(job_id: str, checkpoint_id: str, user: CurrentUser, sessio
     body = body or ModelExport()
     record = exports.export_job_checkpoint(session, settings, user.id, job_id, checkpoint_id,
                                            name=body.name, merge_lora=body.merge_lora)
-    return ModelPublic(**catalog.model_details(catalog.get_model(session, settings, user.id, record.name)))
+    return public_model(catalog.get_model(session, settings, user.id, record.name))  # as GET /v1/models/{name}

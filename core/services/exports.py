@@ -12,6 +12,11 @@ Choices:
 - The worker's export of a succeeded job's final checkpoint is this same function, fenced on its
   lease (`before_commit`) and idempotent: the export of a checkpoint already exported by default
   is that record again (a redelivered job does not fail on its own earlier export).
+- The model keeps the training defaults the job's model recommends (`basis_defaults.json`,
+  trainer/model_defaults.py): a fine-tuned copy has the same tokenizer and answer format, so a job
+  on it should get the same reward and lengths as one on its base. A LoRA export copies them with
+  its base's side files; a full fine-tune's checkpoint holds only what `save_pretrained` writes,
+  so they are copied from the job's model here (none when that model is gone or has none).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from trainer.export import (
     checkpoint_kind,
     export_checkpoint,
 )
+from trainer.model_defaults import DEFAULTS_FILE
 
 STAGING_PREFIX = ".export-"
 
@@ -67,6 +73,20 @@ def _base_dirs(session: Session, settings: Settings, job: Job) -> BaseModelDirs:
         raise Conflict(f"the model job {job.id!r} trained on ({job.model!r}) is no longer available; "
                        "a LoRA checkpoint cannot be exported without it", "checkpoint_id") from None
     return BaseModelDirs(resolved.path, resolved.base)
+
+
+def _carry_defaults(session: Session, settings: Settings, job: Job, out_dir: Path) -> None:
+    """Copy the job's model's `basis_defaults.json` into the export when it has none (module
+    docstring); nothing when that model is no longer available or recommends nothing."""
+    if (out_dir / DEFAULTS_FILE).exists():
+        return
+    try:
+        resolved = catalog.resolve_model(session, settings, job.owner_id, job.model)
+    except (NotFound, Conflict):
+        return
+    source = resolved.path / DEFAULTS_FILE
+    if source.is_file():
+        shutil.copy2(source, out_dir / DEFAULTS_FILE)
 
 
 def _check_free_name(session: Session, settings: Settings, name: str) -> Path:
@@ -125,6 +145,7 @@ def export_job_checkpoint(session: Session, settings: Settings, owner_id: str, j
             raise Invalid(str(exc), "merge_lora") from None
         except ExportError as exc:
             raise Invalid(str(exc), "merge_lora" if str(exc).startswith("merge_lora") else "checkpoint_id") from None
+        _carry_defaults(session, settings, job, staging)
         info = catalog.describe_model_dir(staging)
         record = ModelRecord(name=name, owner_id=owner_id, source="export", source_ref=source_ref,
                              base_model=job.model, format=fmt, path=name, bytes=info.bytes,

@@ -182,3 +182,22 @@ def test_an_adapter_model_trains_with_hf_only_and_needs_its_base(client, app, se
         session.commit()
     orphan = create_job(alice, dataset["id"], model="ft/adapter-1")
     assert orphan.status_code == 409 and "'gone'" in orphan.json()["error"]["message"], orphan.text
+
+
+def test_a_full_export_keeps_the_training_defaults_its_base_recommends(client, app, settings, alice, job,
+                                                                       tiny_weights, create_job, dataset):
+    """A job on a fine-tuned model gets the reward and lengths a job on its base gets (the
+    checkpoint's `model/` has no basis_defaults.json: the export copies the job's model's)."""
+    from trainer.model_defaults import write_model_defaults
+
+    recommended = {"reward": "exact", "sampling": {"max_new_tokens": 8}}
+    write_model_defaults(settings.model_roots[0] / job["model"], recommended, "test recipe")
+    checkpoint_id = _full_checkpoint(app, settings, job["id"], tiny_weights)
+    made = client.post(f"/v1/jobs/{job['id']}/checkpoints/{checkpoint_id}/export", headers=alice,
+                       json={"name": "alice/tuned"})
+    assert made.status_code == 201, made.text
+    assert made.json()["config_defaults"] == recommended
+    on_it = create_job(alice, dataset["id"], model="alice/tuned", config={"max_steps": 2, "batch_size": 2})
+    assert on_it.status_code == 201, on_it.text
+    config = on_it.json()["config"]
+    assert (config["reward"], config["sampling"]["max_new_tokens"]) == ("exact", 8)
