@@ -101,8 +101,12 @@ def _check_limits(config: EvalConfig, settings: Settings, rows: int) -> None:
                    settings.job_max_rollouts_per_step, "this server caps sequences per generation")
     samples = rows * config.samples_per_prompt
     if samples > settings.eval_max_samples:
-        raise over("max_rows", f"{rows} rows x {config.samples_per_prompt} samples",
-                   settings.eval_max_samples, "this server caps the samples of one evaluation")
+        fits = settings.eval_max_samples // config.samples_per_prompt
+        raise Invalid(f"{rows} rows x {config.samples_per_prompt} samples_per_prompt = {samples} "
+                      f"samples; this server caps one evaluation at {settings.eval_max_samples} "
+                      f"(BASIS_EVAL_MAX_SAMPLES): set max_rows to at most {fits}"
+                      + (" or ask for fewer samples_per_prompt" if config.samples_per_prompt > 1 else ""),
+                      "max_rows")
     if config.reward_workers > settings.job_max_reward_workers:
         raise over("reward_workers", config.reward_workers, settings.job_max_reward_workers,
                    "more reward processes than the worker's cores only thrash")
@@ -124,8 +128,11 @@ def create_eval(session: Session, settings: Settings, owner: User, *, model: str
     rows = min(dataset.rows, config.max_rows or dataset.rows)
     _check_limits(config, settings, rows)
     tp = config.engine_options.get("tensor_parallel_size", 1)
-    waiting = workers.check_capacity(session, settings, workers.Requirement(
-        queue=queue, engine=config.engine, tensor_parallel_size=tp if isinstance(tp, int) else 1))
+    try:
+        waiting = workers.check_capacity(session, settings, workers.Requirement(
+            queue=queue, engine=config.engine, tensor_parallel_size=tp if isinstance(tp, int) else 1))
+    except Invalid as exc:  # it names a training job's `config.` fields; an evaluation's are top level
+        raise Invalid(exc.message, (exc.param or "").removeprefix("config.") or None) from None
     job = Job(id=new_id("eval"), owner_id=owner.id, dataset_id=dataset.id, model=model, queue=queue,
               kind=JobKind.eval.value, config=stored_options(config), estimator="eval",
               max_steps=max(1, math.ceil(rows / config.batch_rows)), status=JobStatus.queued)

@@ -146,7 +146,27 @@ def test_too_many_samples_are_refused(client, settings, alice, arith):
     response = client.post("/v1/evals", headers=alice, json={
         "model": "tiny-real", "dataset_id": arith, "samples_per_prompt": 4, "temperature": 1})
     assert response.status_code == 422 and response.json()["error"]["param"] == "max_rows"
-    assert "24 rows x 4 samples" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    # It says what to do: the largest max_rows that fits, and that k can go down instead.
+    assert "24 rows x 4 samples_per_prompt = 96 samples" in message, message
+    assert "set max_rows to at most 12 or ask for fewer samples_per_prompt" in message, message
+
+
+def test_an_engine_no_live_worker_offers_names_the_evaluations_own_field(client, app, alice, arith):
+    """An evaluation's `engine` is a top-level field, not a training job's `config.engine`."""
+    from core import workers
+
+    info = workers.WorkerInfo(id="gpu-1@a", hostname="host", pid=1, queues=["gpu"], engines=["hf"],
+                              gpus=0, max_processes=2)
+    with app.state.engine.begin() as conn:
+        workers.beat(conn, info)
+    response = client.post("/v1/evals", headers=alice, json={
+        "model": "tiny-real", "dataset_id": arith, "engine": "vllm"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["param"] == "engine" and "no live worker offers engine 'vllm'" in error["message"]
+    with app.state.sessionmaker() as session:
+        assert session.query(Job).count() == 0
 
 
 def test_cancel_a_queued_then_a_running_evaluation(client, app, settings, alice, arith):
