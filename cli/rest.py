@@ -181,10 +181,19 @@ def evals_create(args: argparse.Namespace, api: BasisClient) -> None:
     if not args.wait:
         _print_json(evaluation)
         return
+    # A line on stderr at each change of status or batch: a queued evaluation may wait behind a
+    # training job on the same worker for minutes, and silence reads as a hang.
     print(f"{evaluation.id} queued", file=sys.stderr, flush=True)
+    seen = (evaluation.status, evaluation.current_step)
     while evaluation.status not in TERMINAL:
         time.sleep(args.interval)
         evaluation = api.get_eval(evaluation.id)
+        now = (evaluation.status, evaluation.current_step)
+        if now != seen and evaluation.status not in TERMINAL:
+            batches = f", batch {evaluation.current_step}/{evaluation.max_steps}" \
+                if evaluation.status == "running" else ""
+            print(f"{evaluation.id} {evaluation.status}{batches}", file=sys.stderr, flush=True)
+        seen = now
     _print_json(evaluation)
     print(eval_summary(evaluation), file=sys.stderr)
 
@@ -410,11 +419,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = evals.add_parser("create", help="evaluate a model on a dataset (accuracy, pass@k)")
     p.add_argument("--model", required=True, help="model name from `basis models list`")
     p.add_argument("--dataset", required=True, help="dataset id")
-    p.add_argument("--reward", help="reward name (default math)")
+    p.add_argument("--reward", help="reward name (default: the model's recommended one, else math)")
     p.add_argument("-k", "--samples-per-prompt", dest="samples_per_prompt", type=int,
                    help="completions per row (pass@k up to k); > 1 needs --temperature > 0")
     p.add_argument("--temperature", type=float, help="0 = greedy (the default)")
-    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int,
+                   help="response length cap (default: the model's recommended one, else 256)")
     p.add_argument("--max-rows", dest="max_rows", type=int, help="only the first N rows")
     p.add_argument("--batch-rows", dest="batch_rows", type=int, help="rows per generation call")
     p.add_argument("--engine", help="rollout engine (hf, vllm)")

@@ -8,6 +8,12 @@ Choices:
   filled by `resolve_eval_config` (the worker's resolution too), so a bad field is a 422 naming
   it; the row stores the options with their defaults (`jobs.config`), `estimator` "eval" and
   `max_steps` = the number of batches the worker will log.
+- A model's recommended training defaults (`basis_defaults.json`, trainer/model_defaults.py) give
+  an evaluation that leaves them out its `reward` (with its `reward_options`) and
+  `max_new_tokens` (`sampling.max_new_tokens`): the demo model is scored as its jobs score it
+  (exact match, 8 tokens), so an evaluation with the defaults measures what the job's held-out
+  eval measures, not `math` over 256 tokens. Sampling temperature stays the evaluation's own
+  (greedy): a job's rollout temperature is for exploring, not measuring.
 - What it measured is read back from the metrics it logged (`trainer.evaluate.EvalSummary.metrics`,
   at its last step: every row so far), and its completions from `rollout_samples`, one row per
   sample with `index` = row * samples_per_prompt + sample: no table of its own.
@@ -26,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import workers
-from core.jobs.config import non_finite
+from core.jobs.config import model_defaults, non_finite
 from core.jobs.events import record_event
 from core.jobs.limits import big_integer, model_max_positions
 from core.jobs.service import admit, get_job, list_jobs
@@ -51,6 +57,21 @@ def _param_of(error: ErrorDetails) -> str:
     return loc or "body"
 
 
+def model_eval_defaults(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """What a model's training defaults give an evaluation that leaves the field out (module
+    docstring): `reward` with its `reward_options`, and `max_new_tokens`."""
+    out: dict[str, Any] = {}
+    if "reward" not in options and isinstance(defaults.get("reward"), str):
+        out["reward"] = defaults["reward"]
+        if "reward_options" not in options and isinstance(defaults.get("reward_options"), dict):
+            out["reward_options"] = defaults["reward_options"]
+    sampling = defaults.get("sampling")
+    if "max_new_tokens" not in options and isinstance(sampling, dict) \
+            and isinstance(sampling.get("max_new_tokens"), int):
+        out["max_new_tokens"] = sampling["max_new_tokens"]
+    return out
+
+
 def resolve_eval_config(session: Session, settings: Settings, model: str, dataset: Dataset,
                         options: dict[str, Any]) -> EvalConfig:
     """The `EvalConfig` an evaluation runs: its options plus this machine's paths (the model as
@@ -61,10 +82,11 @@ def resolve_eval_config(session: Session, settings: Settings, model: str, datase
             raise Invalid(f"{key} is chosen by the server; leave it out of the options", key)
     if bad := non_finite(options, "") or big_integer(options, ""):
         raise Invalid(f"{bad.lstrip('.')} must be a finite number within +-2**53", bad.lstrip("."))
+    resolved = resolve_model(session, settings, dataset.owner_id, model)
+    recommended = model_eval_defaults(model_defaults(resolved.path, model), options)
     try:
-        resolved = resolve_model(session, settings, dataset.owner_id, model)
         config = EvalConfig.model_validate({
-            **options, "model": str(resolved.path),
+            **recommended, **options, "model": str(resolved.path),
             "base_model": str(resolved.base) if resolved.base is not None else None,
             "dataset": str(dataset_path(settings, dataset))})
         config.check_paths()

@@ -327,3 +327,59 @@ def test_base_and_fine_tuned_models_evaluated_side_by_side(client, app, settings
           f"{fine_tuned['accuracy']:.4f}, pass@8 {base['pass_at_k']['8']:.3f} -> "
           f"{fine_tuned['pass_at_k']['8']:.3f}")
     assert fine_tuned["accuracy"] > base["accuracy"]
+
+
+def test_an_evaluation_takes_the_reward_and_length_its_model_recommends(client, settings, alice, arith):
+    """A model's training defaults (basis_defaults.json) give an evaluation that leaves them out its
+    reward and max_new_tokens, as they give a job: `basis evals create --model tiny-arith` scores
+    the demo model by exact match over 8 tokens, as its jobs' held-out eval does."""
+    from trainer.model_defaults import write_model_defaults
+
+    write_model_defaults(settings.model_roots[0] / "tiny-real", {
+        "reward": "numeric", "reward_options": {"rel_tol": 0.01}, "sampling": {"max_new_tokens": 8},
+        "optimizer": {"lr": 5e-4}}, "test recipe")
+    plain = client.post("/v1/evals", headers=alice, json={"model": "tiny-real", "dataset_id": arith})
+    assert plain.status_code == 201, plain.text
+    config = plain.json()["config"]
+    assert (config["reward"], config["reward_options"], config["max_new_tokens"], config["temperature"]) == (
+        "numeric", {"rel_tol": 0.01}, 8, 0.0)
+    # What the request says wins, and another reward does not inherit the model's reward options.
+    mine = client.post("/v1/evals", headers=alice, json={
+        "model": "tiny-real", "dataset_id": arith, "reward": "exact", "max_new_tokens": 5})
+    assert mine.status_code == 201, mine.text
+    config = mine.json()["config"]
+    assert (config["reward"], config["reward_options"], config["max_new_tokens"]) == ("exact", {}, 5)
+
+
+def test_evals_create_wait_prints_each_status_and_batch(client, alice, arith, monkeypatch, capsys):
+    """`basis evals create --wait` says when a queued evaluation starts and how far it is, not
+    minutes of silence behind a training job on the same worker (the polled states are the API's
+    own objects at the points a worker would leave them)."""
+    import argparse
+
+    from cli import rest
+    from client import BasisClient
+
+    api = BasisClient(http=client, api_key=alice["Authorization"].removeprefix("Bearer "))
+    queued = api.create_eval(model="tiny-real", dataset_id=arith, **QUICK)
+    states = [queued, queued.model_copy(update={"status": "running", "max_steps": 2}),
+              queued.model_copy(update={"status": "running", "current_step": 1, "max_steps": 2}),
+              queued.model_copy(update={"status": "running", "current_step": 1, "max_steps": 2}),
+              queued.model_copy(update={"status": "succeeded", "current_step": 2, "max_steps": 2})]
+
+    class Polled:
+        def create_eval(self, **_):
+            return queued
+
+        def get_eval(self, eval_id):
+            assert eval_id == queued.id
+            return states.pop(0)
+
+    monkeypatch.setattr(rest.time, "sleep", lambda _: None)
+    args = argparse.Namespace(config=None, set=None, model="tiny-real", dataset=arith, queue=None,
+                              wait=True, interval=0, **{name: None for name in rest.EVAL_FLAGS})
+    rest.evals_create(args, Polled())
+    err = capsys.readouterr().err.splitlines()
+    assert err[:3] == [f"{queued.id} queued", f"{queued.id} running, batch 0/2",
+                       f"{queued.id} running, batch 1/2"], err
+    assert err[3].startswith(f"{queued.id} succeeded") and len(err) == 4, err
