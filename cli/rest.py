@@ -218,6 +218,11 @@ def evals_samples(args: argparse.Namespace, api: BasisClient) -> None:
               file=sys.stderr)
 
 
+def evals_events(args: argparse.Namespace, api: BasisClient) -> None:
+    for event in api.eval_events(args.id):
+        print(f"{event.ts:%Y-%m-%d %H:%M:%S} {event.level.upper():<7} [{event.kind}] {event.message}")
+
+
 def models_list(args: argparse.Namespace, api: BasisClient) -> None:
     """One line per model: name, source, format, size; `--json` prints the API's objects."""
     models = api.models()
@@ -442,6 +447,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--limit", type=int, default=100, help="at most this many samples")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(evals_samples))
+    p = evals.add_parser("events", help="print an evaluation's events: status changes, errors")
+    p.add_argument("id")
+    p.set_defaults(func=_client(evals_events))
 
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -1,4 +1,4 @@
-"""Evaluations: create, list, get, cancel, samples (the job lifecycle, `kind` "eval")."""
+"""Evaluations: create, list, get, cancel, samples, events (the job lifecycle, `kind` "eval")."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from api.schemas import (
     EvalSamplePublic,
     EvalSamplesPublic,
     EvalsPublic,
+    EventPublic,
+    EventsPublic,
 )
 from core.jobs import evals as service
-from core.jobs.service import cancel_job, latest_metrics
+from core.jobs.service import cancel_job, latest_metrics, list_events
 from core.models import Job
+from core.services.inspection import PROGRESS
 from core.status import JobKind, JobStatus
 from trainer.config import MAX_EVAL_ROWS
 
@@ -87,3 +90,16 @@ def list_samples(eval_id: str, user: CurrentUser, session: SessionDep,
             for r in rows]
     return EvalSamplesPublic(data=data, has_more=has_more,
                              next_cursor=str(rows[-1].id) if has_more else None)
+
+
+@router.get("/{eval_id}/events", response_model=EventsPublic, responses=ERRORS)
+def list_eval_events(eval_id: str, user: CurrentUser, session: SessionDep,
+                     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> EventsPublic:
+    """Lifecycle events of an evaluation (status changes, warnings, errors), oldest first."""
+    job = service.get_eval(session, user, eval_id)
+    events, has_more = list_events(session, job, after=after, limit=limit, exclude_kinds=(PROGRESS,))
+    data = [EventPublic(id=e.id, job_id=e.job_id, created_at=e.ts, ts=e.ts, kind=e.kind,
+                        level=e.level, message=e.message, data=e.data) for e in events]
+    return EventsPublic(data=data, has_more=has_more,
+                        next_cursor=str(events[-1].id) if has_more else None)
