@@ -218,6 +218,11 @@ def evals_samples(args: argparse.Namespace, api: BasisClient) -> None:
               file=sys.stderr)
 
 
+def evals_delete(args: argparse.Namespace, api: BasisClient) -> None:
+    api.delete_eval(args.id)
+    print(f"deleted evaluation {args.id} with its results, samples and events")
+
+
 def evals_events(args: argparse.Namespace, api: BasisClient) -> None:
     for event in api.eval_events(args.id):
         print(f"{event.ts:%Y-%m-%d %H:%M:%S} {event.level.upper():<7} [{event.kind}] {event.message}")
@@ -441,6 +446,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = evals.add_parser("cancel", help="cancel an evaluation: at once if queued, else after a batch")
     p.add_argument("id")
     p.set_defaults(func=_show(BasisClient.cancel_eval))
+    p = evals.add_parser("retry", help="re-queue a failed or cancelled evaluation (from its first row)")
+    p.add_argument("id")
+    p.set_defaults(func=_show(BasisClient.retry_eval))
+    p = evals.add_parser("delete", help="delete a finished evaluation with its results and samples")
+    p.add_argument("id")
+    p.set_defaults(func=_client(evals_delete))
     p = evals.add_parser("samples", help="print an evaluation's completions and rewards, row by row")
     p.add_argument("id")
     p.add_argument("--row", type=int, help="only this row")

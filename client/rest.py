@@ -102,6 +102,8 @@ GET_EVAL = Route("GET", "/v1/evals/{eval_id}", EvalPublic)
 CANCEL_EVAL = Route("POST", "/v1/evals/{eval_id}/cancel", EvalPublic)
 EVAL_SAMPLES = Route("GET", "/v1/evals/{eval_id}/samples", Page[EvalSamplePublic])
 EVAL_EVENTS = Route("GET", "/v1/evals/{eval_id}/events", Page[EventPublic])
+RETRY_EVAL = Route("POST", "/v1/evals/{eval_id}/retry", EvalPublic)
+DELETE_EVAL: Route[BaseModel] = Route("DELETE", "/v1/evals/{eval_id}", None)
 
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
@@ -110,7 +112,8 @@ ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
         GET_MODEL, DELETE_MODEL, PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS,
-        CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES, EVAL_EVENTS)}
+        CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES, EVAL_EVENTS,
+        RETRY_EVAL, DELETE_EVAL)}
 
 
 class ApiError(Exception):
@@ -484,6 +487,14 @@ class BasisClient:
 
     def cancel_eval(self, eval_id: str) -> EvalPublic:
         return self._call(CANCEL_EVAL, {"eval_id": eval_id})
+
+    def retry_eval(self, eval_id: str) -> EvalPublic:
+        """A failed or cancelled evaluation back to `queued`; it runs again from its first row."""
+        return self._call(RETRY_EVAL, {"eval_id": eval_id})
+
+    def delete_eval(self, eval_id: str) -> None:
+        """A finished evaluation with its results, samples and events (409 while it runs)."""
+        self._request(DELETE_EVAL, {"eval_id": eval_id})
 
     def list_eval_samples(self, eval_id: str, *, row: int | None = None, after: int | None = None,
                           limit: int = 100) -> Page[EvalSamplePublic]:

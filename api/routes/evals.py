@@ -1,10 +1,12 @@
-"""Evaluations: create, list, get, cancel, samples, events (the job lifecycle, `kind` "eval")."""
+"""Evaluations: create, list, get, cancel, retry, delete, samples, events (the job lifecycle,
+`kind` "eval")."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, EnqueueDep, SessionDep, SettingsDep
@@ -21,7 +23,7 @@ from api.schemas import (
     EventsPublic,
 )
 from core.jobs import evals as service
-from core.jobs.service import cancel_job, latest_metrics, list_events
+from core.jobs.service import cancel_job, delete_job, latest_metrics, list_events, retry_job
 from core.models import Job
 from core.services.inspection import PROGRESS
 from core.status import JobKind, JobStatus
@@ -73,6 +75,24 @@ def get_eval(eval_id: str, user: CurrentUser, session: SessionDep) -> EvalPublic
 def cancel_eval(eval_id: str, user: CurrentUser, session: SessionDep) -> EvalPublic:
     """Cancel an evaluation: at once if queued, after the current batch if running."""
     return to_public(session, [cancel_job(session, user, eval_id, JobKind.eval)])[0]
+
+
+@router.post("/{eval_id}/retry", response_model=EvalPublic, responses=ERRORS)
+def retry_eval(eval_id: str, user: CurrentUser, session: SessionDep,
+               enqueue: EnqueueDep) -> EvalPublic:
+    """Re-queue a failed or cancelled evaluation; it runs again from its first row (its results
+    and samples so far are cleared)."""
+    job = retry_job(session, user, eval_id, kind=JobKind.eval)
+    send(session, enqueue, job)
+    return to_public(session, [job])[0]
+
+
+@router.delete("/{eval_id}", status_code=204, response_class=Response, responses=ERRORS)
+def delete_eval(eval_id: str, user: CurrentUser, session: SessionDep,
+                settings: SettingsDep) -> Response:
+    """Delete a finished evaluation with its results, samples and events (409 while active)."""
+    delete_job(session, settings, user, eval_id, JobKind.eval)
+    return Response(status_code=204)
 
 
 @router.get("/{eval_id}/samples", response_model=EvalSamplesPublic, responses=ERRORS)
