@@ -87,6 +87,11 @@ class ModelPublic(BaseModel):
         "full", description="full: complete weights; adapter: a PEFT LoRA adapter over base_model.")
     job_id: str | None = Field(None, description="The job an export came from.")
     created_at: datetime | None = None
+    config_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Config fields this model recommends (its basis_defaults.json): a job on it "
+                    "gets them for the fields its `config` leaves out, over the generic defaults "
+                    "of GET /v1/components. {} = none (or an unusable file: creating a job says why).")
 
 
 ModelsPublic = ListPublic[ModelPublic]

@@ -316,6 +316,8 @@ class ModelPublic(BaseModel):
     # The job an export came from.
     job_id: str | None = None
     created_at: datetime | None = None
+    # Config fields this model recommends (its basis_defaults.json): a job on it gets them for the fields its `config` leaves out, over the generic defaults of GET /v1/components. {} = none (or an unusable file: creating a job says why).
+    config_defaults: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelPullCreate(BaseModel):

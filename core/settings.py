@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     # Per-user quotas (issue 18); 0 = no quota. Refused with 429 (jobs) or 507 (bytes), naming both.
     quota_active_jobs: int = Field(0, ge=0, description="Jobs a user may have queued or running at once.")
     quota_dataset_bytes: int = Field(0, ge=0, description="Bytes of datasets a user may store.")
+    # Checked by the worker before each checkpoint is written: the job's own older checkpoints
+    # are removed first (its newest stays, to resume from); if that is not enough the job fails
+    # saying so, resumable by a retry once space is freed. Other jobs' checkpoints are never touched.
+    quota_checkpoint_bytes: int = Field(0, ge=0, description="Bytes of checkpoints a user may store.")
+    quota_checkpoints: int = Field(0, ge=0, description="Checkpoints a user may store.")
 
     # Resource limits on a job, checked at creation (issue 18; core/jobs/limits.py). A lab
     # raises them for its hardware; the defaults fit one machine.

@@ -49,6 +49,17 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def flatten(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every leaf of a nested config, in order."""
+    leaves: list[tuple[str, Any]] = []
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            leaves.extend(flatten(value, f"{prefix}{key}."))
+        else:
+            leaves.append((prefix + key, value))
+    return leaves
+
+
 def get_path(config: Mapping[str, Any], path: str) -> Any:
     """config[a][b] for path "a.b"; None where any part is missing (or null)."""
     node: Any = config

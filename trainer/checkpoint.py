@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-__all__ = ["checkpoint_dir", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_dir", "expected_checkpoint_bytes", "latest_checkpoint", "load_checkpoint",
+           "save_checkpoint"]
 
 _NAME = re.compile(r"^step-(\d{6,})$")
 
@@ -73,7 +74,7 @@ def _volume(path: Path) -> Path:
     return path
 
 
-def _expected_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+def expected_checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """What a checkpoint will take: trainable weights (or the whole model) plus the optimizer's
     tensors, with a quarter again for tokenizer, RNG and file overhead."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters()
@@ -106,7 +107,7 @@ def save_checkpoint(
     """Write checkpoint `step` atomically; returns its directory. `state` must be JSON-able."""
     final = checkpoint_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
-    check_free_space(final.parent, _expected_bytes(model, optimizer))
+    check_free_space(final.parent, expected_checkpoint_bytes(model, optimizer))
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         sub = tmp / ("adapter" if _is_peft(model) else "model")

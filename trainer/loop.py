@@ -57,7 +57,12 @@ import torch
 
 from trainer import evaluate
 from trainer.advantages import AdvantageBatch, Estimator, get_estimator
-from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.checkpoint import (
+    expected_checkpoint_bytes,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import PromptSampler, Row, load_jsonl, split
 from trainer.distributed import (
@@ -87,7 +92,14 @@ from trainer.probe import ValueProbe
 from trainer.rewards import RewardRunner
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.rollout.tis import tis_metrics, tis_weights
-from trainer.sinks import Histogram, MetricsSink, NullSink, Sample, advantage_histogram
+from trainer.sinks import (
+    Histogram,
+    MetricsSink,
+    NullSink,
+    PhaseProgress,
+    Sample,
+    advantage_histogram,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -95,6 +107,9 @@ if TYPE_CHECKING:
 __all__ = ["TrainResult", "train"]
 
 OnCheckpoint = Callable[[int, Path], None]  # (step, checkpoint dir), after each checkpoint is written
+# (step, about how many bytes it will take), before a checkpoint is written: the platform checks a
+# storage quota here and raises to refuse it (nothing is written then).
+BeforeCheckpoint = Callable[[int, int], None]
 
 # Purposes of derived seeds (never reorder: checkpoints of older runs rely on them).
 _ROLLOUT, _PROBE, _PRIORS = 0, 1, 2
@@ -162,6 +177,7 @@ def train(
     on_status: Callable[[str], None] = lambda s: None,
     on_checkpoint: OnCheckpoint = lambda step, path: None,
     resume: bool = True,
+    before_checkpoint: BeforeCheckpoint = lambda step, nbytes: None,
 ) -> TrainResult:
     """Run (or resume) a training job to `config.max_steps` or until `should_stop()`.
 
@@ -176,17 +192,18 @@ def train(
         if not dist.is_main:
             sink, on_status = NullSink(), lambda s: None
             on_checkpoint = lambda step, path: None  # noqa: E731
+            before_checkpoint = lambda step, nbytes: None  # noqa: E731
         sink.log_event("memory", estimate.summary(),
                        {"peak_bytes": estimate.peak, **estimate.terms, **estimate.phases})
         return _train(config, sink, run_dir, dist, train_rows, eval_rows,
                       lambda: dist.broadcast(should_stop() if dist.is_main else None),
-                      on_status, on_checkpoint, resume)
+                      on_status, on_checkpoint, resume, before_checkpoint)
 
 
 def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
            train_rows: list[Row], eval_rows: list[Row], should_stop: Callable[[], bool],
            on_status: Callable[[str], None], on_checkpoint: OnCheckpoint,
-           resume: bool) -> TrainResult:
+           resume: bool, before_checkpoint: BeforeCheckpoint) -> TrainResult:
     run = _setup(config, sink, run_dir, train_rows, eval_rows, dist)
     # The reward stop watch polls from a thread at any moment: across ranks that cannot be a
     # collective, so a multi-process job honours a stop between steps only (trainer/distributed.py).
@@ -206,7 +223,7 @@ def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
                 return TrainResult(steps=0, stopped=True, initial_eval_accuracy=None,
                                    final_eval_accuracy=None, seconds=0.0)
         on_status("running")
-        stopped = _run_steps(run, should_stop, on_checkpoint)
+        stopped = _run_steps(run, should_stop, on_checkpoint, before_checkpoint)
         c = run.counters
         return TrainResult(steps=c.step, stopped=stopped,
                            initial_eval_accuracy=c.initial_eval_accuracy,
@@ -221,11 +238,12 @@ def _train(config: TrainConfig, sink: MetricsSink, run_dir: Path, dist: Dist,
         run.engine.close()
 
 
-def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint) -> bool:
+def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheckpoint,
+               before_checkpoint: BeforeCheckpoint) -> bool:
     cfg = run.config
     while run.counters.step < cfg.max_steps:
         if should_stop():
-            _checkpoint(run, on_checkpoint, stopping=True)
+            _checkpoint(run, on_checkpoint, before_checkpoint, stopping=True)
             run.sink.log_event("stopped", f"stop requested after step {run.counters.step}")
             return True
         run.counters.step += 1
@@ -246,7 +264,7 @@ def _run_steps(run: Run, should_stop: Callable[[], bool], on_checkpoint: OnCheck
         metrics["time/elapsed"] = run.counters.wall_seconds
         run.sink.log_step(step, metrics, histograms, samples)
         if _every(step, cfg.checkpoint_every) or last:
-            _checkpoint(run, on_checkpoint)
+            _checkpoint(run, on_checkpoint, before_checkpoint)
     return False
 
 
@@ -285,7 +303,8 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
     t4 = time.perf_counter()
     update = _update(run, rollouts, result.advantages[dist.block(len(rewards))], step)
     t5 = time.perf_counter()
-    sync = run.engine.sync_weights(run.model) + async_info.pop("time/async_sync", 0.0)
+    async_sync = async_info.pop("time/async_sync", 0.0)  # inside t1 - t0; reported as sync
+    sync = run.engine.sync_weights(run.model) + async_sync
     t6 = time.perf_counter()
     generate_seconds = async_info.get("async/generate_seconds", t1 - t0)
 
@@ -301,7 +320,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
         **async_info,
         "response/length_mean": float(np.mean(lengths)),
         "rollout/stop_frac": float(np.mean([f == "stop" for f in finish])),
-        "time/rollout": t1 - t0,
+        "time/rollout": t1 - t0 - async_sync,
         "time/reward": t2 - t1,
         "time/advantage": t3 - t2,
         "time/probe": t4 - t3,
@@ -361,12 +380,17 @@ def _submit(run: Run, step: int) -> Prefetch:
                                before)
 
 
-def _generate(run: Run, prompts: list[list[int]], n: int, params: SamplingParams) -> list[Rollout]:
+def _generate(run: Run, prompts: list[list[int]], n: int, params: SamplingParams,
+              progress: Callable[[int, int], None] | None = None) -> list[Rollout]:
     """The engine's rollouts; a stop request during them raises GenerationInterrupted."""
     if run.stop_check is None:
-        return run.engine.generate(prompts, n, params)
+        if progress is None:  # engines outside this repo may not take `progress` yet
+            return run.engine.generate(prompts, n, params)
+        return run.engine.generate(prompts, n, params, progress=progress)
     with StopWatch(run.stop_check, name="generation-stop-watch") as watch:
-        return run.engine.generate(prompts, n, params, stop=watch.fired)
+        if progress is None:
+            return run.engine.generate(prompts, n, params, stop=watch.fired)
+        return run.engine.generate(prompts, n, params, stop=watch.fired, progress=progress)
 
 
 def _sampling(cfg: TrainConfig, seed: int, greedy: bool = False) -> SamplingParams:
@@ -704,8 +728,13 @@ def _reference_priors(run: Run) -> tuple[np.ndarray, int]:
     """(priors (N,), rollouts drawn): n0 rollouts of every training prompt from the policy."""
     cfg = run.config
     mine, valid = run.dist.padded_block(len(run.train.ids))  # each rank its block of prompts
+    # Progress between the engine's own batches (events, so the console, `basis jobs logs` and
+    # Job detail show it); it draws nothing, so the priors are those of a silent run.
+    progress = PhaseProgress("estimating priors: rollouts",
+                             lambda line, data: run.sink.log_event("priors", line, data))
     rollouts = _generate(run, [run.train.tokens[i] for i in mine], cfg.n0,
-                         _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)))
+                         _sampling(cfg, _seed(cfg.seed, 0, _PRIORS, run.dist.rank)),
+                         progress=progress)
     rollouts = rollouts[:valid * cfg.n0]
     rewards = _score(run, rollouts, [run.train.answers[mine[r.prompt_index]] for r in rollouts])
     rewards = np.array(run.dist.gather(rewards.tolist()), dtype=np.float64)
@@ -770,7 +799,9 @@ def _setup(cfg: TrainConfig, sink: MetricsSink, run_dir: Path, train_rows: list[
 # ============================================================================ checkpoints
 
 
-def _checkpoint(run: Run, on_checkpoint: OnCheckpoint, stopping: bool = False) -> None:
+def _checkpoint(run: Run, on_checkpoint: OnCheckpoint, before_checkpoint: BeforeCheckpoint,
+                stopping: bool = False) -> None:
+    before_checkpoint(run.counters.step, expected_checkpoint_bytes(run.model, run.optimizer))
     pending = _pending_state(run, stopping)  # first: it may rewind the sampler
     state = {
         "counters": asdict(run.counters),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.config import TrainConfig
+from trainer.model_defaults import DEFAULTS_FILE
 from trainer.modeling import Prompts
 from trainer.priors import load_priors, priors_cache_key, save_priors
 from trainer.sinks import MetricsSink
@@ -72,7 +73,9 @@ def model_fingerprint(model_dir: str) -> str:
     """
     h = hashlib.sha256()
     root = Path(model_dir)
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+    # The recommended training defaults (trainer/model_defaults.py) change no weight: adding or
+    # editing them must not invalidate cached priors.
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p != root / DEFAULTS_FILE):
         size = f.stat().st_size
         h.update(f"{f.relative_to(root)}\0{size}\0".encode())
         with f.open("rb") as fh:

@@ -83,6 +83,35 @@ _PROGRESS_KEYS = (("reward/mean", "reward"), ("reward/accuracy", "acc"),
                   ("reward/unscorable_frac", "unscorable"), ("eval/accuracy", "eval"))
 
 
+class PhaseProgress:
+    """`progress(done, total)` of a long phase as lines: "<what> 2880/28800 (10%), elapsed 12s,
+    eta 1m48s" (`detail`, e.g. ", loss 1.2", goes after the percentage). Reports at each `every` fraction crossed (and at the end), but only once
+    `min_seconds` have passed since the phase began, so a phase that ends quickly says nothing
+    extra. `emit(message, data)` receives each line with {"done", "total", "progress"}."""
+
+    def __init__(self, what: str, emit: Any, *, every: float = 0.1, min_seconds: float = 2.0,
+                 eta: str = "eta", clock: Any = time.monotonic):
+        self.what, self.emit, self.every, self.min_seconds, self.clock = (
+            what, emit, every, min_seconds, clock)
+        self.eta = eta  # "at most" where the phase may stop early (the demo model's warm start)
+        self.start = clock()
+        self.reported = 0.0  # the fraction reported last
+
+    def __call__(self, done: int, total: int, detail: str = "") -> None:
+        if total <= 0:
+            return
+        fraction = min(1.0, done / total)
+        elapsed = self.clock() - self.start
+        due = fraction >= 1.0 or fraction >= self.reported + self.every
+        if not due or elapsed < self.min_seconds or fraction <= self.reported:
+            return
+        self.reported = fraction
+        line = f"{self.what} {done}/{total} ({fraction:.0%}){detail}, elapsed {format_seconds(elapsed)}"
+        if 0 < fraction < 1.0:
+            line += f", {self.eta} {format_seconds(elapsed / fraction * (1 - fraction))}"
+        self.emit(line, {"done": done, "total": total, "progress": round(fraction, 4)})
+
+
 class StepRate:
     """Wall seconds per step, an exponential moving average over the steps seen (from the
     cumulative `time/elapsed`), so an ETA follows the current pace rather than the run's average,

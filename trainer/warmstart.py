@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,8 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
                steps: int | None = None, target_accuracy: float | None = DEFAULT_TARGET,
                batch_size: int = DEFAULT_BATCH, lr: float = DEFAULT_LR, seed: int = 0,
                threads: int | None = None, exclude: Collection[str] = frozenset(),
-               validation: Sequence[dict] | None = None) -> WarmStartReport:
+               validation: Sequence[dict] | None = None,
+               progress: Callable[[int, int, str], None] | None = None) -> WarmStartReport:
     """Fine-tune the model in `model_dir` in place; returns what it did.
 
     rows: dicts with "prompt" (text) and "answer", reshuffled every epoch; default: the arithmetic
@@ -166,6 +167,8 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
     than a step count keeps the result in range although the step at which the tiny model "gets"
     carrying varies by a few hundred steps from seed to seed. threads: torch CPU threads for the
     run (default 1), restored afterwards. exclude: prompts the default stream must not contain.
+    progress: called after every step as `progress(step, steps, detail)` (detail: ", loss 1.23,
+    validation 0.21 at step 500"); it draws nothing, so the weights are those of a silent run.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -203,6 +206,10 @@ def warm_start(model_dir: str | os.PathLike, *, rows: Sequence[dict] | None = No
                 checks.append((step, _exact_accuracy(model, tokenizer, check_rows)))
                 if checks[-1][1] >= target_accuracy:
                     break
+            if progress is not None:
+                checked = (f", validation {checks[-1][1]:.2f} at step {checks[-1][0]} (stops at "
+                           f"{target_accuracy})" if checks else "")
+                progress(step, steps, f", loss {losses[-1]:.3f}{checked}")
         seconds = time.perf_counter() - start
         model.save_pretrained(model_dir, safe_serialization=True)
     finally:

@@ -113,7 +113,7 @@ class Launcher:
         return launch_command(processes, [self.module, str(launch_dir), self.job_id, str(self.epoch)])
 
     def __call__(self, config: Any, sink: Any, *, run_dir: Path, should_stop, on_status,
-                 on_checkpoint, resume: bool = True) -> SimpleNamespace:
+                 on_checkpoint, resume: bool = True, before_checkpoint=None) -> SimpleNamespace:
         launch_dir = Path(run_dir) / "launch"
         launch_dir.mkdir(parents=True, exist_ok=True)
         for stale in launch_dir.iterdir():  # a previous attempt's result, errors or stop request

@@ -75,7 +75,8 @@ def _run_main_rank(config, run_dir: Path, launch_dir: Path, job_id: str, epoch: 
     sink = DatabaseSink(engine, job_id, epoch=epoch, retry_seconds=ws.db_retry_seconds)
     try:
         return train_fn(config, sink, run_dir=run_dir, should_stop=runner.should_stop,
-                        on_status=runner.on_status, on_checkpoint=runner.on_checkpoint, resume=True)
+                        on_status=runner.on_status, on_checkpoint=runner.on_checkpoint, resume=True,
+                        before_checkpoint=runner.before_checkpoint)
     finally:
         sink.close()
 

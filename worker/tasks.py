@@ -47,7 +47,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core.db import get_engine, is_transient, run_in_transaction
-from core.jobs import events, lifecycle
+from core.jobs import checkpoint_quota, events, lifecycle
 from core.jobs.config import resolve_train_config
 from core.jobs.evals import resolve_eval_config
 from core.jobs.lifecycle import LeaseLost, hold_lease
@@ -55,6 +55,7 @@ from core.models import Dataset, Job
 from core.queue import RUN_JOB
 from core.services import exports
 from core.services.errors import NotFound
+from core.services.storage import remove_tree
 from core.settings import Settings, get_settings
 from core.status import JobKind, JobStatus
 from trainer.config import EvalConfig, TrainConfig
@@ -185,6 +186,27 @@ class JobRunner:
             log.warning("job %s: trainer reported unknown status %r", self.job_id, status)
             return
         self.tx(lambda conn: lifecycle.transition(conn, self.job_id, status), f"status {status}")
+
+    def before_checkpoint(self, step: int, nbytes: int) -> None:
+        """The owner's checkpoint quota (core/jobs/checkpoint_quota.py), before anything is
+        written: this job's older checkpoints make room, or CheckpointQuotaExceeded fails it."""
+        if not (self.settings.quota_checkpoint_bytes or self.settings.quota_checkpoints):
+            return
+
+        def make_room(conn) -> list[checkpoint_quota.Pruned]:
+            pruned = checkpoint_quota.make_room(conn, self.settings, self.job_id, step, nbytes)
+            if pruned:
+                freed = sum(p.bytes for p in pruned) / 2**20
+                events.record_event(
+                    conn, self.job_id, "checkpoint",
+                    f"removed this job's checkpoints at steps {', '.join(str(p.step) for p in pruned)} "
+                    f"({freed:.1f} MB) to stay within your checkpoint quota",
+                    {"removed_steps": [p.step for p in pruned]})
+            return pruned
+
+        for pruned in self.tx(make_room, f"checkpoint quota {step}"):
+            if problem := remove_tree(pruned.path):
+                log.warning("job %s: %s", self.job_id, problem)
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         self.tx(lambda conn: lifecycle.record_checkpoint(
@@ -327,7 +349,8 @@ class JobRunner:
         try:
             return train_fn(config, sink, run_dir=Path(config.run_dir),
                             should_stop=self.should_stop, on_status=self.on_status,
-                            on_checkpoint=self.on_checkpoint, resume=True)
+                            on_checkpoint=self.on_checkpoint, resume=True,
+                            before_checkpoint=self.before_checkpoint)
         except LeaseLost:  # the job is another worker's now: failing it would overwrite its run
             raise
         except Exception as exc:

@@ -11,6 +11,11 @@ Choices:
 - A job row stores the validated config with its defaults minus the server fields
   (`stored_config`); a row written before `priors_cache_dir` was a server field holds it as null,
   which the resolution overrides like any server field, so old rows stay runnable.
+- A model may recommend defaults (trainer/model_defaults.py, `basis_defaults.json` in its
+  directory: the demo model's lr and steps, say); they fill what the user's config leaves out,
+  before validation, so the job row records them like any other value (and the worker, resolving
+  the stored, complete config, changes nothing). An error in a field the model's defaults filled
+  says so, since the user never typed it.
 - The user's config may not name a server field; `eval_dataset` and `priors_cache_dir` (server
   paths: reading or writing arbitrary files, issue 8) are refused unless null, which is what older
   rows returned, so configs round-trip. NaN/Infinity are refused too.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +39,7 @@ from core.services.datasets import dataset_path
 from core.services.errors import Invalid
 from core.settings import Settings
 from trainer.config import TrainConfig, format_validation_error
+from trainer.model_defaults import ModelDefaultsError, apply_model_defaults, read_model_defaults
 
 # Filled by `resolve_train_config`, never stored with the job.
 SERVER_FIELDS = ("model", "base_model", "dataset", "run_dir", "priors_cache_dir")
@@ -87,25 +94,61 @@ def validate_train_config(fields: dict[str, Any]) -> TrainConfig:
         message = format_validation_error(exc, "config").replace("\n", "; ")
         raise Invalid(message, _param_of(exc.errors()[0])) from None
     except (ValueError, TypeError) as exc:  # ConfigError from check_paths, or a stray validator
-        raise Invalid(f"invalid config: {exc}", "config") from None
+        # The model's directories are the request's `model`, not config fields the user set.
+        param = "model" if re.match(r"(base_)?model: ", str(exc)) else "config"
+        raise Invalid(f"invalid config: {exc}", param) from None
     return train_config
+
+
+def model_defaults(path: Path, model: str) -> dict[str, Any]:
+    """The config defaults the model directory `path` (named `model`) recommends ({} if none);
+    Invalid for an unusable `basis_defaults.json` (named, so the admin knows which file to fix)."""
+    try:
+        return read_model_defaults(path)
+    except ModelDefaultsError as exc:
+        raise Invalid(f"model {model!r} has unusable training defaults: {exc}", "model") from None
+
+
+def filled_by_model(defaults: dict[str, Any], config: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the model defaults that `config` leaves out (what `apply_model_defaults`
+    fills), in the defaults' order."""
+    paths = []
+    for key, value in defaults.items():
+        if key not in config:
+            paths.append(prefix + key)
+        elif isinstance(value, dict) and isinstance(config[key], dict):
+            paths.extend(filled_by_model(value, config[key], f"{prefix}{key}."))
+    return paths
+
+
+def blame_model_defaults(exc: Invalid, model: str, filled: list[str]) -> Invalid:
+    """`exc` with a note when the field it names was filled by the model's defaults."""
+    field = (exc.param or "").removeprefix("config.")
+    if any(field == path or field.startswith(path + ".") for path in filled):
+        return Invalid(f"{exc.message} (this value is model {model!r}'s default: set "
+                       f"config.{field} to override it)", exc.param)
+    return exc
 
 
 def resolve_train_config(session: Session, settings: Settings, job_id: str, model: str,
                          dataset: Dataset, config: dict[str, Any]) -> TrainConfig:
-    """The `TrainConfig` job `job_id` runs: its stored (or submitted) `config` plus this machine's
-    server fields; 404/422 for a model its owner (the dataset's) cannot use, Invalid naming the
-    field for a bad config."""
+    """The `TrainConfig` job `job_id` runs: its stored (or submitted) `config` over the model's
+    recommended defaults, plus this machine's server fields; 404/422 for a model its owner (the
+    dataset's) cannot use, Invalid naming the field for a bad config."""
     resolved = resolve_model(session, settings, dataset.owner_id, model)
-    return validate_train_config({
-        **config,
-        "model": str(resolved.path),
-        "base_model": str(resolved.base) if resolved.base is not None else None,
-        "dataset": str(dataset_path(settings, dataset)),
-        "run_dir": str(settings.job_run_dir(job_id)),
-        # Per owner: a shared cache hit would tell one user that another trained on the same rows.
-        "priors_cache_dir": str(settings.storage_dir / "priors" / dataset.owner_id),
-    })
+    defaults = model_defaults(resolved.path, model)
+    try:
+        return validate_train_config({
+            **apply_model_defaults(defaults, config),
+            "model": str(resolved.path),
+            "base_model": str(resolved.base) if resolved.base is not None else None,
+            "dataset": str(dataset_path(settings, dataset)),
+            "run_dir": str(settings.job_run_dir(job_id)),
+            # Per owner: a shared cache hit would tell one user that another trained on the same rows.
+            "priors_cache_dir": str(settings.storage_dir / "priors" / dataset.owner_id),
+        })
+    except Invalid as exc:
+        raise blame_model_defaults(exc, model, filled_by_model(defaults, config)) from None
 
 
 def stored_config(train_config: TrainConfig) -> dict[str, Any]:

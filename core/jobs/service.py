@@ -28,7 +28,14 @@ from sqlalchemy.orm import Session
 
 from core import workers
 from core.jobs import lifecycle
-from core.jobs.config import check_user_config, resolve_train_config, stored_config
+from core.jobs.config import (
+    blame_model_defaults,
+    check_user_config,
+    filled_by_model,
+    model_defaults,
+    resolve_train_config,
+    stored_config,
+)
 from core.jobs.events import record_event
 from core.jobs.limits import check_job_limits, check_queue
 from core.models import (
@@ -61,8 +68,12 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     check_user_config(config)
     job_id = new_id("job")
     train_config = resolve_train_config(session, settings, job_id, model, dataset, config)
-    check_job_limits(train_config, settings, model_path=Path(train_config.model),
-                     dataset_rows=dataset.rows)
+    filled = filled_by_model(model_defaults(Path(train_config.model), model), config)
+    try:
+        check_job_limits(train_config, settings, model_path=Path(train_config.model),
+                         dataset_rows=dataset.rows)
+    except Invalid as exc:
+        raise blame_model_defaults(exc, model, filled) from None
     waiting = workers.check_capacity(session, settings, workers.Requirement.of(train_config, queue))
     job = Job(id=job_id, owner_id=owner.id, dataset_id=dataset.id, model=model, queue=queue,
               config=stored_config(train_config), estimator=train_config.estimator[:64],
@@ -70,7 +81,9 @@ def create_job(session: Session, settings: Settings, owner: User, *, dataset_id:
     session.add(job)
     session.flush()
     record_event(session, job.id, "status", "Job created; waiting for a worker"
-                 + (f" ({waiting})" if waiting else ""), {"status": JobStatus.queued.value})
+                 + (f" ({waiting})" if waiting else "")
+                 + (f"; model {model}'s defaults set {', '.join(filled)}" if filled else ""),
+                 {"status": JobStatus.queued.value, **({"model_defaults": filled} if filled else {})})
     session.commit()
     return job
 

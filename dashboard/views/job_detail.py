@@ -102,6 +102,13 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def priors_progress(events: list[dict]) -> dict | None:
+    """The newest progress event of the priors phase ("estimating priors: rollouts 2880/28800
+    (10%) ..."), if any."""
+    found = [e for e in events if e["kind"] == "priors" and "progress" in (e.get("data") or {})]
+    return max(found, key=lambda e: e["id"]) if found else None
+
+
 def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
     """Status line, headline numbers, and the job's error or waiting state."""
     cols = st.columns([1.5, 1.5, 1, 1, 1, 1.2])
@@ -120,7 +127,8 @@ def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
     cols[4].metric("Eval accuracy", fmt(newest("eval/accuracy")))
     cols[5].metric("Duration", format_duration(duration_seconds(job)) or "–")
     st.caption(f"Estimator **{job['estimator']}** · model **{job['model']}** · dataset "
-               f"`{job['dataset_id'] or '(deleted)'}` · created {job['created_at']}")
+               f"`{job['dataset_id'] or '(deleted)'}` · created {job['created_at']}"
+               + (f" · fine-tuned model **{job['fine_tuned_model']}**" if job.get("fine_tuned_model") else ""))
     if job["status"] == "failed":
         st.error(f"**This job failed.** {job.get('error') or 'No error message was recorded.'}",
                  icon=":material/error:")
@@ -130,6 +138,9 @@ def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
         st.info("Queued: waiting for a worker to pick it up.", icon=":material/hourglass_top:")
     elif job["status"] == "estimating_priors":
         st.info("Estimating BASIS priors (offline rollouts) before the first step.", icon=":material/calculate:")
+        events = state.call(state.fetch_events, url, key, job["id"])
+        if latest := priors_progress(events):
+            st.progress(min(1.0, float(latest["data"]["progress"])), text=latest["message"])
     actions(job)
 
 

@@ -22,15 +22,15 @@ try:  # the trainer's registries through the API; the built-in names if it canno
 except ApiError:
     components = forms.FALLBACK_COMPONENTS
 choices = {kind: [c["name"] for c in components[kind]] for kind in ("estimators", "rewards", "engines")}
-# Every widget starts at the API's default for its field (GET /v1/components `defaults`), never a
-# copy kept here: an empty widget is left out of the config, so the server's default applies.
-defaults = components.get("defaults") or {}
-
-
-def default(field: str):
-    return forms.get_path(defaults, field)
-
 error = st.session_state.get("new_job_error")  # {"field", "message"} from the last refusal
+# Widgets whose starting value is a default (of the API, or of the selected model).
+DEFAULTED_KEYS = ("new_estimator", "new_rollouts", "new_reward", "new_engine")
+
+
+def model_changed() -> None:
+    """Another model has other recommended defaults: let every defaulted widget start over."""
+    for key in [k for k in st.session_state if k in DEFAULTED_KEYS or k.startswith("new_cfg.")]:
+        del st.session_state[key]
 
 
 def field_error(field: str) -> None:
@@ -46,6 +46,26 @@ if created := st.session_state.pop("new_job_created", None):
 if not models:
     st.warning("The API lists no models. Put Hugging Face model directories under the API's "
                "`BASIS_MODEL_ROOTS` (default `<data dir>/models`).", icon=":material/inventory_2:")
+
+st.subheader("Model")
+# The model is picked outside the form so that picking another one redraws the form with its
+# defaults (a widget inside a form changes nothing until the form is submitted).
+model = st.selectbox("Model", [m["id"] for m in models], key="new_model", on_change=model_changed)
+field_error("model")
+model_defaults = next((m.get("config_defaults") or {} for m in models if m["id"] == model), {})
+# Every widget starts at the default the API would apply to the field: the generic one (GET
+# /v1/components `defaults`) under the selected model's recommended ones (GET /v1/models
+# `config_defaults`); never a copy kept here. An empty widget is left out of the config.
+defaults = forms.deep_merge(components.get("defaults") or {}, model_defaults)
+if model_defaults:
+    st.caption(f"Model **{model}** recommends: "
+               + ", ".join(f"`{path}` {value}" for path, value in forms.flatten(model_defaults))
+               + ". The form starts from these; any field you leave out of the config gets them too.")
+
+
+def default(field: str):
+    return forms.get_path(defaults, field)
+
 
 st.subheader("Dataset")
 source = st.radio("Source", ["Pick an uploaded dataset", "Upload a JSONL file"], key="new_source",
@@ -65,11 +85,8 @@ with st.form("new_job"):
         dataset_id = st.selectbox("Dataset", list(names), format_func=names.__getitem__, key="new_dataset")
     field_error("dataset")
 
-    st.subheader("Model and estimator")
-    c1, c2, c3 = st.columns(3)
-    model = c1.selectbox("Model", [m["id"] for m in models], key="new_model")
-    with c1:
-        field_error("model")
+    st.subheader("Estimator")
+    c2, c3 = st.columns(2)
     single = [e["name"] for e in components["estimators"] if e["min_rollouts"] == 1]
     estimator = c2.selectbox("Estimator", choices["estimators"], key="new_estimator",
                              index=forms.choice_index(choices["estimators"], default("estimator")),
@@ -105,7 +122,8 @@ with st.form("new_job"):
     cols = st.columns(4)
     for i, (field, label, kwargs) in enumerate(numeric):
         with cols[i % 4]:
-            values[field] = st.number_input(label, key=f"new_{field}", value=default(field), **kwargs)
+            values[field] = st.number_input(label, key=f"new_cfg.{field}", value=default(field),
+                                            **kwargs)
             field_error(field)
     c1, c2, c3, c4 = st.columns(4)
     values["reward"] = c1.selectbox("Reward", choices["rewards"], key="new_reward",

@@ -180,7 +180,7 @@ def test_new_job_submits_and_shows_api_validation_errors_by_field(stack):
     assert len([e for e in refusal if "rollouts_per_prompt" in e]) == 2
 
     at.number_input(key="new_rollouts").set_value(8)
-    at.number_input(key="new_max_steps").set_value(30)
+    at.number_input(key="new_cfg.max_steps").set_value(30)
     at.button(key="FormSubmitter:new_job-Create job").click().run()
     assert not at.exception and not errors(at)
     created = at.success[0].value
@@ -354,9 +354,9 @@ def test_new_job_defaults_are_the_apis(stack):
     assert at.selectbox(key="new_reward").value == defaults["reward"] == "math"
     assert at.selectbox(key="new_engine").value == defaults["engine"]
     assert at.selectbox(key="new_estimator").value == defaults["estimator"]
-    assert at.number_input(key="new_batch_size").value == defaults["batch_size"]
-    assert at.number_input(key="new_optimizer.lr").value == defaults["optimizer"]["lr"]
-    assert at.number_input(key="new_sampling.max_new_tokens").value == \
+    assert at.number_input(key="new_cfg.batch_size").value == defaults["batch_size"]
+    assert at.number_input(key="new_cfg.optimizer.lr").value == defaults["optimizer"]["lr"]
+    assert at.number_input(key="new_cfg.sampling.max_new_tokens").value == \
         defaults["sampling"]["max_new_tokens"]
 
 
@@ -368,3 +368,30 @@ def test_job_detail_reward_is_the_jobs_tables(stack):
         latest = api.get_job(stack.seeded.basis_job).latest_metrics["reward/mean"]
     at = app_test(stack.url, stack.keys["alice"], "views/job_detail.py", job=stack.seeded.basis_job)
     assert {m.label: m.value for m in at.metric}["Reward"] == f"{latest:.3f}"
+
+
+def test_job_detail_shows_the_priors_phase_progress(stack):
+    """While a job estimates its BASIS priors, Job detail shows the trainer's newest progress
+    event ("estimating priors: rollouts 2880/28800 (10%) ...") as a progress bar."""
+    from core.db import session_scope
+    from core.jobs.events import record_event
+    from core.models import Job, JobStatus, utcnow
+    from core.services.keys import create_key
+
+    with session_scope(stack.app.state.engine) as session:
+        user, key = create_key(session, "gina")
+        job = Job(owner_id=user.user_id, dataset_id=stack.seeded.dataset_id, model="tiny-qwen",
+                  estimator="basis", config={"estimator": "basis"}, status=JobStatus.estimating_priors,
+                  queue="gpu", max_steps=100, current_step=0, started_at=utcnow())
+        session.add(job)
+        session.flush()
+        for done in (2880, 5760):
+            record_event(session, job.id, "priors",
+                         f"estimating priors: rollouts {done}/28800 ({done / 288:.0f}%), elapsed 12s",
+                         {"done": done, "total": 28800, "progress": done / 28800})
+        job_id = job.id
+    at = app_test(stack.url, key, "views/job_detail.py", job=job_id)
+    assert not at.exception and not errors(at)
+    bars = at.get("progress")
+    assert len(bars) == 1
+    assert bars[0].proto.value == 20 and "5760/28800 (20%)" in bars[0].proto.text

@@ -51,7 +51,8 @@ def test_no_takeover_while_a_claimed_job_is_still_starting(engine, settings, mak
                 return
             time.sleep(0.1)
 
-    def trainer(config, sink, *, run_dir, should_stop, on_status, on_checkpoint, resume):
+    def trainer(config, sink, *, run_dir, should_stop, on_status, on_checkpoint, resume,
+                before_checkpoint=None):
         on_status("running")
         sink.log_step(1, {"reward/mean": 0.5}, {})
         from types import SimpleNamespace

@@ -173,3 +173,20 @@ def test_kl_in_the_reward_moves_the_advantages_not_the_loss(assets, tmp_path):
     assert m["loss/kl"] == 0.0 and m["kl/mean"] == pytest.approx(0.0, abs=1e-6)
     adv = torch.tensor([0.5, -0.5])
     assert torch.equal(kl_reward_advantages(adv, torch.zeros(2), 0.5), adv)
+
+
+def test_before_checkpoint_is_asked_first_and_can_refuse_it(assets, tmp_path):
+    """The platform's checkpoint quota hook runs before anything is written; raising there stops
+    the run with no half checkpoint left behind."""
+    asked = []
+
+    def before(step, nbytes):
+        asked.append((step, nbytes))
+        if step == 2:
+            raise RuntimeError("checkpoint quota exceeded")
+
+    with pytest.raises(RuntimeError, match="quota"):
+        train(config(assets, n0=0, probe_every=0, checkpoint_every=1, max_steps=3), NullSink(),
+              run_dir=tmp_path / "run", before_checkpoint=before)
+    assert [s for s, _ in asked] == [1, 2] and all(n > 100_000 for _, n in asked)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-000001"]

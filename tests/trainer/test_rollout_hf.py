@@ -79,6 +79,19 @@ def test_seeded_calls_are_deterministic_and_leave_global_rng(engine):
     assert [r.response_ids for r in a] != [r.response_ids for r in c]
 
 
+def test_progress_comes_per_batch_and_changes_nothing_drawn(engine):
+    """The priors phase reports progress through `generate(progress=...)`: between the engine's
+    own batches, outside the random stream, so the rollouts are those of a silent call."""
+    _, model, tok = engine
+    small = get_engine("hf", model, tok, EngineConfig(engine_options={"max_batch_size": 3}))
+    params = SamplingParams(max_new_tokens=6, seed=5)
+    seen: list[tuple[int, int]] = []
+    loud = small.generate(prompts(tok), 4, params, progress=lambda done, total: seen.append((done, total)))
+    quiet = small.generate(prompts(tok), 4, params)
+    assert seen == [(3, 8), (6, 8), (8, 8)]
+    assert [r.response_ids for r in loud] == [r.response_ids for r in quiet]
+
+
 def test_greedy_and_chunking(engine):
     eng, model, tok = engine
     greedy = SamplingParams(temperature=0, max_new_tokens=5)

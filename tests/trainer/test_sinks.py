@@ -11,6 +11,7 @@ from trainer.sinks import (
     MetricsSink,
     MultiSink,
     NullSink,
+    PhaseProgress,
     advantage_histogram,
     read_jsonl_metrics,
 )
@@ -84,3 +85,27 @@ def test_progress_line_eta_follows_the_recent_pace_not_the_priors_phase():
     assert line == "step 10/100 reward=0.25 acc=0.2 elapsed 1m10s eta 1m30s"
     assert progress_line(10, 100, {"time/elapsed": 70.0}).endswith("eta 10m30s")  # the average
     assert "unscorable=0.75" in progress_line(3, None, {"reward/unscorable_frac": 0.75})
+
+
+def test_phase_progress_reports_each_tenth_once_with_an_eta_and_stays_quiet_when_quick():
+    now = [0.0]
+    lines: list[tuple[str, dict]] = []
+    progress = PhaseProgress("estimating priors: rollouts", lambda line, data: lines.append((line, data)),
+                             clock=lambda: now[0])
+    for done in range(0, 1001, 50):  # 10 s per 50 rollouts
+        now[0] = done / 5
+        progress(done, 1000)
+    assert len(lines) == 10
+    assert lines[0] == ("estimating priors: rollouts 100/1000 (10%), elapsed 20s, eta 3m00s",
+                        {"done": 100, "total": 1000, "progress": 0.1})
+    assert lines[-1][0] == "estimating priors: rollouts 1000/1000 (100%), elapsed 3m20s"
+
+    quick: list = []
+    fast = PhaseProgress("x", lambda line, data: quick.append(line), clock=lambda: 0.5)
+    for done in (5, 10):
+        fast(done, 10)
+    assert quick == []  # under min_seconds: the phase's own summary line is enough
+    slow = PhaseProgress("warm start, step", lambda line, data: quick.append(line), min_seconds=0,
+                         eta="at most", clock=iter([0, 30]).__next__)
+    slow(240, 2400, ", loss 1.234")
+    assert quick == ["warm start, step 240/2400 (10%), loss 1.234, elapsed 30s, at most 4m30s"]

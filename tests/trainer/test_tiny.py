@@ -90,3 +90,17 @@ def test_ensure_demo_model_is_idempotent_atomic_and_safe(tmp_path):
     shutil.copytree(target, half)
     (half / DEMO_MARKER).unlink()
     assert not is_demo_model(half)
+
+
+def test_the_demo_model_carries_its_training_defaults(tmp_path):
+    """Written with the model, and added in place to a demo model built before the sidecar."""
+    from trainer.demo_model import TRAINING_DEFAULTS
+    from trainer.model_defaults import DEFAULTS_FILE, read_model_defaults
+
+    target = ensure_demo_model(tmp_path / "demo", warm_steps=2)
+    assert read_model_defaults(target) == TRAINING_DEFAULTS
+    (target / DEFAULTS_FILE).unlink()
+    marker = (target / DEMO_MARKER).stat().st_mtime_ns
+    assert ensure_demo_model(target, warm_steps=2) == target
+    assert read_model_defaults(target) == TRAINING_DEFAULTS
+    assert (target / DEMO_MARKER).stat().st_mtime_ns == marker  # not rebuilt

@@ -28,10 +28,15 @@ def test_batch_supervises_only_answer_and_eos(tiny_tokenizer):
 def test_loss_falls_output_loads_and_runs_repeat(tmp_path):
     base = build_tiny_model(tmp_path / "base", hidden=64, layers=1, seed=0)
     rows = generate_arithmetic(64, seed=0, levels=[0])
-    runs = []
+    runs, seen = [], []
     for name in ("a", "b"):
         shutil.copytree(base, tmp_path / name)
-        runs.append(warm_start(tmp_path / name, rows=rows, steps=25, batch_size=16, lr=1e-2, seed=1))
+        # Run b reports progress: the same losses, so reporting draws nothing.
+        progress = (lambda *args: seen.append(args)) if name == "b" else None
+        runs.append(warm_start(tmp_path / name, rows=rows, steps=25, batch_size=16, lr=1e-2, seed=1,
+                               progress=progress))
+    assert [s[:2] for s in seen] == [(i, 25) for i in range(1, 26)]
+    assert seen[-1][2] == f", loss {runs[1].losses[-1]:.3f}"
     report = runs[0]
     assert report.steps == 25 and len(report.losses) == 25 and report.seconds > 0
     assert sum(report.losses[-5:]) / 5 < 0.6 * sum(report.losses[:5]) / 5

@@ -19,7 +19,7 @@ from worker.rank import run_rank
 
 
 def fake_train(config, sink, *, run_dir, should_stop=lambda: False, on_status=lambda s: None,
-               on_checkpoint=lambda step, path: None, resume=True):
+               on_checkpoint=lambda step, path: None, resume=True, before_checkpoint=None):
     rank = int(os.environ["RANK"])
     steps, pause = int(os.environ.get("FAKE_STEPS", "3")), float(os.environ.get("FAKE_STEP_SECONDS", "0"))
     on_status("running")

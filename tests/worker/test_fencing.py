@@ -170,7 +170,8 @@ class Trainer:
     def __init__(self, value: float, after_step=None, seen: list[int] | None = None):
         self.value, self.after_step, self.seen = value, after_step, seen if seen is not None else []
 
-    def __call__(self, config, sink, *, run_dir, should_stop, on_status, on_checkpoint, resume):
+    def __call__(self, config, sink, *, run_dir, should_stop, on_status, on_checkpoint, resume,
+                 before_checkpoint=None):
         on_status("running")
         for step in range(1, config.max_steps + 1):
             if should_stop():

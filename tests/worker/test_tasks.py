@@ -30,7 +30,7 @@ class FakeTrainer:
         self.calls: list[dict] = []
 
     def __call__(self, config, sink, *, run_dir: Path, should_stop, on_status, on_checkpoint,
-                 resume: bool):
+                 resume: bool, before_checkpoint=None):
         self.calls.append({"config": config, "run_dir": run_dir, "resume": resume})
         on_status("estimating_priors")
         on_status("running")

@@ -14,6 +14,9 @@ Choices:
 - `generate(..., stop=event)`: an engine checks the event while it generates (`hf`: between
   tokens) and raises `trainer.interrupt.GenerationInterrupted` once it is set, so a cancel does not
   wait for a long generation to finish (the loop's StopWatch sets it; trainer/interrupt.py).
+- `generate(..., progress=fn)` calls `fn(done, total)` (rollouts) as it goes, for long calls such
+  as the BASIS priors phase (n0 rollouts of every prompt). It must not change what is drawn: the
+  hf engine reports between the batches it makes anyway; vLLM, one batched call, reports at the end.
 - An engine is built as `cls(model, tokenizer, EngineConfig)`: the few job fields it reads, typed,
   rather than the whole TrainConfig (the loop resolves `dtype: auto` into `autocast_dtype` first, so
   engine and trainer compute in the same precision).
@@ -21,7 +24,7 @@ Choices:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -77,9 +80,11 @@ class RolloutEngine(Protocol):
     def generate(
         self, prompts: list[list[int]], n: int, params: SamplingParams,
         stop: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Rollout]:
         """len(prompts) * n rollouts, prompt-major order; raises GenerationInterrupted once
-        `stop` is set (checked while generating, as often as the engine can)."""
+        `stop` is set (checked while generating, as often as the engine can); `progress(done,
+        total)` as it goes."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> float:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -143,8 +144,11 @@ class HFEngine:
         return next(self.model.parameters()).device
 
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams,
-                 stop: threading.Event | None = None) -> list[Rollout]:
-        """len(prompts) * n rollouts, prompt-major order; GenerationInterrupted once `stop` is set."""
+                 stop: threading.Event | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[Rollout]:
+        """len(prompts) * n rollouts, prompt-major order; GenerationInterrupted once `stop` is set;
+        `progress(done, total)` after each batch of `max_batch_size` (outside the random stream:
+        it changes nothing that is drawn)."""
         order = [i for i in range(len(prompts)) for _ in range(n)]
         out: list[Rollout] = []
         devices = [self.device] if self.device.type == "cuda" else []
@@ -163,6 +167,8 @@ class HFEngine:
                     out.extend(self._generate_chunk(prompts, chunk, params, stop, generator))
                     if stop is not None and stop.is_set():
                         raise GenerationInterrupted("stop requested while generating")
+                    if progress is not None:
+                        progress(len(out), len(order))
         finally:
             self.model.train(was_training)
         return out

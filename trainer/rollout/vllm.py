@@ -44,7 +44,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,9 +212,11 @@ class VllmEngine:
         )
 
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams,
-                 stop: threading.Event | None = None) -> list[Rollout]:
+                 stop: threading.Event | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[Rollout]:
         """len(prompts) * n rollouts, prompt-major order. `stop` is checked before and after the
-        call only: `LLM.generate` runs to its end (a cancel waits for it)."""
+        call only: `LLM.generate` runs to its end (a cancel waits for it). `progress(done, total)`
+        once, at the end (one batched call: splitting it for progress would cost throughput)."""
         _check_stop(stop)
         if not prompts:
             return []
@@ -237,6 +239,8 @@ class VllmEngine:
                     finish_reason="length" if sample.finish_reason == "length" else "stop",
                 ))
         _check_stop(stop)
+        if progress is not None:
+            progress(len(rollouts), len(rollouts))
         return rollouts
 
     def score(self, sequences: list[list[int]]) -> list[list[float]]:
