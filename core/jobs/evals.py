@@ -16,17 +16,15 @@ Choices:
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import workers
-from core.jobs.config import non_finite
+from core.jobs.config import non_finite, param_of
 from core.jobs.events import record_event
 from core.jobs.limits import big_integer, model_max_positions
 from core.jobs.service import admit, get_job, list_jobs
@@ -40,15 +38,6 @@ from core.status import JobKind, JobStatus
 from trainer.config import EvalConfig, format_validation_error
 
 SERVER_FIELDS = ("model", "base_model", "dataset")
-
-
-def _param_of(error: ErrorDetails) -> str:
-    """The field a pydantic error is about; cross-field errors name their field first."""
-    loc = ".".join(map(str, error["loc"]))
-    if not loc:
-        match = re.match(r"(?:Value error, )?([a-z_][a-z0-9_.]*): ", error.get("msg", ""))
-        loc = match.group(1) if match else ""
-    return loc or "body"
 
 
 def resolve_eval_config(session: Session, settings: Settings, model: str, dataset: Dataset,
@@ -70,7 +59,7 @@ def resolve_eval_config(session: Session, settings: Settings, model: str, datase
         config.check_paths()
     except ValidationError as exc:
         raise Invalid(format_validation_error(exc, "eval").replace("\n", "; "),
-                      _param_of(exc.errors()[0])) from None
+                      param_of(exc.errors()[0], prefix="")) from None
     except ValueError as exc:  # ConfigError from check_paths: "model: ..." or "dataset: ..."
         field = {"dataset": "dataset_id", "base_model": "model"}.get(str(exc).partition(":")[0],
                                                                    "model")
