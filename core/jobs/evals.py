@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core import workers
 from core.jobs.config import non_finite, param_of
 from core.jobs.events import record_event
-from core.jobs.limits import big_integer, model_max_positions
+from core.jobs.limits import big_integer, check_response_length, check_worker_resources
 from core.jobs.service import admit, get_job, list_jobs
 from core.models import Dataset, Job, RolloutSample, User, new_id
 from core.services.catalog import resolve_model
@@ -73,34 +73,19 @@ def stored_options(config: EvalConfig) -> dict[str, Any]:
 
 
 def _check_limits(config: EvalConfig, settings: Settings, rows: int) -> None:
-    """The deployment's limits (core/settings.py `job_*`) as they apply to an evaluation."""
-    def over(field: str, value: Any, limit: Any, why: str) -> Invalid:
-        return Invalid(f"{field} is {value}; {why} (limit {limit})", field)
-
-    if config.max_new_tokens > settings.job_max_new_tokens:
-        raise over("max_new_tokens", config.max_new_tokens, settings.job_max_new_tokens,
-                   "this server caps response length")
-    positions = model_max_positions(Path(config.model))
-    if positions is not None and config.max_new_tokens >= positions:
-        raise over("max_new_tokens", config.max_new_tokens, positions - 1,
-                   f"the model has {positions} positions, prompt included")
+    """The deployment's limits (core/settings.py `job_*`, `eval_max_samples`) on an evaluation."""
+    check_response_length(config.max_new_tokens, settings, Path(config.model),
+                          field="max_new_tokens", prefix="")
     per_call = config.batch_rows * config.samples_per_prompt
     if per_call > settings.job_max_rollouts_per_step:
-        raise over("batch_rows", f"{config.batch_rows} x {config.samples_per_prompt} samples",
-                   settings.job_max_rollouts_per_step, "this server caps sequences per generation")
-    samples = rows * config.samples_per_prompt
-    if samples > settings.eval_max_samples:
-        raise over("max_rows", f"{rows} rows x {config.samples_per_prompt} samples",
-                   settings.eval_max_samples, "this server caps the samples of one evaluation")
-    if config.reward_workers > settings.job_max_reward_workers:
-        raise over("reward_workers", config.reward_workers, settings.job_max_reward_workers,
-                   "more reward processes than the worker's cores only thrash")
-    if config.cpu_threads is not None and config.cpu_threads > settings.job_max_cpu_threads:
-        raise over("cpu_threads", config.cpu_threads, settings.job_max_cpu_threads,
-                   "more threads than the worker's cores only thrash")
-    if config.device not in settings.job_devices:
-        raise Invalid(f"device {config.device!r} is not available on this server's workers; "
-                      f"choose one of {', '.join(settings.job_devices)}", "device")
+        raise Invalid(f"batch_rows is {config.batch_rows} x {config.samples_per_prompt} samples; this "
+                      f"server caps sequences per generation (limit "
+                      f"{settings.job_max_rollouts_per_step})", "batch_rows")
+    if rows * config.samples_per_prompt > settings.eval_max_samples:
+        raise Invalid(f"max_rows is {rows} rows x {config.samples_per_prompt} samples; this server "
+                      f"caps the samples of one evaluation (limit {settings.eval_max_samples})",
+                      "max_rows")
+    check_worker_resources(config, settings, prefix="")
 
 
 def create_eval(session: Session, settings: Settings, owner: User, *, model: str, dataset_id: str,
