@@ -24,8 +24,8 @@ def format_duration(seconds: float | None) -> str:
 
 
 def job_summary(api: BasisClient, job: JobPublic) -> str | None:
-    """"job_x succeeded: held-out accuracy 0.212 -> 0.505, 200 steps, training 2m 05s (queued 10s)"
-    for a finished job; None while it runs."""
+    """"job_x succeeded: held-out accuracy 0.212 -> 0.505, 200 steps, training 2m 05s (queued 10s),
+    fine-tuned model ft/..-step200" for a finished job; None while it runs."""
     if job.status not in TERMINAL:
         return None
     evals = {s.name: s for s in api.metrics(job.id, names=["eval/accuracy", "time/elapsed"])}
@@ -39,6 +39,8 @@ def job_summary(api: BasisClient, job: JobPublic) -> str | None:
         timing = f"training {format_duration((job.finished_at - job.started_at).total_seconds())}"
         queued = (job.started_at - job.created_at).total_seconds()
         parts.append(timing + (f" (queued {format_duration(queued)})" if queued >= 1 else ""))
+    if job.fine_tuned_model:
+        parts.append(f"fine-tuned model {job.fine_tuned_model}")
     summary = f"{job.id} {job.status}: " + ", ".join(parts)
     return f"{summary}; {job.error}" if job.error else summary
 

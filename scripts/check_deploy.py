@@ -490,13 +490,40 @@ def role_requirements(role: str, root: Path = ROOT) -> list[str]:
     return requirements
 
 
+def installed_closure(requirements: list[str]) -> set[str]:
+    """Normalised names of every distribution `pip install` of `requirements` brings in: the
+    installed distributions' own requirements followed (with the extras asked for, as pip does)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    todo, seen = [Requirement(r) for r in requirements], set()
+    while todo:
+        requirement = todo.pop()
+        key = (_dist(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            needs = requires(key[0]) or []
+        except PackageNotFoundError:
+            continue
+        for text in needs:
+            sub = Requirement(text)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": extra})
+                                         for extra in ("", *requirement.extras)):
+                todo.append(sub)
+    return {name for name, _ in seen}
+
+
 def excluded_modules(image: str, root: Path = ROOT) -> list[str]:
     """Top-level modules of the distributions the other roles install and `image` ("api" or
-    "dashboard") does not (names read from the installed distributions' metadata)."""
+    "dashboard") does not, even as a dependency of its own (names read from the installed
+    distributions' metadata): the `api` image gets pandas because `datasets` needs it."""
     from importlib.metadata import packages_distributions
 
     every = {_dist(r) for role in ROLES for r in role_requirements(role, root)}
-    excluded = every - {_dist(r) for r in role_requirements(image, root)}
+    excluded = every - installed_closure(role_requirements(image, root))
     modules: dict[str, set[str]] = {}
     for module, dists in packages_distributions().items():
         for dist in dists:

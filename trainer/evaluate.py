@@ -15,13 +15,15 @@ Choices:
   naive 1 - (1 - c/n)^k is biased low. Reported for k = 1, the powers of two below n, and n.
 - An evaluation job generates `batch_rows` rows at a time; each batch is one step of the sink
   (metrics over every row so far, and every sample of the batch), so the platform shows progress,
-  an ETA and the samples as they come, and a stop request is honoured between batches. Batch b
+  an ETA and the samples as they come; a stop request ends it between batches, or within a
+  batch while it is generated or scored (that batch is then left out). Batch b
   samples with the seed derived from (seed, b), so a rerun draws the same completions.
 - No torch at import: `evaluate` loads the model when it runs (trainer/modeling.py).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ import numpy as np
 from trainer.config import EvalConfig
 from trainer.data import load_jsonl
 from trainer.inspection import MAX_SAMPLE_CHARS
-from trainer.rewards import RewardRunner, ScoringInterrupted
+from trainer.interrupt import Interrupted, StopWatch
+from trainer.rewards import RewardRunner
 from trainer.rollout import EngineConfig, Rollout, RolloutEngine, SamplingParams, get_engine
 from trainer.sinks import MetricsSink, Sample
 
@@ -80,10 +83,11 @@ class EvalSummary:
                 "eval/samples_per_prompt": float(self.samples_per_prompt)}
 
 
-def sample(engine: RolloutEngine, prompts: list[list[int]], k: int,
-           params: SamplingParams) -> list[Rollout]:
-    """k rollouts of each prompt, prompt-major (len(prompts) * k)."""
-    return engine.generate(prompts, k, params)
+def sample(engine: RolloutEngine, prompts: list[list[int]], k: int, params: SamplingParams,
+           stop: threading.Event | None = None) -> list[Rollout]:
+    """k rollouts of each prompt, prompt-major (len(prompts) * k); `GenerationInterrupted` once
+    `stop` is set."""
+    return engine.generate(prompts, k, params, stop=stop)
 
 
 def score(score_fn: ScoreFn, rollouts: Sequence[Rollout], answers: Sequence[str]) -> np.ndarray:
@@ -145,7 +149,7 @@ def evaluate(config: EvalConfig, sink: MetricsSink, *, should_stop: Callable[[],
 
     Logs one sink step per batch of `batch_rows` rows (metrics over every row so far, the batch's
     samples) and returns the summary; `should_stop()` is asked before each batch and while one is
-    scored, and a stop ends the evaluation with the rows done so far (`stopped`)."""
+    generated or scored, and a stop ends the evaluation with the rows done so far (`stopped`)."""
     import torch
 
     from trainer.modeling import load_for_inference, resolve_device, tokenize
@@ -175,7 +179,9 @@ def evaluate(config: EvalConfig, sink: MetricsSink, *, should_stop: Callable[[],
                 params = SamplingParams(temperature=config.temperature, top_p=config.top_p,
                                         top_k=config.top_k, max_new_tokens=config.max_new_tokens,
                                         seed=_seed(config.seed, batch))
-                rollouts = sample(engine, [prompts.tokens[i] for i in block], k, params)
+                with StopWatch(should_stop, name="eval-stop-watch") as watch:
+                    rollouts = sample(engine, [prompts.tokens[i] for i in block], k, params,
+                                      stop=watch.fired)
                 got = score(rewarder.score, rollouts, [prompts.answers[block[r.prompt_index]]
                                                       for r in rollouts])
                 rewards = np.vstack([rewards, got.reshape(len(block), k)])
@@ -186,7 +192,7 @@ def evaluate(config: EvalConfig, sink: MetricsSink, *, should_stop: Callable[[],
                 sink.log_step(batch + 1, metrics, {}, _samples(
                     first * k, prompts, block, rollouts, got, k,
                     lambda ids: tokenizer.decode(ids, skip_special_tokens=True)))
-    except ScoringInterrupted:  # a stop while a batch was scored: that batch is left out
+    except Interrupted:  # a stop while a batch was generated or scored: that batch is left out
         stopped = True
     finally:
         engine.close()

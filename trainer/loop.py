@@ -303,7 +303,8 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
     t4 = time.perf_counter()
     update = _update(run, rollouts, result.advantages[dist.block(len(rewards))], step)
     t5 = time.perf_counter()
-    sync = run.engine.sync_weights(run.model) + async_info.pop("time/async_sync", 0.0)
+    async_sync = async_info.pop("time/async_sync", 0.0)  # inside t1 - t0; reported as sync
+    sync = run.engine.sync_weights(run.model) + async_sync
     t6 = time.perf_counter()
     generate_seconds = async_info.get("async/generate_seconds", t1 - t0)
 
@@ -319,7 +320,7 @@ def _step(run: Run, step: int) -> tuple[dict[str, float], dict[str, Histogram], 
         **async_info,
         "response/length_mean": float(np.mean(lengths)),
         "rollout/stop_frac": float(np.mean([f == "stop" for f in finish])),
-        "time/rollout": t1 - t0,
+        "time/rollout": t1 - t0 - async_sync,
         "time/reward": t2 - t1,
         "time/advantage": t3 - t2,
         "time/probe": t4 - t3,

@@ -1,6 +1,9 @@
 """`run_job(job_id)`: run one training job end to end (sent by name from `core.queue.enqueue_job`).
 
 Choices:
+- An evaluation is a job of kind "eval" (core/jobs/evals.py): the same task, claim, lease, heartbeat,
+  cancel and failure handling; `JobRunner.run` dispatches on the kind to `trainer.evaluate.evaluate`
+  instead of `trainer.loop.train`. A resumed evaluation starts again from its first row.
 - The task takes an id, never an object, and is idempotent: every delivery first claims the job's
   lease in the database (core/jobs/lifecycle.py). A finished job, or one a live worker is running,
   makes the delivery a no-op, so duplicates (a reconcile after a Redis flush, a Redis visibility

@@ -94,7 +94,9 @@ def validate_train_config(fields: dict[str, Any]) -> TrainConfig:
         message = format_validation_error(exc, "config").replace("\n", "; ")
         raise Invalid(message, _param_of(exc.errors()[0])) from None
     except (ValueError, TypeError) as exc:  # ConfigError from check_paths, or a stray validator
-        raise Invalid(f"invalid config: {exc}", "config") from None
+        # The model's directories are the request's `model`, not config fields the user set.
+        param = "model" if re.match(r"(base_)?model: ", str(exc)) else "config"
+        raise Invalid(f"invalid config: {exc}", param) from None
     return train_config
 
 

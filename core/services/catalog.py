@@ -27,6 +27,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime
+from math import prod
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,8 +41,7 @@ from core.settings import Settings
 from core.status import ACTIVE
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127})?")
-# A safetensors header larger than this is not read for the parameter count (real ones are < 1 MB).
-MAX_HEADER_BYTES = 32 << 20
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on a header
 
 
 @dataclass(frozen=True)
@@ -178,25 +178,25 @@ def resolve_model(session: Session, settings: Settings, owner_id: str, name: str
 # -------------------------------------------------------------------------------- describe
 
 
-def _safetensors_parameters(path: Path) -> int | None:
-    """Parameters stored in one .safetensors file, from its header alone (no tensor is read)."""
-    try:
-        with path.open("rb") as handle:
-            (size,) = struct.unpack("<Q", handle.read(8))
-            if size > MAX_HEADER_BYTES:
-                return None
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError, struct.error):
-        return None
-    total = 0
-    for key, tensor in header.items():
-        if key == "__metadata__" or not isinstance(tensor, dict):
-            continue
-        count = 1
-        for dim in tensor.get("shape", []):
-            count *= int(dim)
-        total += count
-    return total
+def safetensors_parameters(path: Path) -> int:
+    """Elements of every tensor in a safetensors file, from its JSON header alone (8-byte
+    little-endian length, then the header); ValueError if the file is not safetensors."""
+    with path.open("rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError(f"{path.name} is not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", raw)
+        if not 2 <= length <= MAX_HEADER_BYTES:
+            raise ValueError(f"{path.name} is not a safetensors file (header length {length})")
+        try:
+            header = json.loads(f.read(length))
+        except ValueError as exc:
+            raise ValueError(f"{path.name} is not a safetensors file (header is not JSON)") from exc
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name} is not a safetensors file (header is not an object)")
+    return sum(prod(int(d) for d in entry["shape"]) for key, entry in header.items()
+               if key != "__metadata__" and isinstance(entry, dict))
+
 
 
 def describe_model_dir(path: Path) -> ModelInfo:
@@ -220,8 +220,11 @@ def describe_model_dir(path: Path) -> ModelInfo:
             architecture = config["model_type"][:128]
     except (OSError, ValueError):
         pass
-    counts = [_safetensors_parameters(f) for f in sorted(path.glob("*.safetensors"))]
-    parameters = sum(c for c in counts if c is not None) if counts and None not in counts else None
+    try:
+        weights = sorted(path.glob("*.safetensors"))
+        parameters: int | None = sum(safetensors_parameters(f) for f in weights) if weights else None
+    except (OSError, KeyError, TypeError, ValueError):  # not ours to judge here: unknown
+        parameters = None
     chat_template = (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file()
     if not chat_template:
         try:

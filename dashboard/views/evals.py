@@ -5,14 +5,64 @@ from __future__ import annotations
 
 import streamlit as st
 
+from client import ApiError
 from dashboard import evaluations, state
 
 st.title("Evaluations")
 url, key = state.connection()
+if notice := st.session_state.pop("evals_notice", None):
+    st.success(notice, icon=":material/check_circle:")
+
+
+def _create(body: dict) -> None:
+    """Create the evaluation the form describes; a refusal is shown naming the field."""
+    try:
+        created = state.client().create_eval(**body)
+    except ApiError as exc:
+        if exc.status in (None, 401, 403) and exc.param is None:
+            state.stop_on_error(exc)  # unreachable API or wrong key: not a form problem
+        st.session_state["evals_form_error"] = f"{exc.param}: {exc.message}" if exc.param \
+            else exc.message
+        return
+    state.clear_caches()
+    st.session_state["evals_notice"] = f"Evaluation {created.id} queued."
+
+
+with st.expander("Evaluate a model", icon=":material/add_circle:",
+                 expanded="evals_form_error" in st.session_state):
+    if error := st.session_state.pop("evals_form_error", None):
+        st.error(error, icon=":material/error:")
+    models = [m["id"] for m in state.call(state.fetch_models, url, key)]
+    datasets = state.call(state.fetch_datasets, url, key)
+    rewards = [r["name"] for r in state.call(state.fetch_components, url, key)["rewards"]]
+    with st.form("evals_form"):
+        c1, c2, c3 = st.columns(3)
+        model = c1.selectbox("Model", models, key="evals_new_model")
+        dataset = c2.selectbox("Dataset", [d["id"] for d in datasets], key="evals_new_dataset",
+                               format_func=lambda d: next(f"{x['name']} ({d})" for x in datasets
+                                                          if x["id"] == d))
+        reward = c3.selectbox("Reward", rewards, key="evals_new_reward",
+                              index=rewards.index("math") if "math" in rewards else 0)
+        c1, c2, c3, c4 = st.columns(4)
+        k = c1.number_input("Samples per prompt (k)", 1, 256, 1, key="evals_new_k")
+        temperature = c2.number_input("Temperature (0 = greedy)", 0.0, 10.0, 0.0, 0.1,
+                                      key="evals_new_temperature")
+        max_new_tokens = c3.number_input("Max new tokens", 1, 65536, 256, key="evals_new_tokens")
+        max_rows = c4.number_input("Max rows (0 = all)", 0, 1_000_000, 0, key="evals_new_rows")
+        if st.form_submit_button("Evaluate", type="primary"):
+            if not model or not dataset:
+                st.session_state["evals_form_error"] = "pick a model and a dataset"
+            else:
+                _create({"model": model, "dataset_id": dataset, "reward": reward,
+                         "samples_per_prompt": int(k), "temperature": float(temperature),
+                         "max_new_tokens": int(max_new_tokens),
+                         **({"max_rows": int(max_rows)} if max_rows else {})})
+            st.rerun()
+
 evals = state.call(state.fetch_evals, url, key)
 if not evals:
-    st.info("No evaluations yet. Start one with `basis evals create --model NAME --dataset ID` "
-            "or `POST /v1/evals`.", icon=":material/info:")
+    st.info("No evaluations yet. Start one above, with `basis evals create --model NAME "
+            "--dataset ID` or with `POST /v1/evals`.", icon=":material/info:")
     st.stop()
 
 datasets = state.call(state.fetch_datasets, url, key)

@@ -127,7 +127,8 @@ def header(job: dict, found: Mapping[str, Mapping[str, Any]]) -> None:
     cols[4].metric("Eval accuracy", fmt(newest("eval/accuracy")))
     cols[5].metric("Duration", format_duration(duration_seconds(job)) or "–")
     st.caption(f"Estimator **{job['estimator']}** · model **{job['model']}** · dataset "
-               f"`{job['dataset_id'] or '(deleted)'}` · created {job['created_at']}")
+               f"`{job['dataset_id'] or '(deleted)'}` · created {job['created_at']}"
+               + (f" · fine-tuned model **{job['fine_tuned_model']}**" if job.get("fine_tuned_model") else ""))
     if job["status"] == "failed":
         st.error(f"**This job failed.** {job.get('error') or 'No error message was recorded.'}",
                  icon=":material/error:")

@@ -229,3 +229,81 @@ def test_the_basis_evals_commands(client, app, settings, alice, arith, monkeypat
     assert json.loads(basis("evals", "cancel", other["id"])[1])["status"] == "cancelled"
     assert basis("evals", "get", "eval_nope")[0] == 1
     get_settings.cache_clear()
+
+
+def test_an_evaluation_may_use_only_models_its_owner_sees(client, settings, alice, bob, arith, app):
+    """Bob's exported model (a `model_records` row he owns) is his alone: alice's evaluation of it
+    is refused as an unknown model, and nothing is created."""
+    from core.db import session_scope
+    from core.models import ModelRecord, User
+
+    install_model_dir = settings.model_roots[0] / "ft" / "bobs-model"
+    install_model_dir.mkdir(parents=True)
+    (install_model_dir / "config.json").write_text('{"model_type": "qwen2"}')
+    client.get("/v1/models", headers=bob)  # bob's user row exists once he has called
+    with session_scope(app.state.engine) as session:
+        bob_id = session.query(User).filter_by(name="bob").one().id
+        session.add(ModelRecord(name="ft/bobs-model", owner_id=bob_id, source="export",
+                                source_ref="job_x/ckpt_x", format="full", path="ft/bobs-model",
+                                bytes=24))
+    response = client.post("/v1/evals", headers=alice, json={"model": "ft/bobs-model",
+                                                             "dataset_id": arith})
+    assert response.status_code == 404 and response.json()["error"]["param"] == "model"
+    assert client.get("/v1/evals", headers=alice).json()["data"] == []
+
+
+@pytest.fixture(scope="module")
+def warm_model(tmp_path_factory):
+    """A tiny model warm-started on the sum table: it gets a few answers right, so training has
+    something to sharpen and an evaluation something to count."""
+    import torch
+
+    from trainer.tasks import generate_arithmetic
+    from trainer.tiny import build_tiny_model
+    from trainer.warmstart import warm_start
+
+    torch.set_num_threads(1)
+    model = build_tiny_model(tmp_path_factory.mktemp("warm") / "model", layers=1, hidden=64,
+                             heads=2, seed=0)
+    warm_start(model, rows=generate_arithmetic(64, seed=0, levels=[0]), steps=60, batch_size=16,
+               lr=1e-2, seed=1)
+    return model
+
+
+def test_base_and_fine_tuned_models_evaluated_side_by_side(client, app, settings, alice,
+                                                          warm_model):
+    """Train a short job on the worker, then evaluate the base model and the job's
+    `fine_tuned_model` on the same rows: both succeed and report accuracy, the fine-tuned one
+    higher (sampled accuracy over 8 samples a row, fixed seeds, one CPU thread)."""
+    import shutil
+
+    from trainer.tasks import generate_arithmetic
+
+    shutil.copytree(warm_model, settings.model_roots[0] / "warm")
+    rows = "".join(json.dumps(r) + "\n" for r in generate_arithmetic(36, seed=5, levels=[0]))
+    dataset = client.post("/v1/datasets", headers=alice, files={
+        "file": ("sums.jsonl", rows.encode(), "application/jsonl")}).json()["id"]
+    job = client.post("/v1/jobs", headers=alice, json={"dataset_id": dataset, "model": "warm", "config": {
+        "estimator": "grpo", "rollouts_per_prompt": 4, "batch_size": 8, "n0": 0, "max_steps": 30,
+        "reward": "exact", "sampling": {"max_new_tokens": 4}, "eval_every": 0, "reward_workers": 0,
+        "optimizer": {"lr": 3e-3, "micro_batch_size": 32}, "checkpoint_every": 0,
+        "device": "cpu", "cpu_threads": 1, "seed": 1}})
+    assert job.status_code == 201, job.text
+    assert run(app, settings, job.json()["id"]) == "succeeded"
+    tuned = client.get(f"/v1/jobs/{job.json()['id']}", headers=alice).json()["fine_tuned_model"]
+    assert tuned and tuned in [m["id"] for m in client.get("/v1/models", headers=alice).json()["data"]]
+
+    results = {}
+    for model in ("warm", tuned):
+        created = client.post("/v1/evals", headers=alice, json={
+            "model": model, "dataset_id": dataset, **QUICK, "samples_per_prompt": 8,
+            "temperature": 1.0, "seed": 0, "cpu_threads": 1, "device": "cpu"})
+        assert created.status_code == 201, created.text
+        assert run(app, settings, created.json()["id"]) == "succeeded"
+        results[model] = client.get(f"/v1/evals/{created.json()['id']}", headers=alice).json()["results"]
+    base, fine_tuned = results["warm"], results[tuned]
+    assert base["rows"] == fine_tuned["rows"] == 36 and base["samples"] == 288
+    print(f"\nFIGURES base vs fine-tuned accuracy: {base['accuracy']:.4f} -> "
+          f"{fine_tuned['accuracy']:.4f}, pass@8 {base['pass_at_k']['8']:.3f} -> "
+          f"{fine_tuned['pass_at_k']['8']:.3f}")
+    assert fine_tuned["accuracy"] > base["accuracy"]

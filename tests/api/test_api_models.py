@@ -165,3 +165,20 @@ def test_export_route_client_and_cli(client, app, settings, alice, bob, job, tin
     api.delete_model("alice/typed")
     with pytest.raises(NotFound):
         api.get_model("alice/typed")
+
+
+def test_an_adapter_model_trains_with_hf_only_and_needs_its_base(client, app, settings, model_dir, alice,
+                                                                 dataset, create_job):
+    _record(app, settings, "ft/adapter-1", owner="alice", fmt="adapter", base="tiny")
+    (settings.model_roots[0] / "ft" / "adapter-1" / "adapter_config.json").write_text("{}")
+    assert create_job(alice, dataset["id"], model="ft/adapter-1").status_code == 201
+    vllm = create_job(alice, dataset["id"], model="ft/adapter-1",
+                      config={"engine": "vllm", "max_steps": 3, "batch_size": 2})
+    assert vllm.status_code == 422 and vllm.json()["error"]["param"] == "model", vllm.text
+    assert "merge_lora" in vllm.json()["error"]["message"]
+    with app.state.sessionmaker() as session:
+        session.execute(update(ModelRecord).where(ModelRecord.name == "ft/adapter-1")
+                        .values(base_model="gone"))
+        session.commit()
+    orphan = create_job(alice, dataset["id"], model="ft/adapter-1")
+    assert orphan.status_code == 409 and "'gone'" in orphan.json()["error"]["message"], orphan.text

@@ -100,3 +100,35 @@ def test_no_evaluations_state(stack):
     at = app_test(stack.url, stack.keys["bob"], "views/evals.py")
     assert not at.exception and not at.error
     assert any("No evaluations yet" in i.value for i in at.info)
+
+
+def test_the_form_creates_an_evaluation_and_names_a_bad_field(stack):
+    engine = stack.app.state.engine
+    with session_scope(engine) as session:
+        key, secret = create_key(session, "fay")
+        owner_id = key.user_id
+    with session_scope(engine) as session:
+        dataset = dataset_service.create_dataset(
+            session, stack.settings, session.get(User, owner_id),
+            source=BytesIO(b'{"prompt": "2+2=", "answer": "4"}\n' * 5), filename="fours.jsonl",
+            content_type="application/jsonl", name="fours").id
+    at = app_test(stack.url, secret, "views/evals.py")
+    assert not at.exception and any("No evaluations yet" in i.value for i in at.info)
+    assert at.selectbox(key="evals_new_dataset").value == dataset
+    at.selectbox(key="evals_new_model").set_value("tiny-qwen")
+    at.selectbox(key="evals_new_reward").set_value("exact")
+    at.number_input(key="evals_new_k").set_value(4)
+    at.button[0].click().run()  # k = 4 at temperature 0: refused, naming the field
+    assert not at.exception
+    assert any("samples_per_prompt" in e.value and "temperature" in e.value for e in at.error)
+    with session_scope(engine) as session:
+        from core.models import Job
+
+        assert session.query(Job).filter_by(owner_id=owner_id).count() == 0
+    at.number_input(key="evals_new_temperature").set_value(0.8)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert any("queued" in s.value for s in at.success)
+    listed = at.dataframe[0].value
+    assert listed["status"].tolist() == ["queued"] and listed["k"].tolist() == [4]
+    assert listed["model"].tolist() == ["tiny-qwen"]

@@ -105,6 +105,36 @@ def test_job_runs_on_a_celery_worker_process_over_redis(lab, api, tmp_path):
         stop(worker)
 
 
+def test_an_evaluation_runs_on_a_celery_worker_process_over_redis(lab, api, tmp_path):
+    """An evaluation goes the job's way: the same task over Redis, the worker dispatching on kind."""
+    _, env = lab
+    client, headers = api
+    log = tmp_path / "worker.log"
+    worker = spawn(["cli", "worker"], env, log)
+    try:
+        upload = client.post("/v1/datasets", headers=headers,
+                             files={"file": ("arith.jsonl", demo_jsonl(12), "application/jsonl")})
+        created = client.post("/v1/evals", headers=headers, json={
+            "model": "tiny", "dataset_id": upload.json()["id"], "reward": "exact",
+            "samples_per_prompt": 2, "temperature": 1.0, "max_new_tokens": 4, "batch_rows": 4,
+            "reward_workers": 0})
+        assert created.status_code == 201, created.text
+        eval_id = created.json()["id"]
+
+        def evaluation() -> dict:
+            return client.get(f"/v1/evals/{eval_id}", headers=headers).json()
+
+        wait_until(lambda: evaluation()["status"] in {"succeeded", "failed", "cancelled"},
+                   timeout=240, what=f"evaluation {eval_id} to finish", process=worker, log=log)
+        done = evaluation()
+        assert done["status"] == "succeeded", done
+        assert done["results"]["rows"] == 12 and done["current_step"] == 3
+        samples = client.get(f"/v1/evals/{eval_id}/samples", headers=headers).json()["data"]
+        assert len(samples) == 24
+    finally:
+        stop(worker)
+
+
 def test_cancel_stops_a_running_job(lab, api, tmp_path):
     _, env = lab
     client, headers = api

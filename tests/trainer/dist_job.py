@@ -25,7 +25,7 @@ class SplitInvariantEngine(HFEngine):
     2-rank run, a 1-rank run and a resumed run see identical rollouts and their updates can be
     compared exactly. (Every rank calls generate in the same order, so the broadcast pairs up.)"""
 
-    def generate(self, prompts, n, params, progress=None):
+    def generate(self, prompts, n, params, stop=None, progress=None):
         base = params.seed
         if torch.distributed.is_initialized():
             box = [base]
@@ -34,7 +34,7 @@ class SplitInvariantEngine(HFEngine):
         out = []
         for i, prompt in enumerate(prompts):
             seed = zlib.crc32(repr((list(prompt), base)).encode())
-            for r in super().generate([prompt], n, dataclasses.replace(params, seed=seed)):
+            for r in super().generate([prompt], n, dataclasses.replace(params, seed=seed), stop):
                 out.append(dataclasses.replace(r, prompt_index=i))
         return out
 
