@@ -35,6 +35,7 @@ Choices:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -229,6 +230,10 @@ class RowError(Invalid):
 def _scalar_text(value: Any, number: int, field: str) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        # pyarrow reads an integer too long for 64 bits in JSON as inf: never an answer "inf".
+        raise RowError(number, f"is {value}, not a finite number (an integer too long for 64 "
+                       "bits reads as inf: quote it in the file)", field)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     kind = "null" if value is None else f"a {type(value).__name__}"
@@ -244,7 +249,7 @@ def _prompt(row: Mapping[str, Any], number: int, mapping: FieldMapping) -> Any:
         assert field is not None
         prompt = row[field]
         if isinstance(prompt, int | float) and not isinstance(prompt, bool):
-            prompt = str(prompt)
+            prompt = _scalar_text(prompt, number, field)
         elif not isinstance(prompt, str | list):
             kind = "null" if prompt is None else f"a {type(prompt).__name__}"
             raise RowError(number, f"must be text or a list of chat messages, got {kind}", field)

@@ -183,6 +183,23 @@ def test_bad_rows_and_mappings_are_refused_naming_the_row_and_field(do_import, a
     assert nothing_stored(db, settings)
 
 
+def test_integers_past_64_bits_are_refused_not_read_as_inf(do_import, alice, db, settings):
+    huge = "7" * 5000
+    answer = f'{{"q": "a", "s": 1}}\n{{"q": "b", "s": {huge}}}\n'.encode()
+    response = do_import(alice, answer, "big.jsonl", prompt_field="q", answer_field="s")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "row 2, field s"
+    assert "not a finite number" in response.json()["error"]["message"]
+    kept = f'{{"q": "a", "s": "1", "n": {huge}}}\n'.encode()
+    response = do_import(alice, kept, "big.jsonl", prompt_field="q", answer_field="s",
+                         keep_fields="n")
+    assert response.status_code == 422 and response.json()["error"]["param"] == "row 1, field n"
+    assert nothing_stored(db, settings)
+    csv = f"q,s,n\na,1,{huge}\n".encode()  # CSV keeps it as text: stored as the text it is
+    response = do_import(alice, csv, "big.csv", prompt_field="q", answer_field="s", keep_fields="n")
+    assert response.status_code == 201, response.text
+
+
 def test_a_bad_row_deep_in_a_parquet_file_stores_nothing(do_import, alice, db, settings):
     rows = [{"question": f"{i}+1", "answer": f"#### {i + 1}"} for i in range(5000)]
     rows[4321]["answer"] = "I forgot the marker"
