@@ -11,7 +11,8 @@ client of the REST API.
     basis jobs list [--status S] | get ID | cancel ID | retry ID | delete ID | logs ID [--follow]
     basis jobs samples ID [--step N] [--json]
     basis evals create --model NAME --dataset ID [-k N] [--temperature T] [--max-rows N] [--wait] ...
-    basis evals list [--status S] | get ID | cancel ID | samples ID [--row N] [--json]
+    basis evals list [--status S] | get ID | cancel ID | retry ID | delete ID | events ID
+    basis evals samples ID [--row N] [--json]
     basis jobs export JOB CHECKPOINT [--name NAME] [--adapter]
     basis models list [--json] | get NAME | delete NAME | pull ORG/NAME[@REVISION] [--name N] [--no-wait]
 

@@ -227,6 +227,16 @@ def evals_samples(args: argparse.Namespace, api: BasisClient) -> None:
               file=sys.stderr)
 
 
+def evals_delete(args: argparse.Namespace, api: BasisClient) -> None:
+    api.delete_eval(args.id)
+    print(f"deleted evaluation {args.id} with its results, samples and events")
+
+
+def evals_events(args: argparse.Namespace, api: BasisClient) -> None:
+    for event in api.eval_events(args.id):
+        print(f"{event.ts:%Y-%m-%d %H:%M:%S} {event.level.upper():<7} [{event.kind}] {event.message}")
+
+
 def models_list(args: argparse.Namespace, api: BasisClient) -> None:
     """One line per model: name, source, format, size; `--json` prints the API's objects."""
     models = api.models()
@@ -446,12 +456,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = evals.add_parser("cancel", help="cancel an evaluation: at once if queued, else after a batch")
     p.add_argument("id")
     p.set_defaults(func=_show(BasisClient.cancel_eval))
+    p = evals.add_parser("retry", help="re-queue a failed or cancelled evaluation (from its first row)")
+    p.add_argument("id")
+    p.set_defaults(func=_show(BasisClient.retry_eval))
+    p = evals.add_parser("delete", help="delete a finished evaluation with its results and samples")
+    p.add_argument("id")
+    p.set_defaults(func=_client(evals_delete))
     p = evals.add_parser("samples", help="print an evaluation's completions and rewards, row by row")
     p.add_argument("id")
     p.add_argument("--row", type=int, help="only this row")
     p.add_argument("--limit", type=int, default=100, help="at most this many samples")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(evals_samples))
+    p = evals.add_parser("events", help="print an evaluation's events: status changes, errors")
+    p.add_argument("id")
+    p.set_defaults(func=_client(evals_events))
 
     models = commands.add_parser("models", help="models available to jobs").add_subparsers(
         dest="action", required=True, metavar="ACTION")

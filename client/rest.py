@@ -101,6 +101,9 @@ LIST_EVALS = Route("GET", "/v1/evals", Page[EvalPublic])
 GET_EVAL = Route("GET", "/v1/evals/{eval_id}", EvalPublic)
 CANCEL_EVAL = Route("POST", "/v1/evals/{eval_id}/cancel", EvalPublic)
 EVAL_SAMPLES = Route("GET", "/v1/evals/{eval_id}/samples", Page[EvalSamplePublic])
+EVAL_EVENTS = Route("GET", "/v1/evals/{eval_id}/events", Page[EventPublic])
+RETRY_EVAL = Route("POST", "/v1/evals/{eval_id}/retry", EvalPublic)
+DELETE_EVAL: Route[BaseModel] = Route("DELETE", "/v1/evals/{eval_id}", None)
 
 # (method, path) -> the model of its 2xx body, for every route the client calls.
 ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
@@ -109,7 +112,8 @@ ROUTES: dict[tuple[str, str], type[BaseModel] | None] = {
         GET_MODEL, DELETE_MODEL, PULL_MODEL, LIST_MODEL_PULLS, GET_MODEL_PULL,
         COMPONENTS, CREATE_JOB, LIST_JOBS, GET_JOB, DELETE_JOB, CANCEL_JOB, RETRY_JOB, EVENTS,
         METRICS, ADVANTAGES, CHECKPOINTS, CHECKPOINT_CONTENT, EXPORT_CHECKPOINT, SAMPLES, LOGS, WORKERS,
-        CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES)}
+        CREATE_EVAL, LIST_EVALS, GET_EVAL, CANCEL_EVAL, EVAL_SAMPLES, EVAL_EVENTS,
+        RETRY_EVAL, DELETE_EVAL)}
 
 
 class ApiError(Exception):
@@ -484,6 +488,14 @@ class BasisClient:
     def cancel_eval(self, eval_id: str) -> EvalPublic:
         return self._call(CANCEL_EVAL, {"eval_id": eval_id})
 
+    def retry_eval(self, eval_id: str) -> EvalPublic:
+        """A failed or cancelled evaluation back to `queued`; it runs again from its first row."""
+        return self._call(RETRY_EVAL, {"eval_id": eval_id})
+
+    def delete_eval(self, eval_id: str) -> None:
+        """A finished evaluation with its results, samples and events (409 while it runs)."""
+        self._request(DELETE_EVAL, {"eval_id": eval_id})
+
     def list_eval_samples(self, eval_id: str, *, row: int | None = None, after: int | None = None,
                           limit: int = 100) -> Page[EvalSamplePublic]:
         """Per-row completions and rewards (of one `row` if given) with id > `after`."""
@@ -496,4 +508,11 @@ class BasisClient:
         return list(follow_pages(
             lambda cursor: self.list_eval_samples(eval_id, row=row,
                                                   after=None if cursor is None else int(cursor)),
+            max_items=max_items))
+
+    def eval_events(self, eval_id: str, *, max_items: int = 1000) -> list[EventPublic]:
+        """Lifecycle events of an evaluation (status changes, warnings, errors), oldest first."""
+        return list(follow_pages(
+            lambda cursor: self._call(EVAL_EVENTS, {"eval_id": eval_id},
+                                      params=_params(after=cursor, limit=100)),
             max_items=max_items))

@@ -4,8 +4,11 @@ model. No Streamlit, no IO: the frames are what the page draws and what the test
 
 Choices:
 - Models are compared on one dataset at a time: figures over different prompts do not compare.
-  The default pick is the newest evaluation of each model on that dataset that has results, so
-  "base vs fine-tuned" is one click away whatever order they ran in.
+  Nor do figures measured differently (another reward, k, temperature, length or row count): the
+  default pick is the newest evaluation of each model on that dataset among those run with the
+  same settings, the settings most models share (the newest on a tie), so "base vs fine-tuned" is
+  one click away whatever order they ran in, and a pick that mixes settings is flagged
+  (`differences`).
 - A column is labelled with the model name, and the evaluation id's tail when a model appears more
   than once (two temperatures, say), so columns never collide.
 - pass@k rows are the union of the evaluations' k; an evaluation with fewer samples per prompt shows
@@ -64,13 +67,39 @@ def datasets_evaluated(evals: Iterable[Mapping[str, Any]]) -> list[str]:
     return list(seen)
 
 
+# The settings that change what an evaluation's figures measure: (config field, label).
+SETTINGS = (("reward", "reward"), ("samples_per_prompt", "samples per prompt"),
+            ("temperature", "temperature"), ("max_new_tokens", "max new tokens"),
+            ("max_rows", "max rows"))
+
+
+def _settings(evaluation: Mapping[str, Any]) -> tuple[Any, ...]:
+    config = evaluation.get("config") or {}
+    return tuple(config.get(field) for field, _ in SETTINGS)
+
+
 def default_pick(evals: Iterable[Mapping[str, Any]], dataset_id: str, limit: int = 4) -> list[str]:
-    """The newest evaluation with results of each model on `dataset_id` (at most `limit` models)."""
-    picked: dict[str, str] = {}
-    for e in evals:
-        if e.get("dataset_id") == dataset_id and e.get("results") and e["model"] not in picked:
-            picked[e["model"]] = e["id"]
-    return list(picked.values())[:limit]
+    """The newest evaluation with results of each model on `dataset_id` (at most `limit` models),
+    among those run with the settings the most models share (module docstring)."""
+    groups: dict[tuple[Any, ...], dict[str, str]] = {}
+    for e in evals:  # newest first, so each group's first entry per model is its newest
+        if e.get("dataset_id") == dataset_id and e.get("results"):
+            groups.setdefault(_settings(e), {}).setdefault(e["model"], e["id"])
+    if not groups:
+        return []
+    most = max(groups.values(), key=len)  # the first (newest) group of the largest size
+    return list(most.values())[:limit]
+
+
+def differences(evals: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One phrase per setting the evaluations do not share, e.g. "reward (exact, math)"."""
+    out = []
+    for field, label in SETTINGS:
+        values = list(dict.fromkeys((e.get("config") or {}).get(field) for e in evals))
+        if len(values) > 1:
+            shown = ["all" if v is None and field == "max_rows" else str(v) for v in values]
+            out.append(f"{label} ({', '.join(shown)})")
+    return out
 
 
 def labels(evals: Sequence[Mapping[str, Any]]) -> dict[str, str]:

@@ -11,8 +11,9 @@ start=$(date +%s)
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PY" --version 2>&1)"
   "$PY" -m venv .venv
-  echo "setup: installing the project and its dependencies into .venv: the first time downloads" \
-       "about 1 GB (torch CPU, transformers, streamlit, ...) and takes 1-3 minutes"
+  echo "setup: installing the project and its dependencies into .venv: the first time fetches" \
+       "about 1 GB (torch CPU, transformers, streamlit, ...): 1-3 minutes on an idle machine," \
+       "up to 20 on a busy one (pip's lines below show where it is)"
 else
   echo "setup: checking .venv is up to date (a few seconds; longer if pyproject.toml changed)"
 fi

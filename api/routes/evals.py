@@ -1,10 +1,12 @@
-"""Evaluations: create, list, get, cancel, samples (the job lifecycle, `kind` "eval")."""
+"""Evaluations: create, list, get, cancel, retry, delete, samples, events (the job lifecycle,
+`kind` "eval")."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, EnqueueDep, SessionDep, SettingsDep
@@ -17,10 +19,13 @@ from api.schemas import (
     EvalSamplePublic,
     EvalSamplesPublic,
     EvalsPublic,
+    EventPublic,
+    EventsPublic,
 )
 from core.jobs import evals as service
-from core.jobs.service import cancel_job, latest_metrics
+from core.jobs.service import cancel_job, delete_job, latest_metrics, list_events, retry_job
 from core.models import Job
+from core.services.inspection import PROGRESS
 from core.status import JobKind, JobStatus
 from trainer.config import MAX_EVAL_ROWS
 
@@ -72,6 +77,24 @@ def cancel_eval(eval_id: str, user: CurrentUser, session: SessionDep) -> EvalPub
     return to_public(session, [cancel_job(session, user, eval_id, JobKind.eval)])[0]
 
 
+@router.post("/{eval_id}/retry", response_model=EvalPublic, responses=ERRORS)
+def retry_eval(eval_id: str, user: CurrentUser, session: SessionDep,
+               enqueue: EnqueueDep) -> EvalPublic:
+    """Re-queue a failed or cancelled evaluation; it runs again from its first row (its results
+    and samples so far are cleared)."""
+    job = retry_job(session, user, eval_id, kind=JobKind.eval)
+    send(session, enqueue, job)
+    return to_public(session, [job])[0]
+
+
+@router.delete("/{eval_id}", status_code=204, response_class=Response, responses=ERRORS)
+def delete_eval(eval_id: str, user: CurrentUser, session: SessionDep,
+                settings: SettingsDep) -> Response:
+    """Delete a finished evaluation with its results, samples and events (409 while active)."""
+    delete_job(session, settings, user, eval_id, JobKind.eval)
+    return Response(status_code=204)
+
+
 @router.get("/{eval_id}/samples", response_model=EvalSamplesPublic, responses=ERRORS)
 def list_samples(eval_id: str, user: CurrentUser, session: SessionDep,
                  row: Annotated[int | None, Query(ge=0, lt=MAX_EVAL_ROWS, description="Only this row.")] = None,
@@ -87,3 +110,16 @@ def list_samples(eval_id: str, user: CurrentUser, session: SessionDep,
             for r in rows]
     return EvalSamplesPublic(data=data, has_more=has_more,
                              next_cursor=str(rows[-1].id) if has_more else None)
+
+
+@router.get("/{eval_id}/events", response_model=EventsPublic, responses=ERRORS)
+def list_eval_events(eval_id: str, user: CurrentUser, session: SessionDep,
+                     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> EventsPublic:
+    """Lifecycle events of an evaluation (status changes, warnings, errors), oldest first."""
+    job = service.get_eval(session, user, eval_id)
+    events, has_more = list_events(session, job, after=after, limit=limit, exclude_kinds=(PROGRESS,))
+    data = [EventPublic(id=e.id, job_id=e.job_id, created_at=e.ts, ts=e.ts, kind=e.kind,
+                        level=e.level, message=e.message, data=e.data) for e in events]
+    return EventsPublic(data=data, has_more=has_more,
+                        next_cursor=str(events[-1].id) if has_more else None)

@@ -49,13 +49,16 @@ REFUSED_FIELDS = (*SERVER_FIELDS, "output_dir")
 NULLABLE_FIELDS = ("eval_dataset", "priors_cache_dir")
 
 
-def _param_of(error: ErrorDetails) -> str:
-    """`config.<field path>` for one pydantic error; cross-field errors name their field first."""
+def param_of(error: ErrorDetails, prefix: str = "config") -> str:
+    """`<prefix>.<field path>` for one pydantic error (the bare path when `prefix` is empty: an
+    evaluation's fields are top-level); cross-field errors name their field first."""
     loc = ".".join(map(str, error["loc"]))
     if not loc:
         match = re.match(r"(?:Value error, )?([a-z_][a-z0-9_.]*): ", error.get("msg", ""))
         loc = match.group(1) if match else ""
-    return f"config.{loc}" if loc else "config"
+    if not prefix:
+        return loc or "body"
+    return f"{prefix}.{loc}" if loc else prefix
 
 
 def non_finite(value: Any, path: str) -> str | None:
@@ -92,7 +95,7 @@ def validate_train_config(fields: dict[str, Any]) -> TrainConfig:
         train_config.check_paths()
     except ValidationError as exc:
         message = format_validation_error(exc, "config").replace("\n", "; ")
-        raise Invalid(message, _param_of(exc.errors()[0])) from None
+        raise Invalid(message, param_of(exc.errors()[0])) from None
     except (ValueError, TypeError) as exc:  # ConfigError from check_paths, or a stray validator
         # The model's directories are the request's `model`, not config fields the user set.
         param = "model" if re.match(r"(base_)?model: ", str(exc)) else "config"

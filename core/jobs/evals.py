@@ -22,19 +22,17 @@ Choices:
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import workers
-from core.jobs.config import model_defaults, non_finite
+from core.jobs.config import model_defaults, non_finite, param_of
 from core.jobs.events import record_event
-from core.jobs.limits import big_integer, model_max_positions
+from core.jobs.limits import big_integer, check_response_length, check_worker_resources
 from core.jobs.service import admit, get_job, list_jobs
 from core.models import Dataset, Job, RolloutSample, User, new_id
 from core.services.catalog import resolve_model
@@ -46,15 +44,6 @@ from core.status import JobKind, JobStatus
 from trainer.config import EvalConfig, format_validation_error
 
 SERVER_FIELDS = ("model", "base_model", "dataset")
-
-
-def _param_of(error: ErrorDetails) -> str:
-    """The field a pydantic error is about; cross-field errors name their field first."""
-    loc = ".".join(map(str, error["loc"]))
-    if not loc:
-        match = re.match(r"(?:Value error, )?([a-z_][a-z0-9_.]*): ", error.get("msg", ""))
-        loc = match.group(1) if match else ""
-    return loc or "body"
 
 
 def model_eval_defaults(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +81,7 @@ def resolve_eval_config(session: Session, settings: Settings, model: str, datase
         config.check_paths()
     except ValidationError as exc:
         raise Invalid(format_validation_error(exc, "eval").replace("\n", "; "),
-                      _param_of(exc.errors()[0])) from None
+                      param_of(exc.errors()[0], prefix="")) from None
     except ValueError as exc:  # ConfigError from check_paths: "model: ..." or "dataset: ..."
         field = {"dataset": "dataset_id", "base_model": "model"}.get(str(exc).partition(":")[0],
                                                                    "model")
@@ -106,21 +95,14 @@ def stored_options(config: EvalConfig) -> dict[str, Any]:
 
 
 def _check_limits(config: EvalConfig, settings: Settings, rows: int) -> None:
-    """The deployment's limits (core/settings.py `job_*`) as they apply to an evaluation."""
-    def over(field: str, value: Any, limit: Any, why: str) -> Invalid:
-        return Invalid(f"{field} is {value}; {why} (limit {limit})", field)
-
-    if config.max_new_tokens > settings.job_max_new_tokens:
-        raise over("max_new_tokens", config.max_new_tokens, settings.job_max_new_tokens,
-                   "this server caps response length")
-    positions = model_max_positions(Path(config.model))
-    if positions is not None and config.max_new_tokens >= positions:
-        raise over("max_new_tokens", config.max_new_tokens, positions - 1,
-                   f"the model has {positions} positions, prompt included")
+    """The deployment's limits (core/settings.py `job_*`, `eval_max_samples`) on an evaluation."""
+    check_response_length(config.max_new_tokens, settings, Path(config.model),
+                          field="max_new_tokens", prefix="")
     per_call = config.batch_rows * config.samples_per_prompt
     if per_call > settings.job_max_rollouts_per_step:
-        raise over("batch_rows", f"{config.batch_rows} x {config.samples_per_prompt} samples",
-                   settings.job_max_rollouts_per_step, "this server caps sequences per generation")
+        raise Invalid(f"batch_rows is {config.batch_rows} x {config.samples_per_prompt} samples; this "
+                      f"server caps sequences per generation (limit "
+                      f"{settings.job_max_rollouts_per_step})", "batch_rows")
     samples = rows * config.samples_per_prompt
     if samples > settings.eval_max_samples:
         fits = settings.eval_max_samples // config.samples_per_prompt
@@ -129,15 +111,7 @@ def _check_limits(config: EvalConfig, settings: Settings, rows: int) -> None:
                       f"(BASIS_EVAL_MAX_SAMPLES): set max_rows to at most {fits}"
                       + (" or ask for fewer samples_per_prompt" if config.samples_per_prompt > 1 else ""),
                       "max_rows")
-    if config.reward_workers > settings.job_max_reward_workers:
-        raise over("reward_workers", config.reward_workers, settings.job_max_reward_workers,
-                   "more reward processes than the worker's cores only thrash")
-    if config.cpu_threads is not None and config.cpu_threads > settings.job_max_cpu_threads:
-        raise over("cpu_threads", config.cpu_threads, settings.job_max_cpu_threads,
-                   "more threads than the worker's cores only thrash")
-    if config.device not in settings.job_devices:
-        raise Invalid(f"device {config.device!r} is not available on this server's workers; "
-                      f"choose one of {', '.join(settings.job_devices)}", "device")
+    check_worker_resources(config, settings, prefix="")
 
 
 def create_eval(session: Session, settings: Settings, owner: User, *, model: str, dataset_id: str,

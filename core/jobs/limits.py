@@ -48,8 +48,34 @@ def model_max_positions(model_path: Path) -> int | None:
     return None
 
 
-def _over(field: str, value: Any, limit: Any, why: str) -> Invalid:
-    return Invalid(f"config.{field} is {value}; {why} (limit {limit})", f"config.{field}")
+def _over(field: str, value: Any, limit: Any, why: str, prefix: str = "config.") -> Invalid:
+    return Invalid(f"{prefix}{field} is {value}; {why} (limit {limit})", f"{prefix}{field}")
+
+
+def check_response_length(tokens: int, settings: Settings, model_path: Path, *, field: str,
+                          prefix: str = "config.") -> None:
+    """Refuse a response cap (`field`) above the server's, or one the model's context cannot hold."""
+    if tokens > settings.job_max_new_tokens:
+        raise _over(field, tokens, settings.job_max_new_tokens, "this server caps response length",
+                    prefix)
+    positions = model_max_positions(model_path)
+    if positions is not None and tokens >= positions:
+        raise _over(field, tokens, positions - 1,
+                    f"the model has {positions} positions, prompt included", prefix)
+
+
+def check_worker_resources(config: Any, settings: Settings, prefix: str = "config.") -> None:
+    """Refuse reward processes, CPU threads or a device (the fields of a training job's and an
+    evaluation's config alike) that the server's workers do not offer."""
+    if config.reward_workers > settings.job_max_reward_workers:
+        raise _over("reward_workers", config.reward_workers, settings.job_max_reward_workers,
+                    "more reward processes than the worker's cores only thrash", prefix)
+    if config.cpu_threads is not None and config.cpu_threads > settings.job_max_cpu_threads:
+        raise _over("cpu_threads", config.cpu_threads, settings.job_max_cpu_threads,
+                    "more threads than the worker's cores only thrash", prefix)
+    if config.device not in settings.job_devices:
+        raise Invalid(f"{prefix}device {config.device!r} is not available on this server's workers; "
+                      f"choose one of {', '.join(settings.job_devices)}", f"{prefix}device")
 
 
 def check_job_limits(config: Any, settings: Settings, *, model_path: Path, dataset_rows: int) -> None:
@@ -57,14 +83,8 @@ def check_job_limits(config: Any, settings: Settings, *, model_path: Path, datas
     if config.max_steps > settings.job_max_steps:
         raise _over("max_steps", config.max_steps, settings.job_max_steps,
                     "this server's administrator caps steps per job")
-    tokens = config.sampling.max_new_tokens
-    if tokens > settings.job_max_new_tokens:
-        raise _over("sampling.max_new_tokens", tokens, settings.job_max_new_tokens,
-                    "this server caps response length")
-    positions = model_max_positions(model_path)
-    if positions is not None and tokens >= positions:
-        raise _over("sampling.max_new_tokens", tokens, positions - 1,
-                    f"the model has {positions} positions, prompt included")
+    check_response_length(config.sampling.max_new_tokens, settings, model_path,
+                          field="sampling.max_new_tokens")
     if config.n0 > settings.job_max_n0:
         raise _over("n0", config.n0, settings.job_max_n0, "this server caps offline rollouts per prompt")
     per_step = config.batch_size * config.rollouts_per_prompt
@@ -79,15 +99,7 @@ def check_job_limits(config: Any, settings: Settings, *, model_path: Path, datas
                     "held-out split)")
     if config.eval_size is not None and config.eval_size > dataset_rows:
         raise _over("eval_size", config.eval_size, dataset_rows, "the dataset has fewer rows")
-    if config.reward_workers > settings.job_max_reward_workers:
-        raise _over("reward_workers", config.reward_workers, settings.job_max_reward_workers,
-                    "more reward processes than the worker's cores only thrash")
-    if config.cpu_threads is not None and config.cpu_threads > settings.job_max_cpu_threads:
-        raise _over("cpu_threads", config.cpu_threads, settings.job_max_cpu_threads,
-                    "more threads than the worker's cores only thrash")
-    if config.device not in settings.job_devices:
-        raise Invalid(f"config.device {config.device!r} is not available on this server's workers; "
-                      f"choose one of {', '.join(settings.job_devices)}", "config.device")
+    check_worker_resources(config, settings)
 
 
 def check_queue(settings: Settings, queue: str) -> None:

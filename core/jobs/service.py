@@ -38,7 +38,16 @@ from core.jobs.config import (
 )
 from core.jobs.events import record_event
 from core.jobs.limits import check_job_limits, check_queue
-from core.models import AdvantageHistogram, Checkpoint, Job, JobEvent, Metric, User, new_id
+from core.models import (
+    AdvantageHistogram,
+    Checkpoint,
+    Job,
+    JobEvent,
+    Metric,
+    RolloutSample,
+    User,
+    new_id,
+)
 from core.services.datasets import get_dataset
 from core.services.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from core.services.pagination import Page, paginate
@@ -160,24 +169,33 @@ def _clear_progress(session: Session, settings: Settings, job_id: str) -> None:
 
 
 def retry_job(session: Session, owner: User, job_id: str, *, settings: Settings | None = None,
-              start_over: bool = False) -> Job:
+              start_over: bool = False, kind: JobKind = JobKind.train) -> Job:
     """Put a failed or cancelled job back in the queue (`lifecycle.retry`); commits. The caller then
     enqueues it; the worker resumes it from its newest checkpoint.
 
     409 for any other status, for a job whose dataset was deleted (it could not start), and for a
     job whose newest recorded checkpoint's files are gone, naming them: resuming would restart from
     an older point and overwrite its metrics. `start_over` clears the job's metrics, histograms and
-    checkpoints first and trains from step 0 (an event says so).
+    checkpoints first and trains from step 0 (an event says so). An evaluation always starts over
+    (it has no checkpoints): its results and samples so far are cleared.
     """
-    job = get_job(session, owner, job_id)
+    job = get_job(session, owner, job_id, kind)
+    name, param = _noun(kind)
     if job.status not in RETRYABLE:
-        hint = "wait for it to finish or cancel it" if job.status != JobStatus.succeeded else "create a new job"
-        raise Conflict(f"job {job_id!r} is {job.status}; only failed or cancelled jobs can be retried "
-                       f"({hint})", "job_id")
+        hint = "wait for it to finish or cancel it" if job.status != JobStatus.succeeded \
+            else f"create a new {name}"
+        raise Conflict(f"{name} {job_id!r} is {job.status}; only failed or cancelled {name}s can be "
+                       f"retried ({hint})", param)
     if job.dataset_id is None:
-        raise Conflict(f"the dataset of job {job_id!r} was deleted, so it cannot run again; upload the "
-                       "data and create a new job", "dataset_id")
-    if settings is not None:
+        raise Conflict(f"the dataset of {name} {job_id!r} was deleted, so it cannot run again; upload "
+                       f"the data and create a new {name}", "dataset_id")
+    if kind == JobKind.eval:
+        for model in (Metric, RolloutSample):
+            session.execute(delete(model).where(model.job_id == job_id))
+        session.execute(update(Job).where(Job.id == job_id).values(current_step=0))
+        record_event(session, job_id, "start_over", "retry requested: results and samples cleared; "
+                     "evaluating again from the first row")
+    elif settings is not None:
         if start_over:
             _clear_progress(session, settings, job_id)
             record_event(session, job_id, "start_over",
@@ -188,19 +206,21 @@ def retry_job(session: Session, owner: User, job_id: str, *, settings: Settings 
                            "job_id")
     if lifecycle.retry(session.connection(), job_id) is None:  # retried or deleted concurrently
         session.rollback()
-        raise Conflict(f"job {job_id!r} changed while being retried; read it again", "job_id")
+        raise Conflict(f"{name} {job_id!r} changed while being retried; read it again", param)
     session.commit()
     session.refresh(job)
     return job
 
 
-def delete_job(session: Session, settings: Settings, owner: User, job_id: str) -> None:
+def delete_job(session: Session, settings: Settings, owner: User, job_id: str,
+               kind: JobKind = JobKind.train) -> None:
     """Delete a finished job: its row and everything it owns, then its run dir; commits.
 
     409 for a queued or running job (cancel it first). The rows go in one transaction: one
     conditional DELETE of the job (still finished, so it cannot race a retry), whose ON DELETE
-    CASCADE takes its events, metrics, histograms and checkpoint rows (migration 0001). Then the run
-    dir (`Settings.job_run_dir`: checkpoints, logs) is removed.
+    CASCADE takes its events, metrics, histograms, samples and checkpoint rows (migration 0001).
+    Then the run dir (`Settings.job_run_dir`: checkpoints, logs) is removed (an evaluation has
+    none).
 
     Rows first, files second, because only the rows are visible: once they are committed the job is
     gone from every API read, and a run dir that outlives them (a removal that failed, logged with
@@ -208,17 +228,19 @@ def delete_job(session: Session, settings: Settings, owner: User, job_id: str) -
     The reverse order could leave, on a failed commit, a job whose checkpoints list archives that no
     longer exist. So a failed removal is logged and the delete still succeeds: the job is gone.
     """
-    job = get_job(session, owner, job_id)
+    job = get_job(session, owner, job_id, kind)
+    name, param = _noun(kind)
     if job.status not in TERMINAL:
-        raise Conflict(f"job {job_id!r} is {job.status}; cancel it first (POST /v1/jobs/{job_id}/cancel), "
-                       "then delete it once it has stopped", "job_id")
+        route = "evals" if kind == JobKind.eval else "jobs"
+        raise Conflict(f"{name} {job_id!r} is {job.status}; cancel it first (POST /v1/{route}/"
+                       f"{job_id}/cancel), then delete it once it has stopped", param)
     # Session.execute is typed as returning Result; for a DELETE it is a CursorResult (rowcount).
     deleted = cast(CursorResult[Any], session.execute(
         delete(Job).where(Job.id == job_id, Job.status.in_([str(s) for s in TERMINAL]))
         .execution_options(synchronize_session=False))).rowcount
     if deleted != 1:  # retried or deleted by a concurrent request
         session.rollback()
-        raise Conflict(f"job {job_id!r} changed while being deleted; read it again", "job_id")
+        raise Conflict(f"{name} {job_id!r} changed while being deleted; read it again", param)
     session.commit()
     run_dir = settings.job_run_dir(job_id)
     if run_dir.parent.resolve() == settings.jobs_dir.resolve() and (problem := remove_tree(run_dir)):

@@ -7,12 +7,16 @@ what it saw, never raises, and touches nothing a user owns.
 - disk: free space of the storage volume against `Settings.min_free_disk_mb`;
 - jobs: every active job with its heartbeat age; a claimed job silent longer than
   `health_stale_after_seconds` means its worker is stuck or gone; next to them, how many workers
-  are alive per queue (the registry, core/workers.py; counts only, this route has no key). No live
-  worker does not make the API unready: jobs wait for one (docs/deployment.md).
+  are alive per queue (the registry, core/workers.py), and one line per live worker: an opaque
+  `ref` (a hash of its id, which holds its host name and pid), its queues, GPU count, heartbeat
+  age and whether it is busy. No job id, host, pid or user: this route has no key, and the full
+  records are `GET /v1/workers` (authenticated), whose ids hash to these refs. No live worker
+  does not make the API unready: jobs wait for one (docs/deployment.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections import Counter
 from datetime import datetime
@@ -84,17 +88,34 @@ def check_jobs(engine: Engine, settings: Settings) -> dict[str, Any]:
         jobs.append({"job_id": row.id, "status": row.status,
                      "heartbeat_age_s": round(age, 1) if age is not None else None,
                      "stale": age is None or age > settings.health_stale_after_seconds})
+    live = _live(engine, settings)
     return {"ok": not any(j["stale"] for j in jobs), "active": jobs,
-            "live_by_queue": _live_by_queue(engine, settings)}
+            "live_by_queue": live if isinstance(live, str) else dict(sorted(Counter(
+                queue for worker in live for queue in worker.queues).items())),
+            "live": live if isinstance(live, str) else [worker_line(w, now) for w in live]}
 
 
-def _live_by_queue(engine: Engine, settings: Settings) -> dict[str, int] | str:
+def worker_ref(worker_id: str) -> str:
+    """An opaque, stable name for a worker in unauthenticated answers (its id names a host)."""
+    return "w-" + hashlib.sha256(worker_id.encode()).hexdigest()[:12]
+
+
+def worker_line(worker: Any, now: datetime) -> dict[str, Any]:
+    """What an unauthenticated caller may see of a live worker: nothing naming a host, a process,
+    a job or a user."""
+    return {"ref": worker_ref(worker.id), "queues": sorted(worker.queues), "gpus": worker.gpus,
+            "busy": worker.current_job_id is not None,
+            "heartbeat_age_s": round((now - worker.heartbeat_at).total_seconds(), 1)}
+
+
+def _live(engine: Engine, settings: Settings) -> list[Any] | str:
     try:
         with Session(engine) as session:
             live = workers.live_workers(session, settings)
+            session.expunge_all()
+            return live
     except Exception as exc:  # noqa: BLE001
         return _error(exc)
-    return dict(sorted(Counter(queue for worker in live for queue in worker.queues).items()))
 
 
 def readiness(engine: Engine, settings: Settings) -> dict[str, Any]:

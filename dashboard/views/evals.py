@@ -8,6 +8,8 @@ import streamlit as st
 from client import ApiError
 from dashboard import evaluations, state
 
+MODEL_DEFAULT = "model default"
+
 st.title("Evaluations")
 url, key = state.connection()
 if notice := st.session_state.pop("evals_notice", None):
@@ -41,21 +43,24 @@ with st.expander("Evaluate a model", icon=":material/add_circle:",
         dataset = c2.selectbox("Dataset", [d["id"] for d in datasets], key="evals_new_dataset",
                                format_func=lambda d: next(f"{x['name']} ({d})" for x in datasets
                                                           if x["id"] == d))
-        reward = c3.selectbox("Reward", rewards, key="evals_new_reward",
-                              index=rewards.index("math") if "math" in rewards else 0)
+        # Left at "model default", the server takes the reward and length the model recommends
+        # to its jobs (its config_defaults), else math and 256 tokens.
+        reward = c3.selectbox("Reward", [MODEL_DEFAULT, *rewards], key="evals_new_reward")
         c1, c2, c3, c4 = st.columns(4)
         k = c1.number_input("Samples per prompt (k)", 1, 256, 1, key="evals_new_k")
         temperature = c2.number_input("Temperature (0 = greedy)", 0.0, 10.0, 0.0, 0.1,
                                       key="evals_new_temperature")
-        max_new_tokens = c3.number_input("Max new tokens", 1, 65536, 256, key="evals_new_tokens")
+        max_new_tokens = c3.number_input("Max new tokens (0 = model default)", 0, 65536, 0,
+                                         key="evals_new_tokens")
         max_rows = c4.number_input("Max rows (0 = all)", 0, 1_000_000, 0, key="evals_new_rows")
         if st.form_submit_button("Evaluate", type="primary"):
             if not model or not dataset:
                 st.session_state["evals_form_error"] = "pick a model and a dataset"
             else:
-                _create({"model": model, "dataset_id": dataset, "reward": reward,
+                _create({"model": model, "dataset_id": dataset,
                          "samples_per_prompt": int(k), "temperature": float(temperature),
-                         "max_new_tokens": int(max_new_tokens),
+                         **({"reward": reward} if reward != MODEL_DEFAULT else {}),
+                         **({"max_new_tokens": int(max_new_tokens)} if max_new_tokens else {}),
                          **({"max_rows": int(max_rows)} if max_rows else {})})
             st.rerun()
 
@@ -109,6 +114,10 @@ st.query_params["dataset"] = dataset_id
 st.query_params["evals"] = ",".join(chosen)
 picked = [by_id[i] for i in chosen]
 
+if differing := evaluations.differences(picked):
+    st.warning("These evaluations were run differently: " + "; ".join(differing) + ". Their "
+               "figures do not measure the same thing; compare evaluations run alike.",
+               icon=":material/warning:")
 st.dataframe(evaluations.comparison_frame(picked), width="stretch", key="evals_compare")
 state.show(st, evaluations.comparison_chart(picked))
 

@@ -69,14 +69,14 @@ def test_an_evaluation_runs_on_the_worker_and_reports_results_and_samples(
     assert [(s["row"], s["sample"]) for s in row["data"]] == [(7, j) for j in range(4)]
     assert row["data"][0]["answer"] == samples[28]["answer"]
 
-    # The job lifecycle, events included.
-    with app.state.sessionmaker() as session:
-        from core.jobs.service import list_events
-
-        events, _ = list_events(session, session.get(Job, body["id"]), after=None, limit=100)
-    statuses = [e.data["status"] for e in events if e.kind == "status"]
+    # The job lifecycle, events included (no per-batch progress rows among them).
+    events = client.get(f"/v1/evals/{body['id']}/events", headers=alice).json()["data"]
+    statuses = [e["data"]["status"] for e in events if e["kind"] == "status"]
     assert statuses == ["queued", "starting", "running", "succeeded"]
-    assert "accuracy" in events[-1].message and events[-1].data["eval/rows"] == 10
+    assert "accuracy" in events[-1]["message"] and events[-1]["data"]["eval/rows"] == 10
+    assert all(e["kind"] != "progress" and e["job_id"] == body["id"] for e in events)
+    page = client.get(f"/v1/evals/{body['id']}/events", headers=alice, params={"limit": 2}).json()
+    assert page["has_more"] and len(page["data"]) == 2
 
 
 def test_evals_and_jobs_are_kept_apart_and_owned(client, app, alice, bob, arith, create_job):
@@ -88,15 +88,22 @@ def test_evals_and_jobs_are_kept_apart_and_owned(client, app, alice, bob, arith,
     assert [e["id"] for e in client.get("/v1/evals", headers=alice).json()["data"]] == [evaluation["id"]]
     assert [j["id"] for j in client.get("/v1/jobs", headers=alice).json()["data"]] == [job["id"]]
     for url in (f"/v1/jobs/{evaluation['id']}", f"/v1/jobs/{evaluation['id']}/metrics",
-                f"/v1/jobs/{evaluation['id']}/samples", f"/v1/evals/{job['id']}",
-                f"/v1/evals/{job['id']}/samples"):
+                f"/v1/jobs/{evaluation['id']}/samples", f"/v1/jobs/{evaluation['id']}/events",
+                f"/v1/evals/{job['id']}", f"/v1/evals/{job['id']}/samples",
+                f"/v1/evals/{job['id']}/events"):
         response = client.get(url, headers=alice)
         assert response.status_code == 404, url
     assert client.post(f"/v1/jobs/{evaluation['id']}/cancel", headers=alice).status_code == 404
     assert client.post(f"/v1/evals/{job['id']}/cancel", headers=alice).status_code == 404
+    assert client.post(f"/v1/evals/{job['id']}/retry", headers=alice).status_code == 404
+    assert client.delete(f"/v1/evals/{job['id']}", headers=alice).status_code == 404
+    assert client.post(f"/v1/jobs/{evaluation['id']}/retry", headers=alice).status_code == 404
     # Another user's evaluation is a missing one, on every route.
     for method, url in [("GET", f"/v1/evals/{evaluation['id']}"),
                         ("GET", f"/v1/evals/{evaluation['id']}/samples"),
+                        ("GET", f"/v1/evals/{evaluation['id']}/events"),
+                        ("POST", f"/v1/evals/{evaluation['id']}/retry"),
+                        ("DELETE", f"/v1/evals/{evaluation['id']}"),
                         ("POST", f"/v1/evals/{evaluation['id']}/cancel")]:
         response = client.request(method, url, headers=bob)
         assert response.status_code == 404 and response.json()["error"]["param"] == "eval_id"
@@ -196,6 +203,34 @@ def test_cancel_a_queued_then_a_running_evaluation(client, app, settings, alice,
     finished = client.post(f"/v1/evals/{running['id']}/cancel", headers=alice)
     assert finished.status_code == 200  # cancelling a cancelled evaluation is a no-op
 
+    # Retry: back to queued with its partial results cleared, then run again from the first row.
+    retried = client.post(f"/v1/evals/{running['id']}/retry", headers=alice)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "queued" and retried.json()["results"] is None
+    assert retried.json()["current_step"] == 0
+    assert client.get(f"/v1/evals/{running['id']}/samples", headers=alice).json()["data"] == []
+    assert run(app, settings, running["id"]) == "succeeded"
+    again = client.get(f"/v1/evals/{running['id']}", headers=alice).json()
+    assert again["results"]["rows"] == 24 and again["current_step"] == 24
+    events = client.get(f"/v1/evals/{running['id']}/events", headers=alice).json()["data"]
+    assert any(e["kind"] == "start_over" for e in events)
+    conflict = client.post(f"/v1/evals/{running['id']}/retry", headers=alice)
+    assert conflict.status_code == 409 and conflict.json()["error"]["param"] == "eval_id"
+    assert "only failed or cancelled evaluations can be retried" in conflict.json()["error"]["message"]
+
+    # Delete: a finished evaluation goes with its samples; an active one must be cancelled first.
+    active = client.post("/v1/evals", headers=alice, json={
+        "model": "tiny-real", "dataset_id": arith, **QUICK}).json()
+    refused = client.delete(f"/v1/evals/{active['id']}", headers=alice)
+    assert refused.status_code == 409 and "POST /v1/evals/" in refused.json()["error"]["message"]
+    assert client.delete(f"/v1/jobs/{running['id']}", headers=alice).status_code == 404
+    assert client.delete(f"/v1/evals/{running['id']}", headers=alice).status_code == 204
+    assert client.get(f"/v1/evals/{running['id']}", headers=alice).status_code == 404
+    with app.state.sessionmaker() as session:
+        from core.models import RolloutSample
+
+        assert session.query(RolloutSample).filter_by(job_id=running["id"]).count() == 0
+
 
 def test_an_evaluation_of_a_model_that_fails_to_load_fails_with_the_reason(
         client, app, settings, alice, arith):
@@ -242,11 +277,17 @@ def test_the_basis_evals_commands(client, app, settings, alice, arith, monkeypat
     assert status == 0 and out.count("row 5 #") == 2 and "completion:" in out
     samples = json.loads(basis("evals", "samples", created["id"], "--json")[1])
     assert len(samples) == 12
+    status, out, _ = basis("evals", "events", created["id"])
+    assert status == 0 and "status running -> succeeded: evaluated 6 rows x 2" in out
 
     status, out, err = basis("evals", "create", "--model", "tiny-real", "--dataset", arith, "-k", "3")
     assert status == 1 and "samples_per_prompt" in err and "temperature" in err
     other = json.loads(basis("evals", "create", "--model", "tiny-real", "--dataset", arith)[1])
     assert json.loads(basis("evals", "cancel", other["id"])[1])["status"] == "cancelled"
+    assert json.loads(basis("evals", "retry", other["id"])[1])["status"] == "queued"
+    assert json.loads(basis("evals", "cancel", other["id"])[1])["status"] == "cancelled"
+    assert basis("evals", "delete", other["id"])[1].startswith(f"deleted evaluation {other['id']}")
+    assert other["id"] not in basis("evals", "list")[1]
     assert basis("evals", "get", "eval_nope")[0] == 1
     get_settings.cache_clear()
 

@@ -4,6 +4,7 @@ accepting a job when no worker is alive yet or its queue's workers are down."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -137,3 +138,30 @@ def test_ready_counts_live_workers_per_queue_without_naming_them(client, registe
     body = client.get("/v1/health/ready").json()  # no key: counts only
     assert body["workers"]["live_by_queue"] == {"cpu": 1, "gpu": 2}
     assert "gpu-1@a" not in str(body)
+
+
+def test_ready_lists_each_live_worker_without_naming_host_pid_or_job(client, register, alice, job):
+    """Per worker: an opaque ref, queues, GPUs, busy/idle and heartbeat age; nothing that names a
+    host, a process, a job or a user (this route has no key). The ref is a hash of the id that
+    the authenticated GET /v1/workers shows, so an operator can match them."""
+    from core.services.health import worker_ref
+
+    register("gpu-1@secret-host", gpus=2)
+    register("cpu-7@other-host", queues=("cpu",))
+    register("gpu-3@dead-host", dead=True)
+    with client.app.state.engine.begin() as conn:
+        conn.execute(update(Worker).where(Worker.id == "gpu-1@secret-host")
+                     .values(current_job_id=job["id"]))
+    body = client.get("/v1/health/ready").json()
+    live = {w["ref"]: w for w in body["workers"]["live"]}
+    assert set(live) == {worker_ref("gpu-1@secret-host"), worker_ref("cpu-7@other-host")}
+    busy = live[worker_ref("gpu-1@secret-host")]
+    assert busy["busy"] is True and busy["queues"] == ["gpu"] and busy["gpus"] == 2
+    assert 0 <= busy["heartbeat_age_s"] < 60
+    assert live[worker_ref("cpu-7@other-host")]["busy"] is False
+    assert set(busy) == {"ref", "queues", "gpus", "busy", "heartbeat_age_s"}
+    text = json.dumps(body["workers"]["live"])
+    for secret in ("secret-host", "other-host", "gpu-1", "host", job["id"]):
+        assert secret not in text
+    listed = client.get("/v1/workers", headers=alice).json()["data"]
+    assert {worker_ref(w["id"]) for w in listed} == set(live)

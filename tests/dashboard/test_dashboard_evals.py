@@ -132,3 +132,53 @@ def test_the_form_creates_an_evaluation_and_names_a_bad_field(stack):
     listed = at.dataframe[0].value
     assert listed["status"].tolist() == ["queued"] and listed["k"].tolist() == [4]
     assert listed["model"].tolist() == ["tiny-qwen"]
+
+
+def _payload(eval_id: str, model: str, **config) -> dict:
+    """An evaluation as GET /v1/evals lists it, with results, run with `config`'s settings."""
+    return {"id": eval_id, "model": model, "dataset_id": "ds_1", "status": "succeeded",
+            "results": {"rows": 3, "accuracy": 0.5, "pass_at_k": {"1": 0.5}},
+            "config": {"reward": "exact", "samples_per_prompt": 1, "temperature": 0.0,
+                       "max_new_tokens": 8, "max_rows": None, **config}}
+
+
+def test_the_default_pick_compares_evaluations_run_alike():
+    """Newest first: the fine-tuned model's k=4 run is newest, but base and fine-tuned were both
+    evaluated greedily with exact match: those two are compared, not greedy vs sampled."""
+    from dashboard import evaluations
+
+    evals = [_payload("e5", "tuned", samples_per_prompt=4, temperature=0.8),
+             _payload("e4", "tuned"), _payload("e3", "base", reward="math", max_new_tokens=256),
+             _payload("e2", "base"), _payload("e1", "tuned")]
+    assert evaluations.default_pick(evals, "ds_1") == ["e4", "e2"]
+    assert evaluations.differences([evals[1], evals[3]]) == []
+    assert evaluations.differences(evals[:3]) == [
+        "reward (exact, math)", "samples per prompt (4, 1)", "temperature (0.8, 0.0)",
+        "max new tokens (8, 256)"]
+    assert evaluations.differences([evals[1], _payload("e6", "base", max_rows=100)]) == [
+        "max rows (all, 100)"]
+    # One model per settings: the newest settings win.
+    assert evaluations.default_pick(evals[:1] + evals[2:3], "ds_1") == ["e5"]
+    assert evaluations.default_pick(evals, "ds_other") == []
+
+
+def test_a_comparison_of_evaluations_run_differently_is_flagged(stack):
+    engine = stack.app.state.engine
+    with session_scope(engine) as session:
+        key, secret = create_key(session, "gil")
+        owner_id = key.user_id
+    with session_scope(engine) as session:
+        dataset = dataset_service.create_dataset(
+            session, stack.settings, session.get(User, owner_id),
+            source=BytesIO(b'{"prompt": "2+2=", "answer": "4"}\n' * 3), filename="arith.jsonl",
+            content_type="application/jsonl", name="arith").id
+    sampled = add_eval(engine, owner_id, dataset, "tiny-qwen", BASE)  # k = 4, temperature 1
+    greedy = add_eval(engine, owner_id, dataset, "tiny-qwen-ft", TUNED[:, :1], temperature=0.0)
+    at = app_test(stack.url, secret, "views/evals.py")
+    assert not at.exception
+    assert at.multiselect(key=f"evals_pick_{dataset}").value == [greedy]  # not greedy vs sampled
+    assert not at.warning
+    at = app_test(stack.url, secret, "views/evals.py", dataset=dataset, evals=f"{greedy},{sampled}")
+    assert not at.exception
+    [warning] = at.warning
+    assert "samples per prompt (1, 4)" in warning.value and "temperature (0.0, 1.0)" in warning.value
