@@ -249,6 +249,18 @@ def models_list(args: argparse.Namespace, api: BasisClient) -> None:
         print(f"{m.id:<40}  {m.source:<6}  {m.format:<7}  {size:>10}{base}")
 
 
+def jobs_checkpoints(args: argparse.Namespace, api: BasisClient) -> None:
+    """One line per checkpoint, oldest first: the id `basis jobs export` takes, step, size, time."""
+    found = api.checkpoints(args.id)
+    if args.json:
+        print(json.dumps([c.model_dump(mode="json") for c in found], indent=2))
+        return
+    for c in found:
+        print(f"{c.id}  step {c.step:>6}  {c.bytes / 2**20:>9.1f} MB  {c.created_at:%Y-%m-%d %H:%M:%S}")
+    if not found:
+        print(f"job {args.id} has no checkpoint yet", file=sys.stderr)
+
+
 def jobs_export(args: argparse.Namespace, api: BasisClient) -> None:
     """Export a checkpoint (an id from `GET .../checkpoints`, or `latest`) as a model."""
     checkpoint = args.checkpoint
@@ -416,9 +428,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(jobs_samples))
 
+    p = jobs.add_parser("checkpoints", help="list a job's checkpoints (ids for `export`), oldest first")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=_client(jobs_checkpoints))
     p = jobs.add_parser("export", help="export a checkpoint as a model you can train or evaluate")
     p.add_argument("job", help="job id")
-    p.add_argument("checkpoint", help="checkpoint id (`basis jobs get`'s checkpoints), or 'latest'")
+    p.add_argument("checkpoint", help="checkpoint id (from `basis jobs checkpoints JOB`), or 'latest'")
     p.add_argument("--name", help="model name (default ft/<job>-step<N>)")
     p.add_argument("--adapter", action="store_true",
                    help="LoRA jobs: save the adapter with its base recorded instead of merging it")

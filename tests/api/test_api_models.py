@@ -150,6 +150,9 @@ def test_export_route_client_and_cli(client, app, settings, alice, bob, job, tin
         assert (response.status_code, response.json()["error"]["param"]) == (status, param), body
     assert sorted(p.name for p in settings.model_roots[0].iterdir()) == ["ft", "tiny"]  # no staging left
 
+    status, out, _ = basis("jobs", "checkpoints", job["id"])  # the ids `jobs export` takes
+    assert status == 0 and out.split()[:3] == [checkpoint_id, "step", "1"], out
+    assert json.loads(basis("jobs", "checkpoints", job["id"], "--json")[1])[0]["id"] == checkpoint_id
     status, out, _ = basis("jobs", "export", job["id"], "latest", "--name", "alice/by-cli")
     assert status == 0 and json.loads(out)["id"] == "alice/by-cli"
     assert json.loads(basis("models", "get", "alice/by-cli")[1])["owned"] is True
