@@ -20,8 +20,8 @@ Errors carry the hub's `X-Error-Code` header (`RepoNotFound`, `RevisionNotFound`
 
 Standalone, to try `basis models pull` by hand (docs/models.md): `python -m tests.hub_server
 [--port N] [--repo ORG/NAME=DIR ...]` serves each DIR (a model saved by save_pretrained) as a repo,
-or by default a random tiny model as `org/tiny` and a pickled-only one as `org/pickled`, and prints
-the `HF_ENDPOINT` to give the API server.
+besides a random tiny model as `org/tiny` and a pickled-only one as `org/pickled` (refused by a
+pull), and prints the `HF_ENDPOINT` to give the API server.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
                                      description="A local Hugging Face hub serving model directories.")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--repo", action="append", default=[], metavar="ORG/NAME=DIR",
-                        help="serve DIR as repo ORG/NAME (repeatable); default: org/tiny, org/pickled")
+                        help="also serve DIR as repo ORG/NAME (repeatable); org/tiny and org/pickled always")
     args = parser.parse_args(argv)
     repos: dict[str, dict[str, bytes]] = {}
     for spec in args.repo:
@@ -217,13 +217,12 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not Path(directory).is_dir():
             parser.error(f"--repo {spec!r}: expected ORG/NAME=DIR with an existing directory")
         repos[repo_id] = repo_files(directory)
-    if not repos:
-        from trainer.tiny import build_tiny_model
+    from trainer.tiny import build_tiny_model
 
-        with tempfile.TemporaryDirectory() as tmp:
-            tiny = repo_files(build_tiny_model(Path(tmp) / "m", hidden=64, layers=1, heads=2))
-        repos = {"org/tiny": tiny, "org/pickled": {"config.json": tiny["config.json"],
-                                                   "pytorch_model.bin": b"\x80\x04pickle" * 100}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = repo_files(build_tiny_model(Path(tmp) / "m", hidden=64, layers=1, heads=2))
+    repos = {"org/tiny": tiny, "org/pickled": {"config.json": tiny["config.json"],
+                                               "pytorch_model.bin": b"\x80\x04pickle" * 100}, **repos}
     with HubServer(args.port) as server:
         for repo_id, files in repos.items():
             print(f"{repo_id} @ {server.add_repo(repo_id, files)} ({len(files)} files)", flush=True)

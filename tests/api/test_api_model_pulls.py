@@ -166,3 +166,32 @@ def test_a_pulled_model_is_deleted_by_an_admin_only_and_can_be_pulled_again(app,
     assert not any(p.startswith("org/tiny") for p in leftovers(settings))  # an empty org/ may stay
     pull = client.post("/v1/models", headers=root_key, json={"repo_id": "org/tiny"}).json()
     assert finish(app, client, root_key, pull["id"])["status"] == "succeeded"
+
+
+def test_the_local_hub_runs_standalone_for_a_pull_by_hand(tmp_path):
+    """`python -m tests.hub_server` (docs/models.md) serves a --repo directory and the two sample
+    repos, printing the HF_ENDPOINT to give the API."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    repo = tmp_path / "m"
+    repo.mkdir()
+    (repo / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"]}')
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-m", "tests.hub_server", "--repo", f"me/m={repo}"],
+                               cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not (line := process.stdout.readline()).startswith("HF_ENDPOINT="):
+            assert line, f"the hub exited: {lines}"
+            lines.append(line)
+        endpoint = line.strip().removeprefix("HF_ENDPOINT=")
+        assert [x.split()[0] for x in lines if " @ " in x] == ["org/tiny", "org/pickled", "me/m"]
+        with urllib.request.urlopen(f"{endpoint}/api/models/me/m/revision/main") as response:
+            assert [s["rfilename"] for s in json.load(response)["siblings"]] == ["config.json"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
