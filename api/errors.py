@@ -28,6 +28,9 @@ HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404
               415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited"}
 
 
+PART_TOO_LARGE = "Part exceeded maximum size"  # starlette.formparsers.MultiPartParser's message
+
+
 def error_response(status: int, code: str, message: str, param: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "param": param}}
@@ -54,6 +57,13 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 400 and str(exc.detail).startswith(PART_TOO_LARGE):
+        # Starlette's multipart parser refuses a text field over 1 MB before any route sees it,
+        # without saying which; the routes' own limits (`max_length`) are far smaller.
+        return error_response(413, "too_large", f"{exc.detail.rstrip('.')}: a form field other than "
+                              "the file is too long; text fields hold at most 20,000 characters "
+                              "(prompt_template, system_prompt) or far fewer (names, fields); send "
+                              "data in the file", "form")
     code = HTTP_CODES.get(exc.status_code, "error")
     return error_response(exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None))
 

@@ -227,3 +227,22 @@ def test_model_names_that_are_paths_are_refused(world, model_dir, outside_model)
     # The root's model and Alice's own export; nothing outside the roots, nobody else's export.
     assert sorted(m["id"] for m in listed) == sorted(["tiny", world.alice.ids["name"]])
     print(f"\nFIGURES model names: {len(names)} path-like names refused, jobs created 0")
+
+
+def test_an_oversized_form_field_is_a_413_saying_which_fields_are_short(world):
+    """A 2 MB prompt template (or any text field) is cut off by the multipart parser before the
+    route's own `max_length`: still a 413 in the error envelope saying what to do, never a bare 400."""
+    big = "a" * (2 * 1024 * 1024) + "{prompt}"
+    for field in ("prompt_template", "system_prompt"):
+        response = world.client.post("/v1/datasets/import", headers=world.alice.headers, files={
+            "file": ("x.jsonl", GOOD_JSONL, "application/octet-stream")}, data={
+            "answer_field": "answer", field: big,
+            **({} if field == "prompt_template" else {"prompt_field": "prompt"})})
+        assert response.status_code == 413, response.text[:300]
+        error = _assert_error_envelope(response)
+        assert error["param"] == "form" and "prompt_template" in error["message"], error
+    # Under the parser's limit, the route's own limit names the field.
+    response = world.client.post("/v1/datasets/import", headers=world.alice.headers, files={
+        "file": ("x.jsonl", GOOD_JSONL, "application/octet-stream")}, data={
+        "answer_field": "answer", "prompt_template": "a" * 30_000 + "{prompt}"})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "prompt_template"
