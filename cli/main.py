@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None, *, http: httpx.Client | None = None) -> 
         if not os.environ.get("BASIS_API_KEY"):
             print("error: no API key: set BASIS_API_KEY (`basis admin create-key --name NAME` "
                   "prints one; `make run` / `basis up --demo` print the demo user's)", file=sys.stderr)
+        elif exc.status == 403:  # the key is good; its user may not do this (an admin's route)
+            print(f"error: forbidden: {exc}", file=sys.stderr)
         else:
             print(f"error: BASIS_API_KEY was refused ({exc}); create a new key with "
                   "`basis admin create-key --name NAME`", file=sys.stderr)

@@ -114,6 +114,14 @@ def test_pulls_are_for_admins_only(client, alice, hub):
     assert hub.requests == []  # refused before the hub was asked anything
 
 
+def test_basis_models_pull_as_a_user_says_it_needs_an_admin_not_a_new_key(basis, alice, monkeypatch, hub):
+    """403 is not a bad key: the CLI says the user is no admin, not 'create a new key'."""
+    monkeypatch.setenv("BASIS_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    status, _, err = basis("models", "pull", "org/tiny")
+    assert status == 1 and err.startswith("error: forbidden: this route is for administrators"), err
+    assert "create a new key" not in err and hub.requests == []
+
+
 @pytest.fixture
 def basis(client, root_key, monkeypatch, capsys):
     monkeypatch.setenv("BASIS_API_KEY", root_key["Authorization"].removeprefix("Bearer "))
