@@ -152,10 +152,13 @@ def preview_rows(settings: Settings, dataset: Dataset, *, offset: int, limit: in
 def delete_dataset(session: Session, settings: Settings, owner: User, dataset_id: str) -> None:
     """Delete the row, then the file; commits. 409 while an unfinished job uses it."""
     dataset = get_dataset(session, owner, dataset_id)
-    active = session.scalar(select(func.count()).select_from(Job).where(
-        Job.dataset_id == dataset.id, Job.status.in_([str(s) for s in ACTIVE])))
-    if active:
-        raise Conflict(f"dataset {dataset_id!r} is used by {active} unfinished job(s)", "dataset_id")
+    active = session.scalars(select(Job.id).where(
+        Job.dataset_id == dataset.id, Job.status.in_([str(s) for s in ACTIVE]))
+        .order_by(Job.id).limit(6)).all()
+    if active:  # the owner's own work (jobs and evaluations): name it, so they can cancel it
+        shown = ", ".join(active[:5]) + (", ..." if len(active) > 5 else "")
+        raise Conflict(f"dataset {dataset_id!r} is used by queued or running work ({shown}); cancel "
+                       "it or wait for it to finish, then delete the dataset", "dataset_id")
     path = dataset_path(settings, dataset)
     session.delete(dataset)
     session.commit()

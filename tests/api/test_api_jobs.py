@@ -145,6 +145,8 @@ def test_enqueue_failure_keeps_the_job_queued(settings, alice, dataset, model_di
 def test_dataset_in_use_cannot_be_deleted_until_the_job_ends(client, alice, job, dataset, db):
     response = client.delete(f"/v1/datasets/{dataset['id']}", headers=alice)
     assert response.status_code == 409
+    # It names the work in the way (a job or an evaluation), so the owner knows what to cancel.
+    assert job["id"] in response.json()["error"]["message"] and "cancel" in response.json()["error"]["message"]
     db.execute(update(Job).where(Job.id == job["id"]).values(status=JobStatus.failed))
     db.commit()
     assert client.delete(f"/v1/datasets/{dataset['id']}", headers=alice).status_code == 204
