@@ -223,7 +223,10 @@ def evals_samples(args: argparse.Namespace, api: BasisClient) -> None:
     for line in eval_sample_lines(samples):
         print(line)
     if not samples:
-        print("no samples" + (f" for row {args.row}" if args.row is not None else " yet"),
+        results = api.get_eval(args.id).results if args.row is not None else None
+        beyond = results is not None and args.row >= results.rows
+        print("no samples" + (f" for row {args.row}" if args.row is not None else " yet")
+              + (f": the evaluation has rows 0 to {results.rows - 1}" if beyond and results else ""),
               file=sys.stderr)
 
 
@@ -496,7 +499,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = models.add_parser("get", help="show one model")
     p.add_argument("name")
     p.set_defaults(func=_client(lambda args, api: _print_json(api.get_model(args.name))))
-    p = models.add_parser("delete", help="delete your exported model with its files")
+    p = models.add_parser("delete", help="delete your exported model (admins: a pulled one) with its files")
     p.add_argument("name")
     p.set_defaults(func=_client(models_delete))
     p = models.add_parser("pull", help="pull a model from the server's Hugging Face hub (admins)")

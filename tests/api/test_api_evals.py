@@ -275,6 +275,8 @@ def test_the_basis_evals_commands(client, app, settings, alice, arith, monkeypat
     assert created["id"] in listed and "6 rows x 2" in listed
     status, out, _ = basis("evals", "samples", created["id"], "--row", "5")
     assert status == 0 and out.count("row 5 #") == 2 and "completion:" in out
+    status, out, err = basis("evals", "samples", created["id"], "--row", "6")  # past the last row
+    assert status == 0 and out == "" and "no samples for row 6: the evaluation has rows 0 to 5" in err
     samples = json.loads(basis("evals", "samples", created["id"], "--json")[1])
     assert len(samples) == 12
     status, out, _ = basis("evals", "events", created["id"])
