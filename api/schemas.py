@@ -136,7 +136,8 @@ class JobPublic(BaseModel):
     max_steps: int | None
     fine_tuned_model: str | None = Field(
         None, description="The model exported from the final checkpoint when the job succeeded "
-        "(null until then, when config.export_model is false, or when the export failed: see events).")
+        "(null until then, when config.export_model is false, when the export failed, or after "
+        "the model was deleted: see events, `export_failed` / `model_deleted`).")
     latest_metrics: dict[str, float | None] = Field(
         default_factory=dict, description="Each metric's value at the job's last logged step.")
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from cli.errors import CliError
 from client import BasisClient, env_connection
 from client.models import ModelPullPublic
-from client.rest import IMPORT_TIMEOUT
+from client.rest import EXPORT_TIMEOUT, IMPORT_TIMEOUT
 from client.summary import eval_sample_lines, eval_summary, job_summary, sample_lines
 from core.status import TERMINAL
 
@@ -435,7 +435,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("id")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=_client(jobs_checkpoints))
-    p = jobs.add_parser("export", help="export a checkpoint as a model you can train or evaluate")
+    p = jobs.add_parser(
+        "export", help="export a checkpoint as a model you can train or evaluate",
+        description="Export a checkpoint as a model you can train or evaluate. Merging a LoRA "
+                    f"checkpoint into a large base model runs inside the request, so this waits up "
+                    f"to {EXPORT_TIMEOUT / 60:.0f} minutes for the API's answer (other commands "
+                    "give up after 60 s).")
     p.add_argument("job", help="job id")
     p.add_argument("checkpoint", help="checkpoint id (from `basis jobs checkpoints JOB`), or 'latest'")
     p.add_argument("--name", help="model name (default ft/<job>-step<N>)")

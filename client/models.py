@@ -255,7 +255,7 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     current_step: int
     max_steps: int | None
-    # The model exported from the final checkpoint when the job succeeded (null until then, when config.export_model is false, or when the export failed: see events).
+    # The model exported from the final checkpoint when the job succeeded (null until then, when config.export_model is false, when the export failed, or after the model was deleted: see events, `export_failed` / `model_deleted`).
     fine_tuned_model: str | None = None
     # Each metric's value at the job's last logged step.
     latest_metrics: dict[str, float | None] = Field(default_factory=dict)

@@ -51,6 +51,10 @@ DEFAULT_TIMEOUT = 15.0
 # Reading a hub dataset can take minutes (the API answers once every row is stored): a client made
 # for `import_dataset` should use at least this.
 IMPORT_TIMEOUT = 600.0
+# Exporting a LoRA checkpoint merges it into its base inside the request: loading, merging and
+# writing a large model takes minutes, so `export_checkpoint` waits this long whatever the client's
+# own (shorter) timeout.
+EXPORT_TIMEOUT = 1800.0
 T = TypeVar("T")
 
 M = TypeVar("M", bound=BaseModel)
@@ -209,6 +213,12 @@ class BasisClient:
             self._http.close()
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    def _at_least(self, seconds: float) -> httpx.Timeout:
+        """The client's timeout with its read and write waits raised to `seconds` (None stays)."""
+        own = self._http.timeout
+        longer = [None if t is None else max(t, seconds) for t in (own.read, own.write)]
+        return httpx.Timeout(connect=own.connect, read=longer[0], write=longer[1], pool=own.pool)
 
     def _request(self, route: Route[Any], path: dict[str, Any] | None = None,
                  **kwargs: Any) -> httpx.Response:
@@ -448,11 +458,15 @@ class BasisClient:
                              {"job_id": job_id, "checkpoint_id": checkpoint_id}).content
 
     def export_checkpoint(self, job_id: str, checkpoint_id: str, *, name: str | None = None,
-                          merge_lora: bool = True) -> ModelPublic:
+                          merge_lora: bool = True,
+                          timeout: float = EXPORT_TIMEOUT) -> ModelPublic:
         """Export a checkpoint as a model of yours (`ft/<job>-step<N>` unless `name`); a LoRA
-        checkpoint merged into its base, or with `merge_lora=False` saved as an adapter."""
+        checkpoint merged into its base, or with `merge_lora=False` saved as an adapter. Waits up
+        to `timeout` seconds for the answer (the merge runs in the request), or the client's own
+        timeout where that is longer."""
         return self._call(EXPORT_CHECKPOINT, {"job_id": job_id, "checkpoint_id": checkpoint_id},
-                          json=_params(name=name, merge_lora=merge_lora))
+                          json=_params(name=name, merge_lora=merge_lora),
+                          timeout=self._at_least(timeout))
 
     def checkpoint_url(self, job_id: str, checkpoint_id: str) -> str:
         """Direct URL of a checkpoint archive (needs the key as a Bearer header)."""

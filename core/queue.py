@@ -9,12 +9,17 @@ Choices:
   decides everything from the row when the message arrives. Send only after the row is committed.
 - `client_config` is the broker part of the Celery configuration, shared with the worker's app
   (worker/celery_app.py adds the consumer settings), so sender and consumer agree on the broker.
-- A connection per send: the broker may have restarted since the last one (issue 8), and senders
-  send one message per job, or one per job a sweep re-sends.
+- One client app, hence one broker connection pool, per process and broker URL: a send borrows a
+  pooled producer instead of connecting (a new Redis connection cost 60+ ms of a 68 ms send under
+  load; docs/benchmarks.md "Enqueue"). A pooled connection the broker dropped (a restart, issue 8)
+  is reconnected by the publish's retry (`connection.ensure`), so no send fails for it. The cache
+  is keyed by the process id: a forked child (worker prefork, a test's subprocess) never shares the
+  parent's sockets, even where no after-fork hook runs. Kombu's pools are thread-safe.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -44,7 +49,8 @@ def client_config(broker_url: str, default_queue: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=16)
-def _client(broker_url: str, default_queue: str) -> Celery:
+def _client(broker_url: str, default_queue: str, pid: int) -> Celery:
+    """The process `pid`'s client for this broker; `pid` is in the key only to split the cache."""
     app = Celery("basis-client")
     app.conf.update(client_config(broker_url, default_queue))
     return app
@@ -56,6 +62,5 @@ def enqueue_job(job_id: str, queue: str, *, settings: Settings | None = None) ->
     Touches no database row. `settings` picks another broker than the environment's (tests, tools).
     """
     settings = settings or get_settings()
-    app = _client(settings.broker_url, settings.worker_queue)
-    with app.connection_for_write() as conn:
-        app.send_task(RUN_JOB, args=[job_id], queue=queue, routing_key=queue, connection=conn)
+    app = _client(settings.broker_url, settings.worker_queue, os.getpid())
+    app.send_task(RUN_JOB, args=[job_id], queue=queue, routing_key=queue)

@@ -12,6 +12,9 @@ Choices:
   so one machine needs no Redis. It has no fanout exchange, so remote control (pidbox) is off there.
 - Routing: one queue per GPU pool. A job's `queue` column names the queue its task is sent to, and a
   worker consumes `BASIS_WORKER_QUEUE`.
+- A job stopped by a warm shutdown is handed back with `ShutdownRequeue` (a `Reject`), which Celery
+  logs as a warning with a traceback. That is the expected path, so `_QuietShutdownRequeue` turns
+  that one record into a single info line; any other `Reject` or error keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import threading
 
 from celery import Celery, bootsteps, signals
+from celery.exceptions import Reject
 
 from core.queue import client_config
 from core.settings import Settings, get_settings
@@ -31,6 +35,36 @@ log = logging.getLogger(__name__)
 
 # Set when this worker begins a warm shutdown; a running job stops at its next step boundary.
 shutting_down = threading.Event()
+
+
+class ShutdownRequeue(Reject):
+    """A job stopped by this worker's warm shutdown, its message requeued (the job resumes)."""
+
+    def __init__(self, job_id: str):
+        super().__init__(f"job {job_id} interrupted by shutdown", requeue=True)
+        self.job_id = job_id
+
+    def __reduce__(self):  # pickled to the pool's parent process: rebuild from the id alone
+        return ShutdownRequeue, (self.job_id,)
+
+
+class _QuietShutdownRequeue(logging.Filter):
+    """Rewrite Celery's "Task ... rejected" warning + traceback for a `ShutdownRequeue` as one
+    info line; every other record passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ShutdownRequeue):
+            record.msg = ("job %s stopped by the worker's shutdown; requeued, it resumes from its "
+                          "last checkpoint at the next start")
+            record.args = (exc.job_id,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+# The logger Celery's tracer reports task outcomes on (celery/app/trace.py), in every pool process.
+logging.getLogger("celery.app.trace").addFilter(_QuietShutdownRequeue())
 
 
 def celery_config(settings: Settings, worker_settings: WorkerSettings) -> dict:

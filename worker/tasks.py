@@ -26,8 +26,9 @@ Choices:
   says `export_model: false`. A failed export is a warning event, never a failed job: the
   training did succeed, the checkpoint is there, and it can be exported by hand.
 - A warm shutdown (SIGTERM, Ctrl-C in `basis up`) stops the trainer at its next step boundary;
-  the job keeps its status, gives its lease back and its message is requeued (`Reject(requeue)`),
-  so the next worker resumes it from its last checkpoint.
+  the job keeps its status, gives its lease back and its message is requeued
+  (`ShutdownRequeue(Reject)`, logged as one line), so the next worker resumes it from its last
+  checkpoint.
 - The trainer's loop (torch) is imported when a job runs, not at import time, so a worker starts
   and reconciles without loading the ML stack.
 """
@@ -42,7 +43,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from celery.exceptions import Reject
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
@@ -60,7 +60,7 @@ from core.settings import Settings, get_settings
 from core.status import JobKind, JobStatus
 from trainer.config import EvalConfig, TrainConfig
 from worker import capabilities
-from worker.celery_app import app, shutting_down
+from worker.celery_app import ShutdownRequeue, app, shutting_down
 from worker.config import WorkerSettings, get_worker_settings
 from worker.distributed import Launcher, RankFailed
 from worker.sink import DatabaseSink
@@ -474,7 +474,7 @@ def run_job(self, job_id: str) -> str:
         return f"job {job_id} {execute_job(job_id)}"
     except JobInterrupted:
         # Back into the queue for whichever worker starts next; the lease is already released.
-        raise Reject(f"job {job_id} interrupted by shutdown", requeue=True) from None
+        raise ShutdownRequeue(job_id) from None  # one info line in the log, not a traceback
     except LeaseLost:
         return "lease_lost"  # logged by execute_job; the new owner runs the job, nothing to redo
 

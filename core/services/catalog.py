@@ -31,9 +31,10 @@ from math import prod
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, or_, select
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.jobs.events import record_event
 from core.models import Job, ModelRecord, User
 from core.services.errors import Conflict, Forbidden, Invalid, NotFound
 from core.services.storage import inside, remove_tree
@@ -282,6 +283,10 @@ def delete_model(session: Session, settings: Settings, user: User, name: str) ->
     the scan skips hidden names), the row deleted and committed, and only then the hidden
     directory removed. A failed commit renames it back; a failed removal leaves a hidden orphan
     nothing points to.
+
+    The jobs that produced it (`fine_tuned_model == name`) get `fine_tuned_model` cleared and a
+    `model_deleted` event naming it, in the same transaction: a job never names a model that is
+    gone (a later model may even take the name), and its events still say what it produced.
     """
     model = get_model(session, settings, user.id, name, "name")
     record = model.record
@@ -307,6 +312,7 @@ def delete_model(session: Session, settings: Settings, user: User, name: str) ->
             .execution_options(synchronize_session=False))).rowcount
         if deleted != 1:
             raise Conflict(f"model {name!r} changed while being deleted; read it again", "name")
+        _forget_fine_tuned_model(session, name)
         session.commit()
     except BaseException:
         session.rollback()
@@ -315,3 +321,13 @@ def delete_model(session: Session, settings: Settings, user: User, name: str) ->
         raise
     if moved:
         remove_tree(trash)
+
+
+def _forget_fine_tuned_model(session: Session, name: str) -> None:
+    """Clear `name` from the jobs that produced it, each with a `model_deleted` event (not committed)."""
+    jobs = list(session.scalars(update(Job).where(Job.fine_tuned_model == name)
+                                .values(fine_tuned_model=None).returning(Job.id)
+                                .execution_options(synchronize_session=False)))
+    for job_id in jobs:
+        record_event(session, job_id, "model_deleted",
+                     f"the fine-tuned model {name} was deleted", {"fine_tuned_model": name})

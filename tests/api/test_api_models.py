@@ -107,6 +107,37 @@ def test_a_base_with_an_adapter_on_it_is_not_deleted(client, app, settings, mode
     assert client.delete("/v1/models/ft/base-1", headers=alice).status_code == 204
 
 
+def test_deleting_an_export_clears_it_from_the_job_that_produced_it(client, app, settings, model_dir,
+                                                                   alice, dataset, create_job):
+    """GET /v1/jobs/{id} never names a deleted model: `fine_tuned_model` goes back to null in the
+    delete's transaction, and a `model_deleted` event keeps the name."""
+    _record(app, settings, "ft/made-1", owner="alice")
+    _record(app, settings, "ft/adapter-1", owner="alice", fmt="adapter", base="ft/made-1")
+    _record(app, settings, "ft/other-1", owner="alice")
+    made = create_job(alice, dataset["id"]).json()["id"]
+    other = create_job(alice, dataset["id"]).json()["id"]
+    with app.state.sessionmaker() as session:
+        for job_id, name in ((made, "ft/made-1"), (other, "ft/other-1")):
+            session.execute(update(Job).where(Job.id == job_id)
+                            .values(status="succeeded", fine_tuned_model=name))
+        session.commit()
+
+    # A refused delete changes no job.
+    assert client.delete("/v1/models/ft/made-1", headers=alice).status_code == 409
+    assert client.get(f"/v1/jobs/{made}", headers=alice).json()["fine_tuned_model"] == "ft/made-1"
+
+    assert client.delete("/v1/models/ft/adapter-1", headers=alice).status_code == 204
+    assert client.delete("/v1/models/ft/made-1", headers=alice).status_code == 204
+    assert client.get(f"/v1/jobs/{made}", headers=alice).json()["fine_tuned_model"] is None
+    assert client.get(f"/v1/jobs/{other}", headers=alice).json()["fine_tuned_model"] == "ft/other-1"
+    events = client.get(f"/v1/jobs/{made}/events", headers=alice).json()["data"]
+    deleted = [e for e in events if e["kind"] == "model_deleted"]
+    assert len(deleted) == 1 and deleted[0]["data"] == {"fine_tuned_model": "ft/made-1"}
+    assert "ft/made-1" in deleted[0]["message"]
+    other_events = client.get(f"/v1/jobs/{other}/events", headers=alice).json()["data"]
+    assert "model_deleted" not in {e["kind"] for e in other_events}
+
+
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     from trainer.tiny import build_tiny_model

@@ -71,3 +71,55 @@ def test_follow_pages_stops_at_max_items_without_another_request():
 def test_a_route_outside_the_table_is_refused():
     with pytest.raises(KeyError, match="not in client.rest.ROUTES"):
         _client(lambda request: httpx.Response(200))._request(Route("GET", "/v1/secret", None))
+
+
+def test_export_waits_past_the_client_timeout_for_a_slow_merge():
+    """A real socket (a fake transport ignores timeouts): the export answers after 1.5 s, three times
+    the client's timeout, as a LoRA merge of a large model answers after minutes; other calls still
+    give up at the client's timeout."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from client import ApiUnreachable
+    from client.rest import EXPORT_TIMEOUT
+
+    class Slow(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            time.sleep(1.5)
+            body = json.dumps({"id": "ft/job_1-step2", "name": "ft/job_1-step2",
+                               "source": "export"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with BasisClient(f"http://127.0.0.1:{server.server_port}", "bk_test", timeout=0.5) as api:
+            assert api.export_checkpoint("job_1", "ckpt_1").id == "ft/job_1-step2"
+            with pytest.raises(ApiUnreachable, match="did not answer in time"):
+                api.get_model("ft/job_1-step2")
+            with pytest.raises(ApiUnreachable, match="did not answer in time"):
+                api.export_checkpoint("job_1", "ckpt_1", timeout=0.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert EXPORT_TIMEOUT >= 600
+
+
+def test_basis_jobs_export_help_says_how_long_it_waits(capsys):
+    from cli.main import build_parser
+    from client.rest import EXPORT_TIMEOUT
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["jobs", "export", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"waits up to {EXPORT_TIMEOUT / 60:.0f} minutes" in help_text

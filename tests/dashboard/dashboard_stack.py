@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from core.services import datasets as dataset_service
 from core.services.keys import create_key
 from core.settings import Settings
 from core.status import TERMINAL
+from tests.net import free_port
 
 ROWS = [{"prompt": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)} for i in range(40)]
 EDGES = [round(-1.0 + 0.1 * i, 10) for i in range(21)]  # the trainer's fixed edges: 20 bins in [-1, 1]
@@ -62,12 +62,6 @@ class Seeded:
     steps: int
     checkpoint_id: str
     extra: dict = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ApiServer:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.dashboard.dashboard_browser import CHROMIUM, image_stats, screenshot, streamlit_server
-from tests.dashboard.dashboard_stack import free_port
+from tests.net import free_port
 
 pytestmark = pytest.mark.slow
 

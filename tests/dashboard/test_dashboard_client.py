@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from client import ApiError, ApiUnreachable, BasisClient, NotFound, Unauthorized
-from tests.dashboard.dashboard_stack import free_port
+from tests.net import free_port
 
 
 @pytest.fixture

@@ -217,7 +217,7 @@ def test_wrong_key_state(stack):
 
 
 def test_unreachable_api_state(stack):
-    from tests.dashboard.dashboard_stack import free_port
+    from tests.net import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     for page in (None, "views/job_detail.py", "views/compare.py", "views/new_job.py"):

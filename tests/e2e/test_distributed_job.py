@@ -20,7 +20,8 @@ from tests.e2e.conftest import (
     stop,
     wait_until,
 )
-from tests.e2e.test_embedded import _free_port, _healthy, session_scope_for
+from tests.e2e.test_embedded import session_scope_for
+from tests.net import api_healthy, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 # The trainer's multi-process loop (FSDP2, gathered batch, rank-0 sink) is trainer/distributed.py.
@@ -30,13 +31,13 @@ pytest.importorskip("trainer.distributed")
 def test_a_two_process_job_through_the_api_succeeds_and_writes_once(tmp_path, tiny_model):
     data = tmp_path / "data"
     install_model(tiny_model, data / "models")
-    port = _free_port()
+    port = free_port()
     env = service_env(data_dir=str(data), api_port=str(port), worker_heartbeat_seconds="1")
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
     up = spawn(["cli", "up", "--no-dashboard"], env, log)
     try:
-        wait_until(lambda: _healthy(url), timeout=90, what="the API", process=up, log=log)
+        wait_until(lambda: api_healthy(url), timeout=90, what="the API", process=up, log=log)
         with session_scope_for(data) as session:
             _, secret = create_key(session, "e2e")
         headers = {"Authorization": f"Bearer {secret}"}

@@ -4,7 +4,6 @@ driven over HTTP like a user would; then stopped mid-job and started again, whic
 from __future__ import annotations
 
 import re
-import socket
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from tests.e2e.conftest import (
     stop,
     wait_until,
 )
+from tests.net import api_healthy, free_port
 
 pytestmark = pytest.mark.slow
 # Long enough that the shutdown below lands mid-run: a step takes ~0.02 s on an idle machine and
@@ -28,29 +28,16 @@ pytestmark = pytest.mark.slow
 STEPS = 150
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_basis_up_runs_a_job_and_resumes_it_after_a_restart(tmp_path, tiny_model):
     data = tmp_path / "data"
     install_model(tiny_model, data / "models")
-    port = _free_port()
+    port = free_port()
     env = service_env(data_dir=str(data), api_port=str(port))
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
     up = spawn(["cli", "up", "--no-dashboard", "--grace", "60"], env, log)
     try:
-        wait_until(lambda: _healthy(url), timeout=90, what="the API", process=up, log=log)
+        wait_until(lambda: api_healthy(url), timeout=90, what="the API", process=up, log=log)
         with session_scope_for(data) as session:
             _, secret = create_key(session, "e2e")
         headers = {"Authorization": f"Bearer {secret}"}
@@ -73,7 +60,7 @@ def test_basis_up_runs_a_job_and_resumes_it_after_a_restart(tmp_path, tiny_model
         assert stop(up, timeout=90) in (0, 130), log.read_text()[-3000:]
 
         up = spawn(["cli", "up", "--no-dashboard"], env, log.with_suffix(".2.log"))
-        wait_until(lambda: _healthy(url), timeout=90, what="the API after restart", process=up,
+        wait_until(lambda: api_healthy(url), timeout=90, what="the API after restart", process=up,
                    log=log.with_suffix(".2.log"))
         wait_until(lambda: client.get(f"/v1/jobs/{job_id}", headers=headers).json()["status"]
                    in {"succeeded", "failed", "cancelled"}, timeout=240,
@@ -118,7 +105,7 @@ def test_basis_up_demo_runs_the_demo_job_to_the_end(tmp_path):
 
     from tests.e2e.conftest import REPO
 
-    env = service_env(data_dir=str(tmp_path / "data"), api_port=str(_free_port()))
+    env = service_env(data_dir=str(tmp_path / "data"), api_port=str(free_port()))
     result = subprocess.run(
         [sys.executable, "-m", "cli", "up", "--demo", "--exit-when-done", "--no-dashboard",
          "--demo-steps", "2", "--demo-warm-steps", "5"],

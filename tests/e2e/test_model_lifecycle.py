@@ -19,7 +19,8 @@ import pytest
 from client import BasisClient
 from core.status import TERMINAL
 from tests.e2e.conftest import REPO, service_env, spawn, stop, wait_until
-from tests.e2e.test_embedded import _free_port, _healthy, session_scope_for
+from tests.e2e.test_embedded import session_scope_for
+from tests.net import api_healthy, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +57,13 @@ def test_import_train_export_and_evaluate_on_the_embedded_stack(tmp_path):
     data = tmp_path / "data"
     base = "tiny-arith"
     ensure_demo_model(data / "models" / base)  # the warm-started demo model, as `make run` builds it
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
     up = spawn(["cli", "up", "--no-dashboard", "--grace", "30"],
                service_env(data_dir=str(data), api_port=str(port)), log)
     try:
-        wait_until(lambda: _healthy(url), timeout=120, what="the API", process=up, log=log)
+        wait_until(lambda: api_healthy(url), timeout=120, what="the API", process=up, log=log)
         with session_scope_for(data) as session:
             _, key = create_key(session, "lifecycle")
         with BasisClient(url, key, timeout=120) as api:

@@ -17,7 +17,7 @@ import pytest
 from core.db import make_engine, session_scope
 from core.services.keys import create_key
 from tests.e2e.conftest import REPO, install_model, service_env, spawn, stop, wait_until
-from tests.e2e.test_embedded import _free_port, _healthy
+from tests.net import api_healthy, free_port
 
 pytestmark = pytest.mark.slow
 DEMO_MODEL_NAME = "tiny-arith"  # cli.demo.DEMO_MODEL_NAME, what `make run` serves
@@ -41,13 +41,13 @@ def test_readme_names_the_demo_model():
 def test_readme_walkthrough_runs_verbatim_on_the_embedded_stack(tmp_path, tiny_model):
     data = tmp_path / "data"
     install_model(tiny_model, data / "models", DEMO_MODEL_NAME)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
     up = spawn(["cli", "up", "--no-dashboard", "--grace", "30"],
                service_env(data_dir=str(data), api_port=str(port)), log)
     try:
-        wait_until(lambda: _healthy(url), timeout=90, what="the API", process=up, log=log)
+        wait_until(lambda: api_healthy(url), timeout=90, what="the API", process=up, log=log)
         engine = make_engine(f"sqlite:///{data / 'basis.sqlite'}")
         with session_scope(engine) as session:
             _, key = create_key(session, "reader")

@@ -18,7 +18,8 @@ from tests.e2e.conftest import (
     stop,
     wait_until,
 )
-from tests.e2e.test_embedded import _free_port, _healthy, session_scope_for
+from tests.e2e.test_embedded import session_scope_for
+from tests.net import api_healthy, free_port
 
 pytestmark = pytest.mark.slow
 # Long enough that the cancel below lands mid-run: a step takes ~0.02 s on an idle machine (30 steps
@@ -30,13 +31,13 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 def test_a_cancelled_job_retried_resumes_from_its_checkpoint_and_can_be_deleted(tmp_path, tiny_model):
     data = tmp_path / "data"
     install_model(tiny_model, data / "models")
-    port = _free_port()
+    port = free_port()
     env = service_env(data_dir=str(data), api_port=str(port))
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
     up = spawn(["cli", "up", "--no-dashboard"], env, log)
     try:
-        wait_until(lambda: _healthy(url), timeout=90, what="the API", process=up, log=log)
+        wait_until(lambda: api_healthy(url), timeout=90, what="the API", process=up, log=log)
         with session_scope_for(data) as session:
             _, secret = create_key(session, "e2e")
         headers = {"Authorization": f"Bearer {secret}"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import time
 
 import httpx
@@ -24,34 +23,22 @@ from tests.e2e.conftest import (
     stop,
     wait_until,
 )
+from tests.net import api_healthy, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_a_killed_worker_is_restarted_and_its_job_resumes_within_30_s(tmp_path, tiny_model):
     data = tmp_path / "data"
     install_model(tiny_model, data / "models")
-    port = _free_port()
+    port = free_port()
     env = service_env(data_dir=str(data), api_port=str(port), worker_heartbeat_seconds="0.5",
                       worker_stale_after_seconds="600", worker_sweep_seconds="600")
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
     up = spawn(["cli", "up", "--no-dashboard", "--grace", "30"], env, log)
     try:
-        wait_until(lambda: _healthy(url), timeout=120, what="the API", process=up, log=log)
+        wait_until(lambda: api_healthy(url), timeout=120, what="the API", process=up, log=log)
         engine = make_engine(f"sqlite:///{data / 'basis.sqlite'}")
         with session_scope(engine) as session:
             _, secret = create_key(session, "supervised")
@@ -79,14 +66,14 @@ def test_a_killed_worker_is_restarted_and_its_job_resumes_within_30_s(tmp_path, 
             return client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
 
         def claimed_again() -> bool:  # the restarted worker took the job back and said so
-            health.append(_healthy(url))
+            health.append(api_healthy(url))
             return any(e["kind"] == "resumed" for e in events())
 
         wait_until(claimed_again, timeout=30, what="the job to be resumed after kill -9",
                    process=up, log=log, interval=0.25)
         resume_seconds = time.monotonic() - killed_at
         # Then it trains on: a step past the kill (loading torch and the model takes a while).
-        wait_until(lambda: health.append(_healthy(url)) or step() > at_kill, timeout=120,
+        wait_until(lambda: health.append(api_healthy(url)) or step() > at_kill, timeout=120,
                    what="a step after the resume", process=up, log=log, interval=0.25)
         step_seconds = time.monotonic() - killed_at
         assert all(health), "the API stopped answering while the worker was down"
