@@ -11,6 +11,7 @@ from api.deps import CurrentUser, SessionDep, SettingsDep
 from api.schemas import DatasetPublic, DatasetRowsPublic, DatasetsPublic, ErrorBody
 from core.services import dataset_import
 from core.services import datasets as service
+from core.services.errors import Invalid
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422)}
@@ -53,17 +54,22 @@ def import_dataset(
         "plain: the field stripped; gsm8k: what follows '####', commas removed; boxed: the last "
         "\\boxed{...}."))] = "plain",
     id_field: Annotated[str | None, Form(max_length=200, description="Field holding row ids.")] = None,
-    keep_fields: Annotated[str | None, Form(max_length=2000, description=(
-        "Comma list of fields copied into each row as they are."))] = None,
+    keep_fields: Annotated[list[str] | None, Form(description=(
+        "Fields copied into each row as they are: a comma list, or the form field repeated."))
+    ] = None,
     max_rows: Annotated[int | None, Form(ge=1, description="Import only the first rows.")] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> DatasetPublic:
     """Import a dataset from a Hugging Face hub id or an uploaded parquet/JSON/CSV file through a
     field mapping; rows are validated one by one (errors name the row) and stored as an upload is."""
+    # Repeated `keep_fields` parts are all kept (one string field took the last one silently).
+    kept = tuple(f.strip() for part in keep_fields or () for f in part.split(",") if f.strip())
+    if sum(len(f) + 1 for f in kept) > 2000:
+        raise Invalid("keep_fields: at most 2,000 characters of field names", "keep_fields")
     mapping = dataset_import.FieldMapping(
         answer_field=answer_field, prompt_field=prompt_field, prompt_template=prompt_template,
         system_prompt=system_prompt, answer_preset=answer_preset, id_field=id_field,
-        keep_fields=tuple(f.strip() for f in (keep_fields or "").split(",") if f.strip()))
+        keep_fields=kept)
     hub = None if hub_id is None else dataset_import.HubSource(hub_id, config, split, revision)
     dataset = dataset_import.import_dataset(
         session, settings, user, mapping=mapping, file=None if file is None else file.file,

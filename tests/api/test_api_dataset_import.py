@@ -77,6 +77,21 @@ def test_math_json_with_boxed_template_system_prompt_and_kept_fields(client, do_
     assert (rows[0]["level"], rows[0]["type"]) == ("Level 1", "Prealgebra")
 
 
+def test_keep_fields_repeated_keeps_them_all(client, do_import, alice):
+    """`-F keep_fields=level -F keep_fields=type` keeps both (a single string form field kept only
+    the last one, silently); a comma list in one part still works, and the names stay bounded."""
+    response = do_import(alice, (SAMPLES / "math_sample.json").read_bytes(), "math.json",
+                         prompt_field="problem", answer_field="solution", answer_preset="boxed",
+                         keep_fields=["level", "type"])
+    assert response.status_code == 201, response.text
+    row = rows_of(client, alice, response.json()["id"])[0]
+    assert (row["level"], row["type"]) == ("Level 1", "Prealgebra")
+    response = do_import(alice, (SAMPLES / "math_sample.json").read_bytes(), "math.json",
+                         prompt_field="problem", answer_field="solution", answer_preset="boxed",
+                         keep_fields=["level"] * 400)
+    assert response.status_code == 422 and response.json()["error"]["param"] == "keep_fields"
+
+
 def test_plain_csv_and_jsonl(client, do_import, alice):
     response = do_import(alice, (SAMPLES / "plain_sample.csv").read_bytes(), "qa.csv",
                          prompt_field="question", answer_field="answer")
