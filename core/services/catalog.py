@@ -78,6 +78,12 @@ class ResolvedModel:
     base: Path | None = None
 
 
+# Users' exports live under this prefix and nothing else does: a user's chosen export name can never
+# take a name of the shared namespace (a hub model an admin will pull, `tiny-arith` before
+# `basis up --demo` builds it), and an admin's pull can never take a name an export will want.
+EXPORT_PREFIX = "ft/"
+
+
 def check_name(name: object, param: str = "model") -> str:
     """`name` if it is a well-formed model name; Invalid naming `param` otherwise."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name.split("/"):

@@ -7,8 +7,9 @@ Choices:
   and flushed (a name taken meanwhile fails on the unique index, as 409), the staging directory
   is renamed to the model's path, then the transaction commits. Any failure removes the staging
   directory, or the moved one when the commit failed: no row without files, no files without a row.
-- A name is the user's choice or `ft/<job short id>-step<N>`; it is unique across the catalogue
-  (records of every owner and the directory scan), so a clash is 409 naming it.
+- A name is the user's choice under `ft/` (catalog.EXPORT_PREFIX, 422 otherwise: the rest of the
+  namespace is shared) or `ft/<job short id>-step<N>`; it is unique across the catalogue (records
+  of every owner and the directory scan), so a clash is 409 naming it.
 - The worker's export of a succeeded job's final checkpoint is this same function, fenced on its
   lease (`before_commit`) and idempotent: the export of a checkpoint already exported by default
   is that record again (a redelivered job does not fail on its own earlier export).
@@ -124,6 +125,10 @@ def export_job_checkpoint(session: Session, settings: Settings, owner_id: str, j
         if earlier is not None:  # the default export of this checkpoint exists: the same answer
             return earlier
     name = catalog.check_name(name if name is not None else default_name(job, checkpoint.step), "name")
+    if not name.startswith(catalog.EXPORT_PREFIX):
+        raise Invalid(f"an exported model's name starts with {catalog.EXPORT_PREFIX!r} (e.g. "
+                      f"'{catalog.EXPORT_PREFIX}my-model'): the rest of the model namespace is shared",
+                      "name")
     try:
         kind = checkpoint_kind(ckpt_dir)
     except ExportError as exc:

@@ -44,7 +44,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.models import ModelRecord, new_id, utcnow
-from core.services.catalog import NAME_RE, check_name, describe_model_dir, scan_models
+from core.services.catalog import (
+    EXPORT_PREFIX,
+    NAME_RE,
+    check_name,
+    describe_model_dir,
+    scan_models,
+)
 from core.services.errors import (
     Conflict,
     DomainError,
@@ -81,6 +87,9 @@ def _check_name(settings: Settings, session: Session, name: str) -> None:
     """422 for a malformed name; 409 when a record (anyone's), a model directory or any file
     already has it."""
     check_name(name, "name")
+    if name.startswith(EXPORT_PREFIX):
+        raise Invalid(f"names under {EXPORT_PREFIX!r} are reserved for users' exported models; "
+                      "pick another name (name)", "name")
     taken = (session.scalar(select(ModelRecord.id).where(ModelRecord.name == name)) is not None
              or name in scan_models(settings) or (settings.model_roots[0] / name).exists())
     if taken:

@@ -203,3 +203,13 @@ def test_the_local_hub_runs_standalone_for_a_pull_by_hand(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_pull_may_not_take_a_name_under_the_exports_prefix(app, client, settings, root_key, hub):
+    """`ft/` is the users' exports' namespace (catalog.EXPORT_PREFIX): a pull there is refused
+    with nothing downloaded, so no admin can take a name an export will want."""
+    response = client.post("/v1/models", headers=root_key,
+                           json={"repo_id": "org/tiny", "name": "ft/org-tiny"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "name" and "ft/" in response.json()["error"]["message"]
+    assert leftovers(settings) == []

@@ -174,7 +174,8 @@ def test_export_route_client_and_cli(client, app, settings, alice, bob, job, tin
     assert model["id"] in _names(client, alice) and model["id"] not in _names(client, bob)
     assert client.post(url, headers=bob).status_code == 404
 
-    for body, status, param in [({"name": "tiny"}, 409, "name"), ({"name": "../up"}, 422, "name"),
+    for body, status, param in [({"name": "tiny"}, 422, "name"), ({"name": "tiny-arith"}, 422, "name"),
+                                ({"name": "Qwen/Qwen2.5-0.5B"}, 422, "name"), ({"name": "../up"}, 422, "name"),
                                 ({"name": model["id"]}, 409, "name"), ({"merge_lora": "x"}, 422, "merge_lora"),
                                 ({"nme": "x"}, 422, "nme")]:
         response = client.post(url, headers=alice, json=body)
@@ -184,21 +185,21 @@ def test_export_route_client_and_cli(client, app, settings, alice, bob, job, tin
     status, out, _ = basis("jobs", "checkpoints", job["id"])  # the ids `jobs export` takes
     assert status == 0 and out.split()[:3] == [checkpoint_id, "step", "1"], out
     assert json.loads(basis("jobs", "checkpoints", job["id"], "--json")[1])[0]["id"] == checkpoint_id
-    status, out, _ = basis("jobs", "export", job["id"], "latest", "--name", "alice/by-cli")
-    assert status == 0 and json.loads(out)["id"] == "alice/by-cli"
-    assert json.loads(basis("models", "get", "alice/by-cli")[1])["owned"] is True
-    assert basis("models", "delete", "alice/by-cli")[0] == 0
-    assert "alice/by-cli" not in _names(client, alice)
-    assert not (settings.model_roots[0] / "alice").exists() or not any((settings.model_roots[0] / "alice").iterdir())
+    status, out, _ = basis("jobs", "export", job["id"], "latest", "--name", "ft/alice-by-cli")
+    assert status == 0 and json.loads(out)["id"] == "ft/alice-by-cli"
+    assert json.loads(basis("models", "get", "ft/alice-by-cli")[1])["owned"] is True
+    assert basis("models", "delete", "ft/alice-by-cli")[0] == 0
+    assert "ft/alice-by-cli" not in _names(client, alice)
+    assert not (settings.model_roots[0] / "ft" / "alice-by-cli").exists()
 
     from client import BasisClient, NotFound
 
     api = BasisClient(http=client, api_key=alice["Authorization"].removeprefix("Bearer "))
-    exported = api.export_checkpoint(job["id"], checkpoint_id, name="alice/typed")
-    assert api.get_model("alice/typed") == exported and api.get_job(job["id"]).fine_tuned_model is None
-    api.delete_model("alice/typed")
+    exported = api.export_checkpoint(job["id"], checkpoint_id, name="ft/alice-typed")
+    assert api.get_model("ft/alice-typed") == exported and api.get_job(job["id"]).fine_tuned_model is None
+    api.delete_model("ft/alice-typed")
     with pytest.raises(NotFound):
-        api.get_model("alice/typed")
+        api.get_model("ft/alice-typed")
 
 
 def test_an_adapter_model_trains_with_hf_only_and_needs_its_base(client, app, settings, model_dir, alice,
@@ -228,10 +229,11 @@ def test_a_full_export_keeps_the_training_defaults_its_base_recommends(client, a
     write_model_defaults(settings.model_roots[0] / job["model"], recommended, "test recipe")
     checkpoint_id = _full_checkpoint(app, settings, job["id"], tiny_weights)
     made = client.post(f"/v1/jobs/{job['id']}/checkpoints/{checkpoint_id}/export", headers=alice,
-                       json={"name": "alice/tuned"})
+                       json={"name": "ft/alice-tuned"})
     assert made.status_code == 201, made.text
     assert made.json()["config_defaults"] == recommended
-    on_it = create_job(alice, dataset["id"], model="alice/tuned", config={"max_steps": 2, "batch_size": 2})
+    on_it = create_job(alice, dataset["id"], model="ft/alice-tuned", config={"max_steps": 2, "batch_size": 2})
     assert on_it.status_code == 201, on_it.text
     config = on_it.json()["config"]
     assert (config["reward"], config["sampling"]["max_new_tokens"]) == ("exact", 8)
+

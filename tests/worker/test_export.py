@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from core.db import session_scope
 from core.models import Checkpoint, Dataset, Job, JobEvent, JobStatus, ModelRecord, User, new_id
 from core.services import catalog
-from core.services.errors import Conflict, Invalid, NotFound
+from core.services.errors import Invalid, NotFound
 from core.services.exports import export_job_checkpoint
 from trainer.modeling import load_causal_lm
 from worker.tasks import execute_job
@@ -135,16 +135,16 @@ def test_lora_exports_merged_and_as_an_adapter(world, engine, settings, worker_s
         checkpoint_id = session.scalar(select(Checkpoint.id).where(Checkpoint.job_id == job.id,
                                                                    Checkpoint.step == 2))
         merged = export_job_checkpoint(session, settings, job.owner_id, job.id, checkpoint_id,
-                                       name="alice/merged")
+                                       name="ft/alice-merged")
         adapter = export_job_checkpoint(session, settings, job.owner_id, job.id, checkpoint_id,
-                                        name="alice/adapter", merge_lora=False)
+                                        name="ft/alice-adapter", merge_lora=False)
         assert (merged.format, adapter.format, adapter.base_model) == ("full", "adapter", "tiny")
 
     from peft import PeftModel
 
     base_dir = settings.model_roots[0] / "tiny"
     expected = PeftModel.from_pretrained(load_causal_lm(str(base_dir)), str(ckpt / "adapter")).merge_and_unload()
-    merged_dir, adapter_dir = settings.model_roots[0] / "alice/merged", settings.model_roots[0] / "alice/adapter"
+    merged_dir, adapter_dir = settings.model_roots[0] / "ft/alice-merged", settings.model_roots[0] / "ft/alice-adapter"
     _same(load_causal_lm(str(merged_dir)), expected)
     assert json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"
     stored, trained = _weights(adapter_dir), _weights(ckpt / "adapter")
@@ -153,9 +153,9 @@ def test_lora_exports_merged_and_as_an_adapter(world, engine, settings, worker_s
 
     # An adapter model is a job's `model` like any other: the base with the adapter merged in.
     with Session(engine) as session:
-        resolved = catalog.resolve_model(session, settings, job.owner_id, "alice/adapter")
+        resolved = catalog.resolve_model(session, settings, job.owner_id, "ft/alice-adapter")
     assert (resolved.path, resolved.base) == (adapter_dir, base_dir)
-    on_adapter = run(world("alice", "alice/adapter", export_model=False), engine, settings, worker_settings)
+    on_adapter = run(world("alice", "ft/alice-adapter", export_model=False), engine, settings, worker_settings)
     assert on_adapter.status == "succeeded", on_adapter.error
 
 
@@ -165,7 +165,7 @@ def test_refused_and_failed_exports_leave_nothing(world, engine, settings, worke
     root = settings.model_roots[0]
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     with Session(engine) as session:
-        for name, error in [("tiny", Conflict), ("../x", Invalid), ("a/b/c", Invalid)]:
+        for name, error in [("tiny", Invalid), ("../x", Invalid), ("a/b/c", Invalid)]:
             with pytest.raises(error) as caught:
                 export_job_checkpoint(session, settings, job.owner_id, job.id, None, name=name)
             assert caught.value.param == "name"
