@@ -90,15 +90,15 @@ with tempfile.TemporaryDirectory() as tmp:
                 session.add(Checkpoint(id=f"ckpt_{kind}", job_id=job_id, step=step,
                                        path=str(ckpt.relative_to(settings.storage_dir))))
         url = f"/v1/jobs/{job_id}/checkpoints/ckpt_{{}}/export"
-        full = client.post(url.format("model"), headers=auth, json={"name": "me/full"})
+        full = client.post(url.format("model"), headers=auth, json={"name": "ft/full"})
         assert full.status_code == 201 and full.json()["format"] == "full", full.text
-        merged = client.post(url.format("adapter"), headers=auth, json={"name": "me/merged"})
+        merged = client.post(url.format("adapter"), headers=auth, json={"name": "ft/merged"})
         assert merged.status_code == 422 and merged.json()["error"]["param"] == "merge_lora", merged.text
         adapter = client.post(url.format("adapter"), headers=auth,
-                              json={"name": "me/adapter", "merge_lora": False})
+                              json={"name": "ft/adapter", "merge_lora": False})
         assert adapter.status_code == 201 and adapter.json()["format"] == "adapter", adapter.text
         names = [m["id"] for m in client.get("/v1/models", headers=auth).json()["data"]]
-        assert names == ["me/adapter", "me/full", "tiny"], names
+        assert names == ["ft/adapter", "ft/full", "tiny"], names
     app.state.engine.dispose()
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not leaked, leaked
