@@ -20,7 +20,10 @@ from trainer.tiny import build_tiny_model
 from worker.tasks import execute_job
 
 CANCEL_BOUND_S = 10.0  # generous for a loaded machine; the figure printed is what it took
-LONG = {"estimator": "reinforce_pp", "n0": 0, "batch_size": 2, "rollouts_per_prompt": 4,
+# 16 sequences of 2,000 tokens on a 2-layer, 256-wide model: long enough that the cancel (1 s after
+# `running`) lands inside step 1's generation on an idle machine too (a 1-layer, 64-wide model
+# with 8 sequences finished its step within 3 s on an idle 2-core VM and failed this test).
+LONG = {"estimator": "reinforce_pp", "n0": 0, "batch_size": 4, "rollouts_per_prompt": 4,
         "eval_fraction": 0, "eval_every": 0, "reward": "exact", "reward_workers": 0,
         "max_steps": 3, "checkpoint_every": 0,
         "sampling": {"max_new_tokens": 2000, "temperature": 0.001}}
@@ -30,7 +33,7 @@ def _long_job(make_job, settings, engine, **extra) -> str:
     job_id = make_job(config={**LONG, **extra})
     model = settings.model_roots[0] / "tiny"
     shutil.rmtree(model)  # make_job's placeholder; near-greedy sampling never reaches EOS here
-    build_tiny_model(model, layers=1, hidden=64, heads=2, max_positions=2100)
+    build_tiny_model(model, layers=2, hidden=256, heads=4, max_positions=2100)
     rows = "".join(f'{{"prompt": "{i}+1=", "answer": "{i + 1}"}}\n' for i in range(4))
     with Session(engine) as session:
         job = session.get(Job, job_id)
@@ -49,7 +52,7 @@ def _cancel_when_running(engine, job_id: str, out: dict) -> None:
     deadline = time.monotonic() + 300
     while _status(engine, job_id) != JobStatus.running and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(3.0)  # well inside step 1's generation
+    time.sleep(1.0)  # inside step 1's generation (no priors, no eval: it starts at once)
     with engine.begin() as conn:  # what POST /v1/jobs/{id}/cancel does to a running job
         conn.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
     out["at"] = time.monotonic()
