@@ -108,15 +108,21 @@ def datasets_delete(args: argparse.Namespace, api: BasisClient) -> None:
     print(f"deleted dataset {args.id}")
 
 
+def _read_mapping(path: str | None, what: str) -> dict[str, Any]:
+    """The YAML mapping in `path` (`--config`), {} without one; a CliError naming the file otherwise."""
+    if not path:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise CliError(f"{path} must hold a mapping of {what}")
+    return loaded
+
+
 def jobs_create(args: argparse.Namespace, api: BasisClient) -> None:
-    config: dict[str, Any] = {}
-    if args.config:
-        try:
-            config = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CliError(f"cannot read {args.config}: {exc}") from exc
-        if not isinstance(config, dict):
-            raise CliError(f"{args.config} must hold a mapping of TrainConfig fields")
+    config = _read_mapping(args.config, "TrainConfig fields")
     for assignment in args.set or []:
         _set_dotted(config, assignment)
     _print_json(api.create_job(dataset_id=args.dataset, model=args.model, config=config,
@@ -164,14 +170,7 @@ EVAL_FLAGS = ("reward", "samples_per_prompt", "temperature", "max_new_tokens", "
 
 def evals_create(args: argparse.Namespace, api: BasisClient) -> None:
     """Create an evaluation; with `--wait`, follow it to the end and print its results line."""
-    options: dict[str, Any] = {}
-    if args.config:
-        try:
-            options = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CliError(f"cannot read {args.config}: {exc}") from exc
-        if not isinstance(options, dict):
-            raise CliError(f"{args.config} must hold a mapping of evaluation fields")
+    options = _read_mapping(args.config, "evaluation fields")
     options.update({name: getattr(args, name) for name in EVAL_FLAGS
                     if getattr(args, name) is not None})
     for assignment in args.set or []:
